@@ -1,0 +1,580 @@
+//! One simulated SP's device model — identity, power, slots, cabooses,
+//! reset, host flash and update state — and its [`SpHandler`], so the
+//! protocol dispatcher in `gateway-messages` drives it directly.
+
+use crate::flash::{HashCache, HostFlash, SECTOR_SIZE};
+use crate::update::{UpdateLimits, Updates};
+use gateway_messages::sp_impl::{PowerStateTransition, ResetOutcome, SpHandler};
+use gateway_messages::{
+    ComponentUpdatePrepare, DiscoverResponse, HfError, PowerState, RotSlotId, RotStateV2,
+    SpComponent, SpError, SpPort, SpStateV2, SpUpdatePrepare, UpdateChunk, UpdateId, UpdateStatus,
+    HF_PAGE_SIZE,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use tokio::time::{Duration, Instant};
+
+/// What kind of board an SP sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpKind {
+    /// Compute sled (gimlet): has a host boot flash.
+    Sled,
+    /// Rack switch (sidecar).
+    Switch,
+    /// Power shelf controller (psc).
+    PowerShelf,
+}
+
+impl SpKind {
+    /// Board name as cabooses spell it.
+    pub fn board(self) -> &'static str {
+        match self {
+            SpKind::Sled => "gimlet-e",
+            SpKind::Switch => "sidecar-c",
+            SpKind::PowerShelf => "psc-c",
+        }
+    }
+
+    /// Model number reported in the SP state.
+    pub fn model(self) -> &'static str {
+        match self {
+            SpKind::Sled => "913-0000019",
+            SpKind::Switch => "913-0000006",
+            SpKind::PowerShelf => "913-0000003",
+        }
+    }
+
+    /// Short name used for SP names (`sled-3`).
+    pub fn short(self) -> &'static str {
+        match self {
+            SpKind::Sled => "sled",
+            SpKind::Switch => "switch",
+            SpKind::PowerShelf => "psc",
+        }
+    }
+}
+
+/// Timings and sizes of the simulated hardware.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timings {
+    /// Erase time of one 64 KiB host-flash sector, in milliseconds.
+    pub sector_erase_ms: f64,
+    /// Flash write throughput in KiB/s; 0 means unlimited.
+    pub write_kib_per_s: u64,
+    /// Synchronous SP bank erase before `SpUpdatePrepareAck`, in ms.
+    pub sp_bank_erase_ms: u64,
+    /// How long an SP reset keeps the SP silent, in ms.
+    pub reset_ms: u64,
+    /// How long a host-flash hash takes, in ms.
+    pub hash_ms: u64,
+    /// Host-flash device size in MiB (whole 64 KiB sectors).
+    pub host_flash_mib: u32,
+}
+
+impl Default for Timings {
+    /// Roughly a gimlet: 32 MiB flash, ~1.3 s to erase it, ~1 MiB/s writes.
+    fn default() -> Self {
+        Self {
+            sector_erase_ms: 2.5,
+            write_kib_per_s: 1024,
+            sp_bank_erase_ms: 200,
+            reset_ms: 2000,
+            hash_ms: 300,
+            host_flash_mib: 32,
+        }
+    }
+}
+
+impl Timings {
+    /// No waiting anywhere: for tests and benchmarks.
+    pub fn instant() -> Self {
+        Self {
+            sector_erase_ms: 0.0,
+            write_kib_per_s: 0,
+            sp_bank_erase_ms: 0,
+            reset_ms: 0,
+            hash_ms: 0,
+            host_flash_mib: 32,
+        }
+    }
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+}
+
+/// Everything needed to build one [`Device`].
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    /// Board kind.
+    pub kind: SpKind,
+    /// Serial number (at most 32 bytes).
+    pub serial: String,
+    /// Board revision.
+    pub revision: u32,
+    /// Hardware timings.
+    pub timings: Timings,
+    /// Where to keep written host-flash images (none: hashes only).
+    pub store_dir: Option<PathBuf>,
+}
+
+/// Caboose contents for one component slot.
+#[derive(Debug, Clone)]
+struct Caboose {
+    entries: Vec<([u8; 4], String)>,
+}
+
+impl Caboose {
+    fn new(board: &str, name: &str, version: &str, seed: &str) -> Self {
+        let gitc: String = Sha256::digest(seed)
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            entries: vec![
+                (*b"GITC", gitc),
+                (*b"BORD", board.to_string()),
+                (*b"NAME", name.to_string()),
+                (*b"VERS", version.to_string()),
+            ],
+        }
+    }
+}
+
+/// One simulated SP.
+#[derive(Debug)]
+pub struct Device {
+    /// Board kind.
+    pub kind: SpKind,
+    /// Serial number.
+    pub serial: String,
+    revision: u32,
+    timings: Timings,
+    power: PowerState,
+    /// SP bank running now, and the one that boots next.
+    sp_bank: u16,
+    sp_pending_bank: u16,
+    rot_active: RotSlotId,
+    rot_persistent: RotSlotId,
+    rot_transient: Option<RotSlotId>,
+    /// Host boot flash (sleds only).
+    pub flash: Option<HostFlash>,
+    /// Update state machines.
+    pub updates: Updates,
+    reset_prepared: Option<SpComponent>,
+    cabooses: Vec<(SpComponent, u16, Caboose)>,
+    booted: Instant,
+    /// The time the current request is handled at (set by the server).
+    pub now: Instant,
+    /// Work the current request took (flash writes, erases): the SP
+    /// answers only after it.
+    pub busy: Duration,
+    /// Set when the current request rebooted the SP.
+    pub rebooting: bool,
+}
+
+impl Device {
+    /// A freshly booted SP.
+    pub fn new(cfg: DeviceConfig, now: Instant) -> Self {
+        let flash = (cfg.kind == SpKind::Sled).then(|| {
+            let mut f = HostFlash::new(
+                cfg.timings.host_flash_mib.max(1) * 1024 * 1024,
+                &cfg.serial,
+                cfg.store_dir.clone(),
+            );
+            f.hash_time = Timings::ms(cfg.timings.hash_ms);
+            f
+        });
+        let board = cfg.kind.board();
+        let seed = &cfg.serial;
+        let mut cabooses = vec![
+            (
+                SpComponent::SP_ITSELF,
+                0,
+                Caboose::new(board, board, "1.0.33", &format!("{seed}sp0")),
+            ),
+            (
+                SpComponent::SP_ITSELF,
+                1,
+                Caboose::new(board, board, "1.0.32", &format!("{seed}sp1")),
+            ),
+        ];
+        for slot in 0..2 {
+            let v = if slot == 0 { "1.0.14" } else { "1.0.13" };
+            let rot_seed = format!("{seed}rot{slot}");
+            cabooses.push((
+                SpComponent::ROT,
+                slot,
+                Caboose::new("oxide-rot-1", "oxide-rot-1", v, &rot_seed),
+            ));
+            let s0_seed = format!("{seed}stage0{slot}");
+            cabooses.push((
+                SpComponent::STAGE0,
+                slot,
+                Caboose::new("oxide-rot-1", "bootleby", "1.3.1", &s0_seed),
+            ));
+        }
+        let limits = UpdateLimits {
+            sector_erase: Duration::from_secs_f64(cfg.timings.sector_erase_ms.max(0.0) / 1000.0),
+            sp_image_capacity: 2 * 1024 * 1024,
+            rot_slot_capacity: 256 * 1024,
+            has_host_flash: flash.is_some(),
+        };
+        Self {
+            kind: cfg.kind,
+            serial: cfg.serial,
+            revision: cfg.revision,
+            timings: cfg.timings,
+            power: PowerState::A0,
+            sp_bank: 0,
+            sp_pending_bank: 0,
+            rot_active: RotSlotId::A,
+            rot_persistent: RotSlotId::A,
+            rot_transient: None,
+            flash,
+            updates: Updates::new(limits),
+            reset_prepared: None,
+            cabooses,
+            booted: now,
+            now,
+            busy: Duration::ZERO,
+            rebooting: false,
+        }
+    }
+
+    /// How long a reset keeps this SP silent.
+    pub fn reset_time(&self) -> Duration {
+        Timings::ms(self.timings.reset_ms)
+    }
+
+    /// The SP reboots: RAM state is lost, pending slot choices take effect.
+    pub fn reboot(&mut self, now: Instant) {
+        self.updates.reboot(self.flash.as_mut());
+        self.reset_prepared = None;
+        self.sp_bank = self.sp_pending_bank;
+        if let Some(f) = self.flash.as_mut() {
+            f.active = f.persistent;
+            for s in &mut f.slots {
+                s.cache = HashCache::Uncalculated;
+            }
+        }
+        self.booted = now;
+    }
+
+    /// Update status of `component` right now (for the library API).
+    pub fn update_status(&mut self, component: SpComponent) -> Result<UpdateStatus, SpError> {
+        self.updates
+            .status(component, self.flash.as_mut(), self.now)
+    }
+
+    /// The content hash of a host-flash slot, as the SP would compute it.
+    pub fn slot_hash(&self, slot: u16) -> Option<[u8; 32]> {
+        self.flash
+            .as_ref()
+            .map(|f| f.slots[usize::from(slot.min(1))].content_hash)
+    }
+
+    fn write_time(&self, bytes: usize) -> Duration {
+        match self.timings.write_kib_per_s {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(bytes as f64 / (rate as f64 * 1024.0)),
+        }
+    }
+
+    fn rot_slot(slot: u16) -> Result<RotSlotId, SpError> {
+        match slot {
+            0 => Ok(RotSlotId::A),
+            1 => Ok(RotSlotId::B),
+            _ => Err(SpError::RequestUnsupportedForComponent),
+        }
+    }
+
+    fn flash_mut(&mut self) -> Result<&mut HostFlash, SpError> {
+        self.flash
+            .as_mut()
+            .ok_or(SpError::RequestUnsupportedForComponent)
+    }
+
+    fn hf_slot(slot: u16) -> Result<u16, SpError> {
+        if slot > 1 {
+            Err(SpError::InvalidSlotForComponent)
+        } else {
+            Ok(slot)
+        }
+    }
+}
+
+fn padded<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let n = s.len().min(N);
+    out[..n].copy_from_slice(&s.as_bytes()[..n]);
+    out
+}
+
+impl SpHandler for Device {
+    fn discover(&mut self) -> Result<DiscoverResponse, SpError> {
+        Ok(DiscoverResponse {
+            sp_port: SpPort::One,
+        })
+    }
+
+    fn sp_state(&mut self) -> Result<SpStateV2, SpError> {
+        let digest = Sha256::digest(format!("{}-bank{}", self.serial, self.sp_bank));
+        let mut archive = [0u8; 8];
+        archive.copy_from_slice(&digest[..8]);
+        let mac = Sha256::digest(self.serial.as_bytes());
+        let rot_digest = |slot: u16| {
+            let d: [u8; 32] = Sha256::digest(format!("{}-rot{slot}", self.serial)).into();
+            Some(d)
+        };
+        Ok(SpStateV2 {
+            hubris_archive_id: archive,
+            serial_number: padded(&self.serial),
+            model: padded(self.kind.model()),
+            revision: self.revision,
+            base_mac_address: [0xa8, 0x40, 0x25, mac[0], mac[1], mac[2] & 0xf8],
+            power_state: self.power,
+            rot: Ok(RotStateV2 {
+                active: self.rot_active,
+                persistent_boot_preference: self.rot_persistent,
+                pending_persistent_boot_preference: None,
+                transient_boot_preference: self.rot_transient,
+                slot_a_sha3_256_digest: rot_digest(0),
+                slot_b_sha3_256_digest: rot_digest(1),
+            }),
+        })
+    }
+
+    fn get_power_state(&mut self) -> Result<PowerState, SpError> {
+        Ok(self.power)
+    }
+
+    fn set_power_state(&mut self, state: PowerState) -> Result<PowerStateTransition, SpError> {
+        match state {
+            PowerState::A1 => Err(SpError::PowerStateError(1)),
+            s if s == self.power => Ok(PowerStateTransition::Unchanged),
+            s => {
+                self.power = s;
+                Ok(PowerStateTransition::Changed)
+            }
+        }
+    }
+
+    fn sp_update_prepare(&mut self, req: SpUpdatePrepare) -> Result<(), SpError> {
+        self.updates.sp_prepare(req, self.now)?;
+        // The SP erases the other bank before it acks.
+        self.busy += Timings::ms(self.timings.sp_bank_erase_ms);
+        Ok(())
+    }
+
+    fn component_update_prepare(&mut self, req: ComponentUpdatePrepare) -> Result<(), SpError> {
+        self.updates
+            .component_prepare(req, self.flash.as_mut(), self.now)
+    }
+
+    fn update_chunk(&mut self, chunk: UpdateChunk, data: &[u8]) -> Result<(), SpError> {
+        self.updates
+            .chunk(chunk, data, self.flash.as_mut(), self.now)?;
+        if chunk.component == SpComponent::SP_ITSELF {
+            if let crate::update::State::Complete(_) = self.updates.sp {
+                self.sp_pending_bank = 1 - self.sp_bank;
+            }
+        }
+        self.busy += self.write_time(data.len());
+        Ok(())
+    }
+
+    fn update_status(&mut self, component: SpComponent) -> Result<UpdateStatus, SpError> {
+        self.updates
+            .status(component, self.flash.as_mut(), self.now)
+    }
+
+    fn update_abort(&mut self, component: SpComponent, id: UpdateId) -> Result<(), SpError> {
+        self.updates
+            .abort(component, id, self.flash.as_mut(), self.now)
+    }
+
+    fn reset_component_prepare(&mut self, component: SpComponent) -> Result<(), SpError> {
+        self.reset_prepared = Some(component);
+        Ok(())
+    }
+
+    fn reset_component_trigger(&mut self, component: SpComponent) -> Result<ResetOutcome, SpError> {
+        if self.reset_prepared.take() != Some(component) {
+            return Err(SpError::ResetComponentTriggerWithoutPrepare);
+        }
+        match component {
+            SpComponent::SP_ITSELF => {
+                self.rebooting = true;
+                Ok(ResetOutcome::Rebooting)
+            }
+            SpComponent::ROT => {
+                self.rot_active = self.rot_transient.take().unwrap_or(self.rot_persistent);
+                Ok(ResetOutcome::Acked)
+            }
+            _ => Err(SpError::RequestUnsupportedForComponent),
+        }
+    }
+
+    fn component_get_active_slot(&mut self, component: SpComponent) -> Result<u16, SpError> {
+        match component {
+            SpComponent::SP_ITSELF => Ok(self.sp_pending_bank),
+            SpComponent::HOST_CPU_BOOT_FLASH => Ok(self.flash_mut()?.active),
+            SpComponent::ROT => Ok(self.rot_active as u16),
+            SpComponent::STAGE0 => Ok(0),
+            _ => Err(SpError::RequestUnsupportedForComponent),
+        }
+    }
+
+    fn component_get_persistent_slot(&mut self, component: SpComponent) -> Result<u16, SpError> {
+        match component {
+            SpComponent::SP_ITSELF => Ok(self.sp_pending_bank),
+            SpComponent::HOST_CPU_BOOT_FLASH => Ok(self.flash_mut()?.persistent),
+            SpComponent::ROT => Ok(self.rot_persistent as u16),
+            SpComponent::STAGE0 => Ok(0),
+            _ => Err(SpError::RequestUnsupportedForComponent),
+        }
+    }
+
+    fn component_set_active_slot(
+        &mut self,
+        component: SpComponent,
+        slot: u16,
+        persist: bool,
+    ) -> Result<(), SpError> {
+        match component {
+            SpComponent::SP_ITSELF if !persist => Err(SpError::RequestUnsupportedForComponent),
+            SpComponent::SP_ITSELF => {
+                if slot > 1 {
+                    return Err(SpError::UpdateFailed(1));
+                }
+                self.sp_pending_bank = slot;
+                Ok(())
+            }
+            SpComponent::HOST_CPU_BOOT_FLASH => {
+                let slot = Self::hf_slot(slot)?;
+                let f = self.flash_mut()?;
+                if !f.muxed_to_sp {
+                    return Err(SpError::UpdateSlotBusy);
+                }
+                f.active = slot;
+                if persist {
+                    f.persistent = slot;
+                }
+                // A mux switch invalidates both cached hashes.
+                f.invalidate(0);
+                f.invalidate(1);
+                Ok(())
+            }
+            SpComponent::ROT => {
+                let s = Self::rot_slot(slot)?;
+                if persist {
+                    self.rot_persistent = s;
+                } else {
+                    self.rot_transient = Some(s);
+                }
+                Ok(())
+            }
+            SpComponent::STAGE0 => Self::rot_slot(slot).map(|_| ()),
+            _ => Err(SpError::RequestUnsupportedForComponent),
+        }
+    }
+
+    fn read_caboose(
+        &mut self,
+        component: SpComponent,
+        slot: u16,
+        key: [u8; 4],
+        out: &mut [u8],
+    ) -> Result<usize, SpError> {
+        let slot = match component {
+            // Slot 0 is the running bank, 1 the other one.
+            SpComponent::SP_ITSELF => match slot {
+                0 => self.sp_bank,
+                1 => 1 - self.sp_bank,
+                _ => return Err(SpError::InvalidSlotForComponent),
+            },
+            SpComponent::ROT | SpComponent::STAGE0 if slot <= 1 => slot,
+            SpComponent::ROT | SpComponent::STAGE0 => return Err(SpError::InvalidSlotForComponent),
+            _ => return Err(SpError::RequestUnsupportedForComponent),
+        };
+        let caboose = self
+            .cabooses
+            .iter()
+            .find(|(c, s, _)| *c == component && *s == slot)
+            .map(|(_, _, cab)| cab)
+            .ok_or(SpError::NoCaboose)?;
+        let value = caboose
+            .entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_bytes())
+            .ok_or(SpError::NoSuchCabooseKey(key))?;
+        if value.len() > out.len() {
+            return Err(SpError::CabooseValueOverflow(value.len() as u32));
+        }
+        out[..value.len()].copy_from_slice(value);
+        Ok(value.len())
+    }
+
+    fn read_host_flash(
+        &mut self,
+        slot: u16,
+        addr: u32,
+        out: &mut [u8; HF_PAGE_SIZE],
+    ) -> Result<(), SpError> {
+        let slot = Self::hf_slot(slot)?;
+        let f = self.flash_mut()?;
+        if addr
+            .checked_add(HF_PAGE_SIZE as u32)
+            .is_none_or(|end| end > f.capacity)
+        {
+            return Err(SpError::Hf(HfError::BadAddress));
+        }
+        // Without a store directory written data is not kept.
+        f.read_page(slot, addr, out)
+            .map_err(|_| SpError::RequestUnsupportedForComponent)
+    }
+
+    fn start_host_flash_hash(&mut self, slot: u16) -> Result<(), SpError> {
+        let slot = Self::hf_slot(slot)?;
+        let now = self.now;
+        let f = self.flash_mut()?;
+        if !f.muxed_to_sp {
+            return Err(SpError::Hf(HfError::NotMuxedToSp));
+        }
+        f.poll_hash(now);
+        if f.hashing() {
+            return Err(SpError::Hf(HfError::HashInProgress));
+        }
+        let s = &mut f.slots[usize::from(slot)];
+        if !matches!(s.cache, HashCache::Valid(_)) {
+            s.cache = HashCache::InProgress(now + f.hash_time);
+            f.poll_hash(now);
+        }
+        Ok(())
+    }
+
+    fn get_host_flash_hash(&mut self, slot: u16) -> Result<[u8; 32], SpError> {
+        let slot = Self::hf_slot(slot)?;
+        let now = self.now;
+        let f = self.flash_mut()?;
+        f.poll_hash(now);
+        match f.slots[usize::from(slot)].cache {
+            HashCache::Valid(h) => Ok(h),
+            HashCache::Uncalculated => Err(SpError::Hf(HfError::HashUncalculated)),
+            HashCache::Recalculate => Err(SpError::Hf(HfError::RecalculateHash)),
+            HashCache::InProgress(_) => Err(SpError::Hf(HfError::HashInProgress)),
+        }
+    }
+
+    fn current_time(&mut self) -> Result<u64, SpError> {
+        Ok(self.now.saturating_duration_since(self.booted).as_millis() as u64)
+    }
+}
+
+const _: () = assert!(SECTOR_SIZE == 65536);

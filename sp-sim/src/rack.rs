@@ -1,0 +1,249 @@
+//! A rack of simulated SPs started together, and the handles tests use to
+//! inspect and disturb them.
+
+use crate::device::{Device, DeviceConfig, SpKind, Timings};
+use crate::faults::{FaultConfig, FaultStats, Faults};
+use crate::server::{serve, Shared};
+use gateway_messages::{SpComponent, SpError, UpdateStatus};
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Duration, Instant};
+
+/// One SP in a rack configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpConfig {
+    /// Name, e.g. `sled-7`.
+    pub name: String,
+    /// Board kind.
+    pub kind: SpKind,
+    /// Serial number.
+    pub serial: String,
+    /// UDP port; 0 picks a free one.
+    #[serde(default)]
+    pub port: u16,
+    /// Faults for this SP (overrides the rack's).
+    #[serde(default)]
+    pub faults: Option<FaultConfig>,
+}
+
+/// A rack: SPs plus shared settings. TOML-deserialisable.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RackConfig {
+    /// Address every SP binds (`::1` by default; `127.0.0.1` works too).
+    #[serde(default = "default_bind")]
+    pub bind: IpAddr,
+    /// Seed of all fault dice (each SP derives its own).
+    #[serde(default)]
+    pub seed: u64,
+    /// Datagrams an SP queues before dropping (real SPs: 3).
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+    /// Hardware timings.
+    #[serde(default)]
+    pub timings: Timings,
+    /// Faults applied to every SP without its own.
+    #[serde(default)]
+    pub faults: FaultConfig,
+    /// Keep written host-flash images here (default: hashes only).
+    #[serde(default)]
+    pub store_dir: Option<PathBuf>,
+    /// The SPs.
+    #[serde(rename = "sp")]
+    pub sps: Vec<SpConfig>,
+}
+
+fn default_bind() -> IpAddr {
+    IpAddr::V6(Ipv6Addr::LOCALHOST)
+}
+
+fn default_queue_depth() -> usize {
+    3
+}
+
+impl RackConfig {
+    /// A standard rack: `sled-0..`, `switch-0..`, `psc-0..`, ports chosen by
+    /// the OS, default timings.
+    pub fn standard(sleds: usize, switches: usize, power_shelves: usize) -> Self {
+        let mut sps = Vec::new();
+        for (kind, count) in [
+            (SpKind::Sled, sleds),
+            (SpKind::Switch, switches),
+            (SpKind::PowerShelf, power_shelves),
+        ] {
+            for i in 0..count {
+                let prefix = match kind {
+                    SpKind::Sled => "BRM42",
+                    SpKind::Switch => "BRM44",
+                    SpKind::PowerShelf => "BRM45",
+                };
+                sps.push(SpConfig {
+                    name: format!("{}-{i}", kind.short()),
+                    kind,
+                    serial: format!("{prefix}{:06}", 220_000 + i),
+                    port: 0,
+                    faults: None,
+                });
+            }
+        }
+        Self {
+            bind: default_bind(),
+            seed: 0,
+            queue_depth: default_queue_depth(),
+            timings: Timings::default(),
+            faults: FaultConfig::default(),
+            store_dir: None,
+            sps,
+        }
+    }
+
+    /// Parse a rack from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+/// A running simulated SP.
+#[derive(Debug, Clone)]
+pub struct SimSp {
+    /// Name from the config.
+    pub name: String,
+    /// Board kind.
+    pub kind: SpKind,
+    /// Serial number.
+    pub serial: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl SimSp {
+    /// The SP's own update status for `component`.
+    pub fn update_status(&self, component: SpComponent) -> Result<UpdateStatus, SpError> {
+        let mut dev = self.device();
+        dev.now = Instant::now();
+        dev.update_status(component)
+    }
+
+    /// Content hash of host-flash `slot` (sleds only).
+    pub fn slot_hash(&self, slot: u16) -> Option<[u8; 32]> {
+        self.device().slot_hash(slot)
+    }
+
+    /// Replace the fault settings.
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .config = faults;
+    }
+
+    /// What has been injected so far.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stats
+    }
+
+    /// Stop answering for `d`.
+    pub fn hang_for(&self, d: Duration) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hang_until = Some(Instant::now() + d);
+    }
+
+    /// Reboot now (as a power loss would).
+    pub fn reset_now(&self) {
+        self.shared.reset_now();
+    }
+
+    /// Route the host flash to the host (updates get `UpdateSlotBusy`).
+    pub fn set_host_flash_muxed_to_sp(&self, muxed: bool) {
+        if let Some(f) = self.device().flash.as_mut() {
+            f.muxed_to_sp = muxed;
+        }
+    }
+
+    /// Direct access to the device model.
+    pub fn device(&self) -> std::sync::MutexGuard<'_, Device> {
+        self.shared.device.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running rack.
+#[derive(Debug)]
+pub struct SimRack {
+    /// The SPs, in config order.
+    pub sps: Vec<SimSp>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl SimRack {
+    /// Bind every SP's socket and start serving.
+    pub async fn start(config: RackConfig) -> std::io::Result<Self> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut sps = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, sp) in config.sps.iter().enumerate() {
+            let socket = UdpSocket::bind(SocketAddr::new(config.bind, sp.port)).await?;
+            let addr = socket.local_addr()?;
+            let device = Device::new(
+                DeviceConfig {
+                    kind: sp.kind,
+                    serial: sp.serial.clone(),
+                    revision: 6,
+                    timings: config.timings.clone(),
+                    store_dir: config.store_dir.clone(),
+                },
+                Instant::now(),
+            );
+            let faults = sp.faults.clone().unwrap_or_else(|| config.faults.clone());
+            let seed = config.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let shared = Arc::new(Shared {
+                device: std::sync::Mutex::new(device),
+                faults: std::sync::Mutex::new(Faults::new(faults, seed)),
+                down_until: std::sync::Mutex::new(None),
+            });
+            tasks.push(tokio::spawn(serve(
+                socket,
+                shared.clone(),
+                config.queue_depth,
+                stop_rx.clone(),
+                sp.name.clone(),
+            )));
+            sps.push(SimSp {
+                name: sp.name.clone(),
+                kind: sp.kind,
+                serial: sp.serial.clone(),
+                addr,
+                shared,
+            });
+        }
+        Ok(Self { sps, stop, tasks })
+    }
+
+    /// The SP called `name`.
+    pub fn sp(&self, name: &str) -> Option<&SimSp> {
+        self.sps.iter().find(|s| s.name == name)
+    }
+
+    /// Stop every SP and wait for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
