@@ -475,7 +475,12 @@ impl Updates {
 
     /// Record whatever a host-flash write left behind.
     fn abandon_host_write(&mut self, flash: Option<&mut HostFlash>) {
-        if let (Some((slot, writer)), Some(flash)) = (self.host_writer.take(), flash) {
+        let Some(flash) = flash else { return };
+        if let Some((slot, writer)) = self.host_writer.take() {
+            flash.commit(slot, writer);
+        } else if let State::Erasing { slot, .. } = self.host {
+            // Interrupted mid-erase: count the slot as erased.
+            let writer = flash.writer(slot);
             flash.commit(slot, writer);
         }
     }
