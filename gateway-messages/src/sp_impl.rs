@@ -11,9 +11,9 @@
 use crate::tlv::DeviceDescription;
 use crate::{
     encode, version, BadRequestReason, ComponentUpdatePrepare, DiscoverResponse, Header, Message,
-    MessageKind, MgsRequest, MgsResponse, PowerState, SpComponent, SpError, SpPort, SpResponse,
-    SpStateV2, SpUpdatePrepare, TlvPage, UpdateChunk, UpdateId, UpdateStatus, HF_PAGE_SIZE,
-    MAX_SERIALIZED_SIZE, MIN_TRAILING_DATA_LEN,
+    MessageKind, MgsRequest, MgsResponse, PowerState, RotBootInfo, SpComponent, SpError, SpPort,
+    SpResponse, SpStateV2, SpUpdatePrepare, TlvPage, UpdateChunk, UpdateId, UpdateStatus,
+    HF_PAGE_SIZE, MAX_SERIALIZED_SIZE, MIN_TRAILING_DATA_LEN,
 };
 
 /// Whether a `SetPowerState` changed anything.
@@ -85,6 +85,27 @@ pub trait SpHandler {
     }
     /// `ResetComponentTrigger` (and legacy `ResetTrigger` for `sp`).
     fn reset_component_trigger(&mut self, component: SpComponent) -> R<ResetOutcome> {
+        Err(SpError::RequestUnsupportedForSp)
+    }
+    /// `ResetComponentTriggerWithWatchdog`: reset with a rollback watchdog.
+    fn reset_component_trigger_with_watchdog(
+        &mut self,
+        component: SpComponent,
+        time_ms: u32,
+    ) -> R<ResetOutcome> {
+        Err(SpError::RequestUnsupportedForSp)
+    }
+    /// `DisableComponentWatchdog`.
+    fn disable_component_watchdog(&mut self, component: SpComponent) -> R<()> {
+        Err(SpError::RequestUnsupportedForSp)
+    }
+    /// `ComponentWatchdogSupported`.
+    fn component_watchdog_supported(&mut self, component: SpComponent) -> R<()> {
+        Err(SpError::RequestUnsupportedForSp)
+    }
+    /// `VersionedRotBootInfo`: the RoT state at the highest version not
+    /// above `version`.
+    fn versioned_rot_boot_info(&mut self, version: u8) -> R<RotBootInfo> {
         Err(SpError::RequestUnsupportedForSp)
     }
     /// `ComponentGetActiveSlot`.
@@ -276,6 +297,22 @@ fn dispatch<H: SpHandler + ?Sized>(
             Ok(ResetOutcome::Rebooting) => return None,
             Err(e) => Err(e),
         },
+        Q::ResetComponentTriggerWithWatchdog { component, time_ms } => {
+            match h.reset_component_trigger_with_watchdog(component, time_ms) {
+                Ok(ResetOutcome::Acked) => Ok(A::ResetComponentTriggerAck),
+                Ok(ResetOutcome::Rebooting) => return None,
+                Err(e) => Err(e),
+            }
+        }
+        Q::DisableComponentWatchdog { component } => h
+            .disable_component_watchdog(component)
+            .map(|()| A::DisableComponentWatchdogAck),
+        Q::ComponentWatchdogSupported { component } => h
+            .component_watchdog_supported(component)
+            .map(|()| A::ComponentWatchdogSupportedAck),
+        Q::VersionedRotBootInfo { version } => {
+            h.versioned_rot_boot_info(version).map(A::RotBootInfo)
+        }
         Q::ComponentGetActiveSlot(c) => h.component_get_active_slot(c).map(A::ComponentActiveSlot),
         Q::ComponentSetActiveSlot { component, slot } => h
             .component_set_active_slot(component, slot, false)

@@ -6,9 +6,9 @@ use crate::flash::{HashCache, HostFlash, SECTOR_SIZE};
 use crate::update::{UpdateLimits, Updates};
 use gateway_messages::sp_impl::{PowerStateTransition, ResetOutcome, SpHandler};
 use gateway_messages::{
-    ComponentUpdatePrepare, DiscoverResponse, HfError, PowerState, RotSlotId, RotStateV2,
-    SpComponent, SpError, SpPort, SpStateV2, SpUpdatePrepare, UpdateChunk, UpdateId, UpdateStatus,
-    HF_PAGE_SIZE,
+    ComponentUpdatePrepare, DiscoverResponse, Fwid, HfError, PowerState, RotBootInfo, RotSlotId,
+    RotStateV2, RotStateV3, SpComponent, SpError, SpPort, SpStateV2, SpUpdatePrepare, UpdateChunk,
+    UpdateId, UpdateStatus, WatchdogError, HF_PAGE_SIZE,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -293,6 +293,21 @@ impl Device {
         }
     }
 
+    fn rot_digest(&self, what: &str) -> [u8; 32] {
+        Sha256::digest(format!("{}-rot-{what}", self.serial)).into()
+    }
+
+    fn rot_state(&self) -> RotStateV2 {
+        RotStateV2 {
+            active: self.rot_active,
+            persistent_boot_preference: self.rot_persistent,
+            pending_persistent_boot_preference: None,
+            transient_boot_preference: self.rot_transient,
+            slot_a_sha3_256_digest: Some(self.rot_digest("a")),
+            slot_b_sha3_256_digest: Some(self.rot_digest("b")),
+        }
+    }
+
     fn flash_mut(&mut self) -> Result<&mut HostFlash, SpError> {
         self.flash
             .as_mut()
@@ -327,10 +342,6 @@ impl SpHandler for Device {
         let mut archive = [0u8; 8];
         archive.copy_from_slice(&digest[..8]);
         let mac = Sha256::digest(self.serial.as_bytes());
-        let rot_digest = |slot: u16| {
-            let d: [u8; 32] = Sha256::digest(format!("{}-rot{slot}", self.serial)).into();
-            Some(d)
-        };
         Ok(SpStateV2 {
             hubris_archive_id: archive,
             serial_number: padded(&self.serial),
@@ -338,15 +349,63 @@ impl SpHandler for Device {
             revision: self.revision,
             base_mac_address: [0xa8, 0x40, 0x25, mac[0], mac[1], mac[2] & 0xf8],
             power_state: self.power,
-            rot: Ok(RotStateV2 {
-                active: self.rot_active,
-                persistent_boot_preference: self.rot_persistent,
-                pending_persistent_boot_preference: None,
-                transient_boot_preference: self.rot_transient,
-                slot_a_sha3_256_digest: rot_digest(0),
-                slot_b_sha3_256_digest: rot_digest(1),
-            }),
+            rot: Ok(self.rot_state()),
         })
+    }
+
+    fn versioned_rot_boot_info(&mut self, version: u8) -> Result<RotBootInfo, SpError> {
+        let v2 = self.rot_state();
+        if version < 3 {
+            return Ok(RotBootInfo::V2(v2));
+        }
+        let fwid = |n: &str| Fwid::Sha3_256(self.rot_digest(n));
+        Ok(RotBootInfo::V3(RotStateV3 {
+            active: v2.active,
+            persistent_boot_preference: v2.persistent_boot_preference,
+            pending_persistent_boot_preference: None,
+            transient_boot_preference: v2.transient_boot_preference,
+            slot_a_fwid: fwid("a"),
+            slot_b_fwid: fwid("b"),
+            stage0_fwid: fwid("stage0"),
+            stage0next_fwid: fwid("stage0next"),
+            slot_a_status: Ok(()),
+            slot_b_status: Ok(()),
+            stage0_status: Ok(()),
+            stage0next_status: Ok(()),
+        }))
+    }
+
+    fn component_watchdog_supported(&mut self, component: SpComponent) -> Result<(), SpError> {
+        match component {
+            SpComponent::SP_ITSELF => Ok(()),
+            _ => Err(SpError::RequestUnsupportedForComponent),
+        }
+    }
+
+    fn reset_component_trigger_with_watchdog(
+        &mut self,
+        component: SpComponent,
+        _time_ms: u32,
+    ) -> Result<ResetOutcome, SpError> {
+        if component != SpComponent::SP_ITSELF {
+            return Err(SpError::RequestUnsupportedForComponent);
+        }
+        // The prepare is checked first, as for a plain trigger: a retried
+        // trigger after the reboot must say "without prepare".
+        if self.reset_prepared != Some(component) {
+            self.reset_prepared = None;
+            return Err(SpError::ResetComponentTriggerWithoutPrepare);
+        }
+        if !matches!(self.updates.sp, crate::update::State::Complete(_)) {
+            self.reset_prepared = None;
+            return Err(SpError::Watchdog(WatchdogError::NoCompletedUpdate));
+        }
+        // The new image boots; rollback on watchdog expiry is not modelled.
+        self.reset_component_trigger(component)
+    }
+
+    fn disable_component_watchdog(&mut self, component: SpComponent) -> Result<(), SpError> {
+        self.component_watchdog_supported(component)
     }
 
     fn get_power_state(&mut self) -> Result<PowerState, SpError> {

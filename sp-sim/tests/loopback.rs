@@ -225,3 +225,112 @@ async fn ipv4_and_identity() {
     }
     rack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sp_image_update_then_watchdog_reset_boots_the_other_bank() {
+    use gateway_messages::{RotBootInfo, SpUpdatePrepare, UpdateChunk};
+    let rack = SimRack::start(rack(1)).await.unwrap();
+    let sp = &rack.sps[0];
+    let mut c = client(sp).await;
+    let sp_itself = SpComponent::SP_ITSELF;
+    let id = UpdateId([3; 16]);
+    let img = image(100_000);
+    let (r, _) = c
+        .rpc(MgsRequest::ReadCaboose { key: *b"BORD" }, &[])
+        .await
+        .unwrap();
+    assert_eq!(r, SpResponse::CabooseValue);
+    let prep = SpUpdatePrepare {
+        id,
+        aux_flash_size: 0,
+        aux_flash_chck: [0; 32],
+        sp_image_size: img.len() as u32,
+    };
+    c.rpc(MgsRequest::SpUpdatePrepare(prep), &[]).await.unwrap();
+    for (i, data) in img.chunks(978).enumerate() {
+        let chunk = UpdateChunk {
+            component: sp_itself,
+            id,
+            offset: (i * 978) as u32,
+        };
+        c.rpc(MgsRequest::UpdateChunk(chunk), data).await.unwrap();
+    }
+    assert_eq!(
+        c.status(sp_itself).await.unwrap(),
+        UpdateStatus::Complete(id)
+    );
+    let (r, _) = c
+        .rpc(MgsRequest::ComponentGetActiveSlot(sp_itself), &[])
+        .await
+        .unwrap();
+    assert_eq!(r, SpResponse::ComponentActiveSlot(1), "pending boot bank");
+
+    // What the reference client does after a completed SP update.
+    let (r, _) = c
+        .rpc(
+            MgsRequest::ComponentWatchdogSupported {
+                component: sp_itself,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, SpResponse::ComponentWatchdogSupportedAck);
+    c.rpc(
+        MgsRequest::ResetComponentPrepare {
+            component: sp_itself,
+        },
+        &[],
+    )
+    .await
+    .unwrap();
+    c.attempts = 2;
+    let wd = MgsRequest::ResetComponentTriggerWithWatchdog {
+        component: sp_itself,
+        time_ms: 3000,
+    };
+    let r = c.rpc(wd, &[]).await;
+    assert!(
+        matches!(
+            r,
+            Err(ClientError::Sp(
+                SpError::ResetComponentTriggerWithoutPrepare
+            ))
+        ),
+        "{r:?}"
+    );
+    c.attempts = 100;
+    let (r, _) = c
+        .rpc(
+            MgsRequest::DisableComponentWatchdog {
+                component: sp_itself,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, SpResponse::DisableComponentWatchdogAck);
+    assert_eq!(c.status(sp_itself).await.unwrap(), UpdateStatus::None);
+    // Now running bank 1: caboose slot 0 is what bank 1 holds.
+    let (r, _) = c
+        .rpc(
+            MgsRequest::ReadComponentCaboose {
+                component: sp_itself,
+                slot: 0,
+                key: *b"VERS",
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, SpResponse::CabooseValue);
+    let (r, _) = c
+        .rpc(MgsRequest::VersionedRotBootInfo { version: 3 }, &[])
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, SpResponse::RotBootInfo(RotBootInfo::V3(_))),
+        "{r:?}"
+    );
+    rack.stop().await;
+}
