@@ -175,6 +175,8 @@ pub struct Device {
     pub busy: Duration,
     /// Set when the current request rebooted the SP.
     pub rebooting: bool,
+    /// Set when the current request completed an update.
+    pub completed_update: bool,
 }
 
 impl Device {
@@ -243,6 +245,7 @@ impl Device {
             now,
             busy: Duration::ZERO,
             rebooting: false,
+            completed_update: false,
         }
     }
 
@@ -438,10 +441,13 @@ impl SpHandler for Device {
     fn update_chunk(&mut self, chunk: UpdateChunk, data: &[u8]) -> Result<(), SpError> {
         self.updates
             .chunk(chunk, data, self.flash.as_mut(), self.now)?;
-        if chunk.component == SpComponent::SP_ITSELF {
-            if let crate::update::State::Complete(_) = self.updates.sp {
-                self.sp_pending_bank = 1 - self.sp_bank;
-            }
+        let status = self
+            .updates
+            .status(chunk.component, self.flash.as_mut(), self.now);
+        self.completed_update = status == Ok(UpdateStatus::Complete(chunk.id));
+        if chunk.component == SpComponent::SP_ITSELF && self.completed_update {
+            // The new image boots from the other bank at the next reset.
+            self.sp_pending_bank = 1 - self.sp_bank;
         }
         self.busy += self.write_time(data.len());
         Ok(())

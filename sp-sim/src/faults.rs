@@ -26,6 +26,9 @@ pub struct FaultConfig {
     pub reorder_delay_ms: u64,
     /// Probability of holding a response back by `reorder_delay_ms`.
     pub reorder: f64,
+    /// Drop the ack of every chunk that completes an update (the case the
+    /// reference client gets wrong).
+    pub drop_completion_ack: bool,
 }
 
 /// Counts of what was injected or dropped.

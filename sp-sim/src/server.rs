@@ -125,16 +125,29 @@ pub async fn serve(
                     }
                     hit
                 };
-                let (reply_len, work, rebooting) = if busy_injected {
-                    (busy_reply(&request, &mut out), Default::default(), false)
+                let (mut reply_len, work, rebooting, completed) = if busy_injected {
+                    (
+                        busy_reply(&request, &mut out),
+                        Default::default(),
+                        false,
+                        false,
+                    )
                 } else {
                     let mut dev = shared.device.lock().unwrap_or_else(|e| e.into_inner());
                     dev.now = now;
                     dev.busy = Default::default();
                     dev.rebooting = false;
+                    dev.completed_update = false;
                     let n = handle_request(&request, &mut *dev, &mut out);
-                    (n, dev.busy, dev.rebooting)
+                    (n, dev.busy, dev.rebooting, dev.completed_update)
                 };
+                if completed {
+                    let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+                    if f.config.drop_completion_ack {
+                        f.stats.responses_dropped += 1;
+                        reply_len = None;
+                    }
+                }
                 debug!(bytes = request.len(), reply = ?reply_len, "request");
                 if rebooting {
                     shared.reset_now();

@@ -1,0 +1,122 @@
+//! mgsd's actors (actix on tokio).
+//!
+//! - [`sp::SpActor`]: one per SP; owns its socket, message ids, retries,
+//!   discovery and update bookkeeping.
+//! - [`update_driver::UpdateDriver`]: one per running update; delivers it.
+//! - [`registry::Registry`]: knows every SpActor, resolves names and
+//!   serials, routes commands; [`registry::RegistryHandle`] is the typed API
+//!   the control socket (and the tests) use.
+//!
+//! Pure parts are plain types with unit tests: [`rpc`] (retry policy),
+//! [`update_state`] (what the daemon knows about an update), [`image`]
+//! (images shared by hash).
+
+pub mod image;
+pub mod registry;
+pub mod rpc;
+pub mod sp;
+pub mod transport;
+pub mod update_driver;
+pub mod update_state;
+
+pub use registry::{RegistryConfig, RegistryError, RegistryHandle, SpEntry};
+pub use rpc::{RpcError, RpcPolicy};
+pub use sp::{SpInfo, SpSettings, SpTarget, UpdateView};
+pub use update_driver::DriverSettings;
+pub use update_state::{Phase, SpUpdateState, UpdateRecord};
+
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// An SP's configured name (`sled-7`, `switch-0`, `psc-1`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpName(Arc<str>);
+
+impl SpName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SpName {
+    fn from(s: &str) -> Self {
+        Self(s.into())
+    }
+}
+
+impl From<String> for SpName {
+    fn from(s: String) -> Self {
+        Self(s.into())
+    }
+}
+
+impl fmt::Display for SpName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SpName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for SpName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// An update's record changed (progress, phase, failure).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateEvent {
+    /// The record after the change.
+    pub record: UpdateRecord,
+}
+
+/// Why an update could not be started, aborted or delivered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpdateError {
+    /// The id is taken by a different image or target.
+    #[error("update id {id} conflicts: {detail}")]
+    Conflict {
+        /// The id.
+        id: uuid::Uuid,
+        /// What it is already used for.
+        detail: String,
+    },
+    /// Another update is running on the SP (it has one update buffer).
+    #[error("{sp}: update {id} of {component} is already running")]
+    AlreadyRunning {
+        /// SP name.
+        sp: SpName,
+        /// The running update's component.
+        component: String,
+        /// The running update's id.
+        id: uuid::Uuid,
+    },
+    /// The SP refused or did not answer the prepare.
+    #[error("prepare failed: {0}")]
+    Prepare(RpcError),
+    /// The image cannot be sent.
+    #[error("bad image: {0}")]
+    BadImage(String),
+    /// The SP refused the abort (wrong id, or already complete).
+    #[error("{sp}: the SP refused to abort update {id} of {component}: {error}")]
+    AbortRefused {
+        /// SP name.
+        sp: SpName,
+        /// Component.
+        component: String,
+        /// Update id.
+        id: uuid::Uuid,
+        /// What the SP said.
+        error: gateway_messages::SpError,
+    },
+    /// Talking to the SP failed.
+    #[error(transparent)]
+    Rpc(RpcError),
+}
