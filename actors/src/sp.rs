@@ -472,6 +472,10 @@ impl SpActor {
             })
             .map(|state, act, _| {
                 act.discovering = false;
+                if state.is_none() && act.reachable {
+                    warn!(sp = %act.name, "SP did not answer discovery");
+                    act.reachable = false;
+                }
                 if let Some(Ok((response, _))) = state {
                     act.identity = identity_of(&response);
                     if let Some(id) = &act.identity {

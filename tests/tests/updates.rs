@@ -359,3 +359,23 @@ async fn unknown_sp_bad_component_and_bad_slot_are_clear_errors() {
     assert_eq!(h.info(&serial).await.unwrap().name.as_str(), "sled-0");
     rack.stop().await;
 }
+
+#[actix::test]
+async fn reconfiguration_starts_and_stops_sp_actors() {
+    let (rack, h) = start(rack(2), fast_settings(4)).await;
+    let all = mgsd_tests::entries(&rack);
+    h.reconfigure(all[..1].to_vec()).await.unwrap();
+    assert_eq!(h.list().await.unwrap().len(), 1);
+    let e = h.info("sled-1").await.unwrap_err();
+    assert_eq!(e, RegistryError::UnknownSp("sled-1".into()));
+    h.reconfigure(all.clone()).await.unwrap();
+    let names: Vec<_> = h
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    assert_eq!(names, ["sled-0", "sled-1"]);
+    rack.stop().await;
+}
