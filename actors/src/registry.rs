@@ -64,11 +64,9 @@ pub fn udp_transport(entry: &SpEntry) -> io::Result<Arc<dyn Transport>> {
         SpTarget::Addr(SocketAddr::V4(_)) => Ipv4Addr::UNSPECIFIED.into(),
         _ => Ipv6Addr::UNSPECIFIED.into(),
     };
-    let socket = std::net::UdpSocket::bind((local, 0))?;
-    socket.set_nonblocking(true)?;
-    Ok(Arc::new(UdpTransport(tokio::net::UdpSocket::from_std(
-        socket,
-    )?)))
+    Ok(Arc::new(UdpTransport::new(std::net::UdpSocket::bind((
+        local, 0,
+    ))?)?))
 }
 
 /// Why a command could not be carried out.

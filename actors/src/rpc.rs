@@ -15,7 +15,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub struct RpcPolicy {
     /// Wait this long for a response before resending.
-    #[serde(with = "millis")]
+    #[serde(rename = "per_attempt_timeout_ms", with = "millis")]
     pub per_attempt_timeout: Duration,
     /// Attempts for ordinary requests.
     pub max_attempts: u32,
@@ -23,10 +23,10 @@ pub struct RpcPolicy {
     /// sidecars take 25–30 s).
     pub max_attempts_reset: u32,
     /// First `Busy` backoff; doubles up to [`RpcPolicy::busy_backoff_max`].
-    #[serde(with = "millis")]
+    #[serde(rename = "busy_backoff_ms", with = "millis")]
     pub busy_backoff: Duration,
     /// Longest `Busy` backoff.
-    #[serde(with = "millis")]
+    #[serde(rename = "busy_backoff_max_ms", with = "millis")]
     pub busy_backoff_max: Duration,
     /// Give up after this many consecutive `Busy` answers.
     pub max_busy: u32,

@@ -31,10 +31,11 @@ pub struct SpSettings {
     /// Request timeouts and attempts.
     pub rpc: RpcPolicy,
     /// Discover this often until the SP answers.
-    #[serde(with = "crate::rpc::millis")]
+    #[serde(rename = "discovery_interval_ms", with = "crate::rpc::millis")]
     pub discovery_interval: Duration,
-    /// Rediscover after this long without traffic.
-    #[serde(with = "crate::rpc::millis")]
+    /// Rediscover after this long without traffic (a failed probe marks
+    /// the SP unreachable).
+    #[serde(rename = "idle_rediscover_ms", with = "crate::rpc::millis")]
     pub idle_rediscover: Duration,
     /// Update delivery.
     pub delivery: DriverSettings,

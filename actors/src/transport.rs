@@ -22,13 +22,34 @@ pub trait Transport: Send + Sync + 'static {
     fn recv(&self) -> RecvFuture<'_>;
 }
 
-/// A UDP socket.
+/// A UDP socket. Sends go straight to the OS (a UDP send does not wait), so
+/// they do not depend on the async reactor having seen the socket writable.
 #[derive(Debug)]
-pub struct UdpTransport(pub tokio::net::UdpSocket);
+pub struct UdpTransport {
+    send: std::net::UdpSocket,
+    recv: tokio::net::UdpSocket,
+}
+
+impl UdpTransport {
+    /// Wrap a bound socket (it is switched to non-blocking mode).
+    pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        let send = socket.try_clone()?;
+        Ok(Self {
+            send,
+            recv: tokio::net::UdpSocket::from_std(socket)?,
+        })
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.send.local_addr()
+    }
+}
 
 impl Transport for UdpTransport {
     fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
-        match self.0.try_send_to(datagram, to) {
+        match self.send.send_to(datagram, to) {
             Ok(_) => Ok(()),
             // A full socket buffer is a lost datagram; retries cover it.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
@@ -39,7 +60,7 @@ impl Transport for UdpTransport {
     fn recv(&self) -> RecvFuture<'_> {
         Box::pin(async move {
             let mut buf = vec![0u8; 2048];
-            let (n, from) = self.0.recv_from(&mut buf).await?;
+            let (n, from) = self.recv.recv_from(&mut buf).await?;
             buf.truncate(n);
             Ok((buf, from))
         })

@@ -28,10 +28,10 @@ pub struct DriverSettings {
     /// benchmark in the README for how the default was chosen.
     pub pipeline_depth: usize,
     /// How long to wait for one chunk's ack before asking the SP where it is.
-    #[serde(with = "crate::rpc::millis")]
+    #[serde(rename = "chunk_timeout_ms", with = "crate::rpc::millis")]
     pub chunk_timeout: Duration,
     /// How often to poll the SP while it erases.
-    #[serde(with = "crate::rpc::millis")]
+    #[serde(rename = "status_poll_interval_ms", with = "crate::rpc::millis")]
     pub status_poll_interval: Duration,
     /// Host-flash device size the SP hashes (MiB).
     pub host_flash_capacity_mib: u32,

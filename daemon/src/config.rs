@@ -1,0 +1,268 @@
+//! The daemon's configuration: a TOML file (`--config`) overlaid with
+//! `MGSD_...` environment variables (`MGSD_CONTROL__SOCKET=/x.sock` sets
+//! `control.socket`), into `serde` structs that reject unknown fields.
+//! Every field has a documented default; `config/mgsd.toml` shows them all.
+
+use actors::{SpEntry, SpSettings, SpTarget};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything mgsd reads at start.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The control socket.
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Settings for every SP.
+    #[serde(default)]
+    pub sp_defaults: SpSettings,
+    /// The SPs, one table each.
+    #[serde(default, rename = "sp")]
+    pub sps: Vec<SpConfig>,
+}
+
+/// `[control]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Unix socket path (default `/run/mgsd/mgsd.sock`).
+    pub socket: PathBuf,
+    /// Socket file mode, octal text (default `"0660"`).
+    pub socket_mode: String,
+    /// Longest request line accepted, bytes (default 65536).
+    pub max_request_bytes: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/mgsd/mgsd.sock"),
+            socket_mode: "0660".into(),
+            max_request_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl ControlConfig {
+    /// The mode as a number.
+    pub fn mode(&self) -> Result<u32, ConfigError> {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).map_err(|_| {
+            ConfigError::Invalid {
+                source_name: "control.socket_mode".into(),
+                message: format!("{:?} is not an octal file mode", self.socket_mode),
+            }
+        })
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` (default) or `mgsd=debug,actors=debug`;
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus HTTP listener (default `127.0.0.1:9467`);
+    /// `""` disables it.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9467".into(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The listen address, if enabled.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        self.listen
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("metrics.listen: {:?} is not an address:port", self.listen))
+    }
+}
+
+/// One `[[sp]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpConfig {
+    /// Name, e.g. `sled-7`.
+    pub name: String,
+    /// A fixed address (`[fe80::1%2]:11111`, `[::1]:31000`)...
+    #[serde(default)]
+    pub addr: Option<SocketAddr>,
+    /// ...or the switch-port interface to discover it on.
+    #[serde(default)]
+    pub interface: Option<String>,
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or a value in it is wrong.
+    #[error("{source_name}: {message}")]
+    Invalid {
+        /// The file (or setting) at fault.
+        source_name: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Load `path` (if given) and the `MGSD_` environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        let source_name = match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Invalid {
+                        source_name: p.display().to_string(),
+                        message: "no such file".into(),
+                    });
+                }
+                builder =
+                    builder.add_source(config::File::from(p).format(config::FileFormat::Toml));
+                p.display().to_string()
+            }
+            None => "configuration".into(),
+        };
+        builder = builder.add_source(
+            config::Environment::with_prefix("MGSD")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let invalid = |e: config::ConfigError| ConfigError::Invalid {
+            source_name: source_name.clone(),
+            message: e.to_string(),
+        };
+        let config: Config = builder
+            .build()
+            .map_err(invalid)?
+            .try_deserialize()
+            .map_err(invalid)?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            source_name: source_name.clone(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Parse TOML text (tests, embedded defaults).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let invalid = |e: config::ConfigError| ConfigError::Invalid {
+            source_name: "configuration".into(),
+            message: e.to_string(),
+        };
+        let config: Config = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(invalid)?
+            .try_deserialize()
+            .map_err(invalid)?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            source_name: "configuration".into(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.control.mode().map_err(|e| e.to_string())?;
+        self.metrics.listen_addr()?;
+        let mut names = std::collections::BTreeSet::new();
+        for sp in &self.sps {
+            if !names.insert(&sp.name) {
+                return Err(format!("sp: name {:?} is used twice", sp.name));
+            }
+            if sp.addr.is_some() == sp.interface.is_some() {
+                return Err(format!(
+                    "sp {:?}: give exactly one of addr and interface",
+                    sp.name
+                ));
+            }
+        }
+        if self.sp_defaults.delivery.pipeline_depth == 0 {
+            return Err("sp_defaults.delivery.pipeline_depth: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The SPs as the registry wants them.
+    pub fn sp_entries(&self) -> Result<Vec<SpEntry>, ConfigError> {
+        self.sps
+            .iter()
+            .map(|sp| {
+                let target = match (&sp.addr, &sp.interface) {
+                    (Some(addr), _) => SpTarget::Addr(*addr),
+                    (None, Some(iface)) => SpTarget::Interface {
+                        name: iface.clone(),
+                        scope_id: interface_index(iface).ok_or_else(|| ConfigError::Invalid {
+                            source_name: format!("sp {:?}", sp.name),
+                            message: format!("interface {iface:?} not found"),
+                        })?,
+                    },
+                    (None, None) => unreachable!("checked at load"),
+                };
+                Ok(SpEntry {
+                    name: sp.name.as_str().into(),
+                    target,
+                })
+            })
+            .collect()
+    }
+}
+
+/// An interface's index (its IPv6 scope id), from sysfs.
+fn interface_index(name: &str) -> Option<u32> {
+    if name.contains('/') {
+        return None;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
