@@ -266,3 +266,54 @@ fn interface_index(name: &str) -> Option<u32> {
         .parse()
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every configuration file we ship parses (interfaces need not exist).
+    #[test]
+    fn shipped_config_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let config =
+                    Config::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+                if path.file_name().is_some_and(|f| f == "mgsd.toml") {
+                    // The example spells out the defaults.
+                    let defaults = Config::default();
+                    assert_eq!(config.control, defaults.control);
+                    assert_eq!(config.log, defaults.log);
+                    assert_eq!(config.metrics, defaults.metrics);
+                    assert_eq!(config.sp_defaults, defaults.sp_defaults);
+                    assert_eq!(config.sps.len(), 2);
+                }
+            }
+        }
+        assert!(n >= 1, "no config files in {}", dir.display());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = Config::from_toml("[control]\nsocket_path = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("socket_path"), "{e}");
+        let e = Config::from_toml("[sp_defaults.rpc]\nmax_attempts = \"five\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_attempts"), "{e}");
+        let e = Config::from_toml("[[sp]]\nname = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exactly one of addr and interface"), "{e}");
+        let e = Config::from_toml("[control]\nsocket_mode = \"rw\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("socket_mode"), "{e}");
+    }
+}

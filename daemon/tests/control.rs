@@ -1,0 +1,439 @@
+//! End to end through the real control socket and the real `mgsctl`
+//! binary, against an in-process simulated rack.
+
+use mgsd::config::Config;
+use serde_json::Value;
+use sp_sim::{RackConfig, SimRack, Timings};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+struct Daemon {
+    socket: PathBuf,
+    rack: SimRack,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A rack with fast timings (writes at `write_kib_per_s`, 0 = unlimited)
+/// and the daemon serving it on a private socket.
+async fn daemon(write_kib_per_s: u64) -> Daemon {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let mut rc = RackConfig::standard(2, 1, 1);
+    rc.timings = Timings {
+        host_flash_mib: 4,
+        reset_ms: 100,
+        write_kib_per_s,
+        ..Timings::instant()
+    };
+    let rack = SimRack::start(rc).await.unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "mgsd-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = format!(
+        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n\
+         [sp_defaults]\ndiscovery_interval_ms = 50\n\
+         [sp_defaults.rpc]\nper_attempt_timeout_ms = 100\nmax_attempts = 10\n\
+         [sp_defaults.delivery]\nchunk_timeout_ms = 60\nstatus_poll_interval_ms = 10\nhost_flash_capacity_mib = 4\n",
+        dir.join("mgsd.sock").display()
+    );
+    for sp in &rack.sps {
+        text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
+    }
+    let config = Config::from_toml(&text).unwrap();
+    let socket = config.control.socket.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    actix::spawn(async move {
+        mgsd::run(config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    // Ready once every SP is reachable.
+    for _ in 0..500 {
+        if let (0, out, _) = mgsctl(&socket, &["--json", "health"]).await {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            if v["ok"]["reachable"] == 4 {
+                return Daemon {
+                    socket,
+                    rack,
+                    _stop: stop,
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("daemon did not become ready");
+}
+
+async fn mgsctl(socket: &PathBuf, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `mgsctl --json ARGS`, expecting success; the `ok` value.
+async fn ok(d: &Daemon, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = mgsctl(&d.socket, &all).await;
+    assert_eq!(code, 0, "mgsctl {args:?}: {out} {err}");
+    let last = out.lines().last().unwrap_or_default();
+    serde_json::from_str::<Value>(last).unwrap()["ok"].clone()
+}
+
+/// Raw request line over the socket; the response.
+async fn raw(d: &Daemon, line: &[u8]) -> Value {
+    let mut s = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    s.write_all(line).await.unwrap();
+    let mut reader = BufReader::new(s);
+    let mut resp = String::new();
+    reader.read_line(&mut resp).await.unwrap();
+    serde_json::from_str(&resp).unwrap()
+}
+
+fn image(dir_hint: &str, len: usize) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("mgsd-test-img-{}-{dir_hint}", std::process::id()));
+    let mut img = vec![0xFFu8; 64 * 1024];
+    img.extend((0..len - img.len()).map(|i| (i * 31 % 251) as u8));
+    std::fs::write(&path, img).unwrap();
+    path
+}
+
+#[actix::test]
+async fn inspect_power_slots_and_reset() {
+    let d = daemon(0).await;
+    let list = ok(&d, &["list"]).await;
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["psc-0", "sled-0", "sled-1", "switch-0"]);
+    assert_eq!(list[1]["versions"]["sp"], "1.0.33");
+    assert_eq!(list[1]["serial"], d.rack.sps[0].serial.as_str());
+    let (code, table, _) = mgsctl(&d.socket, &["list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("sled-0") && table.contains("BRM42220000"),
+        "{table}"
+    );
+
+    let state = ok(&d, &["state", "sled-0"]).await;
+    assert_eq!(state["state"]["serial"], "BRM42220000");
+    // By serial number too.
+    let by_serial = ok(&d, &["state", "BRM42220000"]).await;
+    assert_eq!(by_serial["name"], "sled-0");
+
+    let cab = ok(&d, &["caboose", "sled-0"]).await;
+    assert_eq!(cab["values"]["BORD"], "gimlet-e");
+    let rot = ok(
+        &d,
+        &[
+            "caboose",
+            "switch-0",
+            "--component",
+            "rot",
+            "--slot",
+            "1",
+            "--key",
+            "VERS",
+        ],
+    )
+    .await;
+    assert_eq!(rot["values"]["VERS"], "1.0.13");
+
+    assert_eq!(
+        ok(&d, &["power", "get", "sled-1"]).await["power_state"],
+        "A0"
+    );
+    assert_eq!(
+        ok(&d, &["power", "set", "sled-1", "A2"]).await["changed"],
+        true
+    );
+    assert_eq!(
+        ok(&d, &["power", "set", "sled-1", "a2"]).await["changed"],
+        false
+    );
+    assert_eq!(
+        ok(&d, &["power", "get", "sled-1"]).await["power_state"],
+        "A2"
+    );
+
+    ok(
+        &d,
+        &["slot", "set", "sled-0", "host-boot-flash", "1", "--persist"],
+    )
+    .await;
+    let slots = ok(&d, &["slot", "get", "sled-0", "host-boot-flash"]).await;
+    assert_eq!(
+        (slots["active"].as_u64(), slots["persistent"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    ok(&d, &["reset", "sled-0"]).await;
+    assert_eq!(d.rack.sps[0].fault_stats().resets, 1);
+    ok(&d, &["reset", "switch-0", "rot"]).await;
+}
+
+#[actix::test]
+async fn update_start_watch_status_and_abort() {
+    let d = daemon(0).await;
+    let img = image("a", 300_000);
+    let id = uuid::Uuid::new_v4().to_string();
+    let img_s = img.to_str().unwrap();
+    let (code, out, err) = mgsctl(
+        &d.socket,
+        &[
+            "update",
+            "start",
+            "sled-0",
+            "host-boot-flash",
+            "--slot",
+            "1",
+            "--image",
+            img_s,
+            "--id",
+            &id,
+            "--watch",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("complete, hash verified"), "{out}");
+    let status = ok(&d, &["update", "status", "sled-0", "host-boot-flash"]).await;
+    assert_eq!(status["sp_status"]["state"], "complete");
+    assert_eq!(status["sp_status"]["id"], id.as_str());
+    assert_eq!(status["delivery"]["phase"], "complete");
+    let (code, human, _) = mgsctl(
+        &d.socket,
+        &["update", "status", "sled-0", "host-boot-flash"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(human.contains("complete") && human.contains(&id), "{human}");
+
+    // Same id, same image: idempotent. Other image: conflict (exit 8).
+    let again = ok(
+        &d,
+        &[
+            "update",
+            "start",
+            "sled-0",
+            "host-boot-flash",
+            "--slot",
+            "1",
+            "--image",
+            img_s,
+            "--id",
+            &id,
+        ],
+    )
+    .await;
+    assert_eq!(again["phase"], "complete");
+    let other = image("b", 200_000);
+    let (code, _, err) = mgsctl(
+        &d.socket,
+        &[
+            "update",
+            "start",
+            "sled-0",
+            "host-boot-flash",
+            "--slot",
+            "1",
+            "--image",
+            other.to_str().unwrap(),
+            "--id",
+            &id,
+        ],
+    )
+    .await;
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("conflicts"), "{err}");
+
+    // Abort: a slow SP so the update is still running.
+    let slow = daemon(200).await;
+    let started = ok(
+        &slow,
+        &[
+            "update",
+            "start",
+            "sled-1",
+            "host-boot-flash",
+            "--image",
+            img_s,
+        ],
+    )
+    .await;
+    let sid = started["id"].as_str().unwrap().to_string();
+    let (code, _, err) = mgsctl(
+        &slow.socket,
+        &[
+            "update",
+            "abort",
+            "sled-1",
+            "host-boot-flash",
+            &uuid::Uuid::new_v4().to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 8, "wrong id is refused by the SP: {err}");
+    ok(
+        &slow,
+        &["update", "abort", "sled-1", "host-boot-flash", &sid],
+    )
+    .await;
+    let status = ok(&slow, &["update", "status", "sled-1", "host-boot-flash"]).await;
+    assert_eq!(status["sp_status"]["state"], "aborted");
+    let (code, _, err) = mgsctl(&slow.socket, &["watch", &sid]).await;
+    assert_eq!(code, 7, "watching an aborted update: {err}");
+}
+
+#[actix::test]
+async fn client_disconnect_mid_watch_does_not_cancel_the_update() {
+    let d = daemon(300).await;
+    let img = image("c", 400_000);
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "update",
+            "start",
+            "sled-0",
+            "host-boot-flash",
+            "--image",
+            img.to_str().unwrap(),
+            "--id",
+            &id,
+            "--watch",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the client once delivery is under way.
+    loop {
+        let s = ok(&d, &["update", "status", "sled-0", "host-boot-flash"]).await;
+        if s["delivery"]["bytes_acked"].as_u64().unwrap_or(0) > 50_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().await.unwrap();
+    let (code, _, err) = mgsctl(&d.socket, &["watch", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    let s = ok(&d, &["update", "status", "sled-0", "host-boot-flash"]).await;
+    assert_eq!(s["sp_status"]["state"], "complete");
+}
+
+#[actix::test]
+async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
+    let d = daemon(0).await;
+    let img = image("d", 100_000);
+    let img_s = img.to_str().unwrap();
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&["state", "sled-42"], 4, "unknown SP"),
+        (
+            &["update", "start", "sled-0", "fan-ctrl", "--image", img_s],
+            5,
+            "fan-ctrl",
+        ),
+        (
+            &[
+                "update",
+                "start",
+                "sled-0",
+                "host-boot-flash",
+                "--slot",
+                "9",
+                "--image",
+                img_s,
+            ],
+            5,
+            "invalid slot",
+        ),
+        (
+            &[
+                "update",
+                "start",
+                "sled-0",
+                "host-boot-flash",
+                "--image",
+                "/nonexistent/image.bin",
+            ],
+            5,
+            "/nonexistent/image.bin",
+        ),
+        (
+            &["update", "status", "switch-0", "host-boot-flash"],
+            5,
+            "not supported",
+        ),
+    ];
+    for (args, want, text) in cases {
+        let (code, _, err) = mgsctl(&d.socket, args).await;
+        assert_eq!(code, want, "{args:?}: {err}");
+        assert!(err.contains(text), "{args:?}: {err}");
+    }
+    let malformed = raw(&d, b"{\"cmd\": \"list\"\n").await;
+    assert_eq!(malformed["error"]["code"], "bad_request");
+    let unknown_field = raw(
+        &d,
+        b"{\"cmd\":\"state\",\"sp\":\"sled-0\",\"verbose\":true}\n",
+    )
+    .await;
+    assert_eq!(unknown_field["error"]["code"], "bad_request");
+    assert!(unknown_field["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("verbose"));
+    let unknown_cmd = raw(&d, b"{\"cmd\":\"selfdestruct\",\"request_id\":\"x1\"}\n").await;
+    assert_eq!(unknown_cmd["error"]["code"], "bad_request");
+    assert_eq!(unknown_cmd["request_id"], "x1");
+    let mut huge = vec![b'x'; 100_000];
+    huge.push(b'\n');
+    let too_large = raw(&d, &huge).await;
+    assert_eq!(too_large["error"]["code"], "request_too_large");
+    // Still serving, and nothing changed.
+    assert_eq!(ok(&d, &["version"]).await["protocol"], 1);
+    assert_eq!(
+        ok(&d, &["update", "status", "sled-0", "host-boot-flash"]).await["sp_status"]["state"],
+        "none"
+    );
+    // Unreachable daemon: exit 3.
+    let (code, _, err) = mgsctl(&PathBuf::from("/nonexistent/mgsd.sock"), &["list"]).await;
+    assert_eq!(code, 3, "{err}");
+}
+
+#[test]
+fn bad_config_file_names_the_file_and_the_field() {
+    let path = std::env::temp_dir().join(format!("mgsd-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "[sp_defaults.delivery]\npipeline_depht = 3\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgsd"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(path.to_str().unwrap()) && err.contains("pipeline_depht"),
+        "{err}"
+    );
+}
