@@ -549,19 +549,23 @@ fn watch_all(cli: &Cli) -> Result<(), Failure> {
     }
 }
 
-/// Erase bar, then delivery bar.
+/// One progress bar: erase progress, then delivery (bytes, rate, ETA).
 struct Bars {
     hidden: bool,
-    erase: Option<ProgressBar>,
-    delivery: Option<ProgressBar>,
+    bar: Option<ProgressBar>,
+    delivering: bool,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 impl Bars {
     fn new(hidden: bool) -> Self {
         Self {
             hidden,
-            erase: None,
-            delivery: None,
+            bar: None,
+            delivering: false,
         }
     }
 
@@ -569,43 +573,31 @@ impl Bars {
         if self.hidden {
             return;
         }
-        if let Some([cur, total]) = record["erase_progress"]
-            .as_array()
-            .map(|a| [a[0].as_u64(), a[1].as_u64()])
-        {
-            let bar = self.erase.get_or_insert_with(|| {
-                let b = ProgressBar::new(total.unwrap_or(1));
-                b.set_style(
-                    ProgressStyle::with_template("erasing    [{bar:40}] sector {pos}/{len}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                b
-            });
-            bar.set_position(cur.unwrap_or(0));
-        }
-        if record["phase"] != "preparing" {
-            if let Some(e) = self.erase.take() {
-                e.finish();
+        let bar = self.bar.get_or_insert_with(|| ProgressBar::new(1));
+        if record["phase"] == "preparing" {
+            if let Some([cur, total]) = record["erase_progress"]
+                .as_array()
+                .map(|a| [a[0].as_u64(), a[1].as_u64()])
+            {
+                bar.set_style(style("erasing    [{bar:40}] sector {pos}/{len}"));
+                bar.set_length(total.unwrap_or(1));
+                bar.set_position(cur.unwrap_or(0));
             }
-            let bar = self.delivery.get_or_insert_with(|| {
-                let b = ProgressBar::new(record["total_bytes"].as_u64().unwrap_or(1));
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "delivering [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                b
-            });
+        } else {
+            if !self.delivering {
+                self.delivering = true;
+                bar.set_style(style(
+                    "delivering [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                ));
+                bar.set_length(record["total_bytes"].as_u64().unwrap_or(1));
+                bar.reset();
+            }
             bar.set_position(record["bytes_acked"].as_u64().unwrap_or(0));
         }
     }
 
     fn finish(&mut self) {
-        for b in [self.erase.take(), self.delivery.take()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(b) = self.bar.take() {
             b.finish();
         }
     }
