@@ -12,6 +12,7 @@
 //! (images shared by hash).
 
 pub mod image;
+pub mod metrics;
 pub mod registry;
 pub mod rpc;
 pub mod sp;

@@ -205,6 +205,10 @@ struct Pending {
     timeout: Duration,
     /// Bumped on every (re)send; a timer only fires for its own send.
     send_no: u32,
+    /// When the current attempt went out.
+    sent_at: Instant,
+    /// Metric label.
+    kind: &'static str,
     reply: oneshot::Sender<Result<(SpResponse, Vec<u8>), RpcError>>,
 }
 
@@ -235,6 +239,7 @@ pub struct SpActor {
     starting: Option<UpdateId>,
     events: broadcast::Sender<UpdateEvent>,
     recv_task: Option<tokio::task::JoinHandle<()>>,
+    created: Instant,
 }
 
 const DISCOVERY_MULTICAST: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0x1de, 2);
@@ -270,6 +275,7 @@ impl SpActor {
             starting: None,
             events,
             recv_task: None,
+            created: Instant::now(),
         }
     }
 
@@ -319,16 +325,18 @@ impl SpActor {
             }
         };
         let datagram = RequestDatagram::new(id, rpc.request, &rpc.trailing);
-        self.pending.insert(
-            id,
-            Pending {
-                datagram,
-                attempts,
-                timeout,
-                send_no: 0,
-                reply: tx,
-            },
-        );
+        let kind = crate::metrics::request_kind(&rpc.request);
+        let sent_at = Instant::now();
+        let pending = Pending {
+            datagram,
+            attempts,
+            timeout,
+            send_no: 0,
+            sent_at,
+            kind,
+            reply: tx,
+        };
+        self.pending.insert(id, pending);
         self.transmit(id, ctx);
         rx
     }
@@ -339,6 +347,7 @@ impl SpActor {
             return;
         };
         p.send_no += 1;
+        p.sent_at = Instant::now();
         let (send_no, timeout) = (p.send_no, p.timeout);
         if let Err(e) = self.transport.send_to(p.datagram.as_bytes(), to) {
             let p = self.pending.remove(&id).expect("present");
@@ -359,9 +368,14 @@ impl SpActor {
             return;
         }
         match p.attempts.timed_out() {
-            Next::Resend => self.transmit(id, ctx),
+            Next::Resend => {
+                crate::metrics::attempt_timed_out(self.name.as_str(), true);
+                self.transmit(id, ctx)
+            }
             Next::ResendAfter(_) | Next::GiveUp => {
+                crate::metrics::attempt_timed_out(self.name.as_str(), false);
                 let p = self.pending.remove(&id).expect("present");
+                crate::metrics::request_done(self.name.as_str(), p.kind, "timeout", None);
                 let attempts = p.attempts.sent;
                 let _ = p.reply.send(Err(RpcError::Timeout {
                     sp: self.name.clone(),
@@ -369,7 +383,7 @@ impl SpActor {
                 }));
                 if attempts > 1 && self.reachable {
                     warn!(sp = %self.name, attempts, "SP stopped answering");
-                    self.reachable = false;
+                    self.set_reachable(false);
                 }
             }
         }
@@ -403,8 +417,9 @@ impl SpActor {
             self.sp_addr = Some(from);
         }
         self.last_heard = Some(Instant::now());
-        self.reachable = true;
+        self.set_reachable(true);
         if response == SpResponse::Error(SpError::Busy) {
+            crate::metrics::busy(self.name.as_str());
             let p = self.pending.get_mut(&id).expect("present");
             match p.attempts.busy() {
                 Next::ResendAfter(wait) => {
@@ -418,6 +433,7 @@ impl SpActor {
                 }
                 _ => {
                     let p = self.pending.remove(&id).expect("present");
+                    crate::metrics::request_done(self.name.as_str(), p.kind, "busy", None);
                     let _ = p.reply.send(Err(RpcError::Busy {
                         sp: self.name.clone(),
                     }));
@@ -426,6 +442,17 @@ impl SpActor {
             return;
         }
         let p = self.pending.remove(&id).expect("present");
+        let outcome = if matches!(response, SpResponse::Error(_)) {
+            "sp_error"
+        } else {
+            "ok"
+        };
+        crate::metrics::request_done(
+            self.name.as_str(),
+            p.kind,
+            outcome,
+            Some(p.sent_at.elapsed()),
+        );
         let result = match gateway_messages::mgs::parse_response(&data, id) {
             Ok((r, t)) => Ok((r, t.to_vec())),
             Err(ResponseError::Sp(error)) => Err(RpcError::Sp {
@@ -475,12 +502,14 @@ impl SpActor {
                 act.discovering = false;
                 if state.is_none() && act.reachable {
                     warn!(sp = %act.name, "SP did not answer discovery");
-                    act.reachable = false;
+                    act.set_reachable(false);
                 }
                 if let Some(Ok((response, _))) = state {
+                    let first = act.identity.is_none();
                     act.identity = identity_of(&response);
-                    if let Some(id) = &act.identity {
+                    if let (true, Some(id)) = (first, &act.identity) {
                         debug!(sp = %act.name, serial = %id.serial, "SP identified");
+                        crate::metrics::discovered(act.name.as_str(), act.created.elapsed());
                     }
                 }
             })
@@ -529,8 +558,16 @@ impl SpActor {
         });
     }
 
+    fn set_reachable(&mut self, up: bool) {
+        if self.reachable != up {
+            crate::metrics::reachable(self.name.as_str(), up);
+        }
+        self.reachable = up;
+    }
+
     fn store(&mut self, record: UpdateRecord) {
         let id = UpdateId::from(record.id);
+        crate::metrics::update_record(&record, self.records.get(&id).map(|r| r.phase));
         if let Ok(component) = SpComponent::try_from(record.component.as_str()) {
             self.latest.insert(component, id);
         }
@@ -615,6 +652,7 @@ impl Actor for SpActor {
                 }
             }
         }));
+        crate::metrics::reachable(self.name.as_str(), false);
         self.discover(ctx);
         let every = self.settings.discovery_interval;
         ctx.run_interval(every, |act, ctx| act.tick(ctx));

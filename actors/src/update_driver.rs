@@ -7,7 +7,7 @@
 use crate::image::Image;
 use crate::rpc::RpcError;
 use crate::sp::{DriverReport, Rpc, RpcKind, SpActor};
-use crate::update_state::UpdateRecord;
+use crate::update_state::{FailureKind, UpdateRecord};
 use crate::SpName;
 use actix::prelude::*;
 use gateway_messages::{
@@ -170,11 +170,12 @@ impl UpdateDriver {
             Ok((SpResponse::UpdateStatus(s), _)) => s,
             Ok((other, _)) => {
                 return self.fail(
+                    FailureKind::Other,
                     format!("unexpected answer to a status query: {other:?}"),
                     ctx,
                 )
             }
-            Err(e) => return self.fail(format!("lost contact with the SP: {e}"), ctx),
+            Err(e) => return self.fail(kind_of(&e), format!("lost contact with the SP: {e}"), ctx),
         };
         match status {
             UpdateStatus::Preparing(p) if p.id == self.id => {
@@ -192,6 +193,7 @@ impl UpdateDriver {
             UpdateStatus::InProgress(p) if p.id == self.id => {
                 if p.total_size != self.total() {
                     return self.fail(
+                        FailureKind::Other,
                         format!(
                             "SP expects {} bytes, image has {}",
                             p.total_size,
@@ -212,6 +214,7 @@ impl UpdateDriver {
             other => {
                 let what = crate::update_state::SpUpdateState::from(other);
                 self.fail(
+                    FailureKind::SpReset,
                     format!(
                         "the SP no longer has this update (it reports {}): it was reset, lost power, or the update was replaced",
                         serde_json_like(&what)
@@ -292,7 +295,11 @@ impl UpdateDriver {
                 self.rewind(format!("SP refused the chunk at offset {offset}: {e}"), ctx);
             }
             Err(RpcError::Stopped { .. }) => self.stop(ctx),
-            Err(e) => self.fail(format!("SP refused the chunk at offset {offset}: {e}"), ctx),
+            Err(e) => self.fail(
+                kind_of(&e),
+                format!("SP refused the chunk at offset {offset}: {e}"),
+                ctx,
+            ),
         }
     }
 
@@ -301,6 +308,7 @@ impl UpdateDriver {
         self.generation += 1;
         self.in_flight = 0;
         self.record.rewind(reason);
+        crate::metrics::delivery_event(self.name.as_str(), &self.record.component, false);
         self.ask_status(ctx);
     }
 
@@ -349,7 +357,11 @@ impl UpdateDriver {
                     Some("this SP cannot hash its host flash; not verified".into());
                 act.complete(ctx);
             }
-            Err(e) => act.fail(format!("could not start the host-flash hash: {e}"), ctx),
+            Err(e) => act.fail(
+                kind_of(&e),
+                format!("could not start the host-flash hash: {e}"),
+                ctx,
+            ),
         }));
     }
 
@@ -366,6 +378,7 @@ impl UpdateDriver {
                     act.complete(ctx);
                 }
                 Some(want) => act.fail(
+                    FailureKind::HashMismatch,
                     format!(
                         "host-flash slot {} hash mismatch: SP has {}, expected {}",
                         act.slot,
@@ -374,7 +387,11 @@ impl UpdateDriver {
                     ),
                     ctx,
                 ),
-                None => act.fail("could not compute the expected hash".into(), ctx),
+                None => act.fail(
+                    FailureKind::Other,
+                    "could not compute the expected hash".into(),
+                    ctx,
+                ),
             },
             Err(RpcError::Sp {
                 error: SpError::Hf(HfError::HashInProgress),
@@ -384,15 +401,27 @@ impl UpdateDriver {
                 error: SpError::Hf(HfError::RecalculateHash | HfError::HashUncalculated),
                 ..
             }) => act.later(ctx, Self::start_hash),
-            Ok((other, _)) => act.fail(format!("unexpected answer to a hash read: {other:?}"), ctx),
-            Err(e) => act.fail(format!("could not read the host-flash hash: {e}"), ctx),
+            Ok((other, _)) => act.fail(
+                FailureKind::Other,
+                format!("unexpected answer to a hash read: {other:?}"),
+                ctx,
+            ),
+            Err(e) => act.fail(
+                kind_of(&e),
+                format!("could not read the host-flash hash: {e}"),
+                ctx,
+            ),
         }));
     }
 
     fn later(&mut self, ctx: &mut Context<Self>, then: fn(&mut Self, &mut Context<Self>)) {
         self.hash_polls += 1;
         if self.hash_polls > MAX_HASH_POLLS {
-            return self.fail("the SP never finished hashing the host flash".into(), ctx);
+            return self.fail(
+                FailureKind::Other,
+                "the SP never finished hashing the host flash".into(),
+                ctx,
+            );
         }
         let wait = self
             .settings
@@ -411,9 +440,9 @@ impl UpdateDriver {
         self.finish(ctx);
     }
 
-    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+    fn fail(&mut self, kind: FailureKind, reason: String, ctx: &mut Context<Self>) {
         warn!(sp = %self.name, update = %self.id, %reason, "update failed");
-        self.record.fail(reason, Instant::now());
+        self.record.fail(kind, reason, Instant::now());
         self.finish(ctx);
     }
 
@@ -425,6 +454,17 @@ impl UpdateDriver {
     fn stop(&mut self, ctx: &mut Context<Self>) {
         self.step = Step::Done;
         ctx.stop();
+    }
+}
+
+/// Classify an RPC failure.
+fn kind_of(e: &RpcError) -> FailureKind {
+    match e {
+        RpcError::Timeout { .. } | RpcError::NotDiscovered { .. } | RpcError::Io { .. } => {
+            FailureKind::SpUnreachable
+        }
+        RpcError::Sp { .. } | RpcError::Busy { .. } => FailureKind::SpRefused,
+        RpcError::Unexpected { .. } | RpcError::Stopped { .. } => FailureKind::Other,
     }
 }
 

@@ -43,6 +43,35 @@ impl Phase {
     }
 }
 
+/// Why an update failed (a closed set, for metrics and scripts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The SP forgot the update: reset or power loss.
+    SpReset,
+    /// The SP stopped answering.
+    SpUnreachable,
+    /// The SP refused (failed the write, another update replaced it, ...).
+    SpRefused,
+    /// The host-flash hash read back did not match the image.
+    HashMismatch,
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::SpReset => "sp_reset",
+            FailureKind::SpUnreachable => "sp_unreachable",
+            FailureKind::SpRefused => "sp_refused",
+            FailureKind::HashMismatch => "hash_mismatch",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
 /// One update as the daemon delivers it.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpdateRecord {
@@ -78,6 +107,8 @@ pub struct UpdateRecord {
     pub finished_unix_ms: Option<u64>,
     /// Why it failed.
     pub failure: Option<String>,
+    /// The failure's class.
+    pub failure_kind: Option<FailureKind>,
     /// Most recent transient problem (recovered from).
     pub last_error: Option<String>,
     /// Whether the host-flash hash was read back and matched.
@@ -127,6 +158,7 @@ impl UpdateRecord {
             started_unix_ms: unix_ms(),
             finished_unix_ms: None,
             failure: None,
+            failure_kind: None,
             last_error: None,
             hash_verified: false,
             started: now,
@@ -192,8 +224,11 @@ impl UpdateRecord {
     }
 
     /// Failed for `reason`.
-    pub fn fail(&mut self, reason: String, now: Instant) {
-        self.failure = Some(reason);
+    pub fn fail(&mut self, kind: FailureKind, reason: String, now: Instant) {
+        if !self.phase.is_terminal() {
+            self.failure = Some(reason);
+            self.failure_kind = Some(kind);
+        }
         self.end(Phase::Failed, now);
     }
 
@@ -292,7 +327,7 @@ mod tests {
     fn terminal_phases_stick() {
         let t0 = Instant::now();
         let mut r = record(t0);
-        r.fail("SP was reset".into(), t0);
+        r.fail(FailureKind::SpReset, "SP was reset".into(), t0);
         r.complete(t0);
         r.abort(t0);
         assert_eq!(r.phase, Phase::Failed);

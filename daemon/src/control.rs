@@ -133,6 +133,12 @@ impl ControlServer {
             let request = match parse_request(text) {
                 Ok(r) => r,
                 Err(response) => {
+                    let result = response
+                        .error
+                        .as_ref()
+                        .map_or("ok".to_string(), |e| error_name(e.code));
+                    metrics::counter!("mgsd_control_requests_total", "command" => "invalid", "result" => result)
+                        .increment(1);
                     if send(&mut write, &response).await.is_err() {
                         return;
                     }
@@ -141,13 +147,21 @@ impl ControlServer {
             };
             debug!(command = ?request.command, "control request");
             if let Command::Watch { id } = request.command {
+                metrics::counter!("mgsd_control_requests_total", "command" => "watch", "result" => "ok").increment(1);
                 self.watch(&mut write, request.request_id, id).await;
                 return;
             }
+            let name = command_name(&request.command);
             let response = match self.execute(request.command).await {
                 Ok(value) => Response::ok(request.request_id, value),
                 Err((code, message)) => Response::error(request.request_id, code, message),
             };
+            let result = response
+                .error
+                .as_ref()
+                .map_or("ok".to_string(), |e| error_name(e.code));
+            metrics::counter!("mgsd_control_requests_total", "command" => name, "result" => result)
+                .increment(1);
             if send(&mut write, &response).await.is_err() {
                 return;
             }
@@ -441,6 +455,33 @@ fn unexpected(r: SpResponse) -> (ErrorCode, String) {
         ErrorCode::Internal,
         format!("unexpected response from the SP: {r:?}"),
     )
+}
+
+/// Stable command name (metric label).
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Version => "version",
+        Command::Health => "health",
+        Command::List => "list",
+        Command::State { .. } => "state",
+        Command::Caboose { .. } => "caboose",
+        Command::PowerGet { .. } => "power_get",
+        Command::PowerSet { .. } => "power_set",
+        Command::SlotGet { .. } => "slot_get",
+        Command::SlotSet { .. } => "slot_set",
+        Command::Reset { .. } => "reset",
+        Command::UpdateStart { .. } => "update_start",
+        Command::UpdateStatus { .. } => "update_status",
+        Command::UpdateAbort { .. } => "update_abort",
+        Command::Watch { .. } => "watch",
+    }
+}
+
+fn error_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 /// Map every registry error to its stable code.

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod systemd;
 
 use actors::{RegistryConfig, RegistryHandle};
 use std::future::Future;
@@ -24,6 +25,9 @@ pub enum DaemonError {
     /// Could not open an SP's socket.
     #[error("SP sockets: {0}")]
     Sockets(std::io::Error),
+    /// Could not start the metrics exporter.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// Run the daemon until `shutdown` completes. Must be called inside an
@@ -32,6 +36,29 @@ pub async fn run(
     config: config::Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    if let Some(addr) = config.metrics.listen_addr().map_err(DaemonError::Metrics)? {
+        // Round trips as a real histogram, so SREs can aggregate across SPs.
+        let rtt_buckets = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(actors::metrics::SP_RTT.into()),
+                &rtt_buckets,
+            )
+            .map_err(|e| DaemonError::Metrics(e.to_string()))?
+            .install()
+            .map_err(|e| DaemonError::Metrics(format!("{addr}: {e}")))?;
+        info!(%addr, "Prometheus metrics listening");
+    }
+    actors::metrics::describe();
+    metrics::describe_gauge!("mgsd_build_info", "Build of the running daemon (always 1).");
+    metrics::describe_counter!(
+        "mgsd_control_requests_total",
+        "Control socket requests by command and result."
+    );
+    metrics::gauge!("mgsd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let registry = RegistryHandle::start(RegistryConfig::new(
         config.sp_entries()?,
         config.sp_defaults.clone(),
@@ -39,11 +66,14 @@ pub async fn run(
     .map_err(DaemonError::Sockets)?;
     let listener = control::bind(&config.control)?;
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");
+    systemd::notify("READY=1");
+    let _watchdog = systemd::watchdog();
     let server = control::ControlServer::new(registry, config.control.max_request_bytes);
     tokio::select! {
         _ = server.serve(listener) => {}
         _ = shutdown => info!("shutting down"),
     }
+    systemd::notify("STOPPING=1");
     control::remove_socket(&config.control.socket);
     Ok(())
 }

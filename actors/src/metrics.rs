@@ -1,0 +1,232 @@
+//! Metric names, help texts and label values, in one place. Labels come
+//! from closed sets: configured SP names, component names, request kinds,
+//! outcomes, phases and failure reasons; never update ids.
+
+use crate::update_state::{FailureKind, Phase, UpdateRecord};
+use gateway_messages::MgsRequest;
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+use std::time::Duration;
+
+/// SP answered recently (1) or not (0).
+pub const SP_REACHABLE: &str = "mgsd_sp_reachable";
+/// Time from the SpActor's start to the SP's first identification.
+pub const SP_DISCOVERY: &str = "mgsd_sp_discovery_duration_seconds";
+/// Requests by kind and outcome.
+pub const SP_REQUESTS: &str = "mgsd_sp_requests_total";
+/// Attempts that timed out.
+pub const SP_TIMEOUTS: &str = "mgsd_sp_timeouts_total";
+/// Identical resends.
+pub const SP_RETRIES: &str = "mgsd_sp_retries_total";
+/// `Busy` answers.
+pub const SP_BUSY: &str = "mgsd_sp_busy_total";
+/// Request round-trip time.
+pub const SP_RTT: &str = "mgsd_sp_rtt_seconds";
+/// One gauge per update phase: 1 for the component's current one.
+pub const UPDATE_STATE: &str = "mgsd_update_state";
+/// Bytes the SP acknowledged in the current update.
+pub const UPDATE_DELIVERED: &str = "mgsd_update_delivered_bytes";
+/// Size of the current update's image.
+pub const UPDATE_SIZE: &str = "mgsd_update_size_bytes";
+/// Erase progress of the current update (0–1).
+pub const UPDATE_ERASE: &str = "mgsd_update_erase_progress_ratio";
+/// Chunks sent again after a rewind.
+pub const UPDATE_RETRANSMITS: &str = "mgsd_update_chunks_retransmitted_total";
+/// Rewinds to the SP's `bytes_received`.
+pub const UPDATE_REWINDS: &str = "mgsd_update_rewinds_total";
+/// Delivery rate of the current update.
+pub const UPDATE_RATE: &str = "mgsd_update_delivery_rate_bytes_per_second";
+/// Start time of the current update (Unix seconds).
+pub const UPDATE_START: &str = "mgsd_update_start_time_seconds";
+/// Updates completed.
+pub const UPDATE_COMPLETIONS: &str = "mgsd_update_completions_total";
+/// Updates failed, by reason.
+pub const UPDATE_FAILURES: &str = "mgsd_update_failures_total";
+/// Updates being delivered.
+pub const ACTIVE_UPDATES: &str = "mgsd_active_updates";
+
+const PHASES: [Phase; 6] = [
+    Phase::Preparing,
+    Phase::Delivering,
+    Phase::Verifying,
+    Phase::Complete,
+    Phase::Failed,
+    Phase::Aborted,
+];
+
+/// Register help texts and units (call once at start).
+pub fn describe() {
+    describe_gauge!(
+        SP_REACHABLE,
+        "Whether the SP answered recently (1) or not (0)."
+    );
+    describe_gauge!(
+        SP_DISCOVERY,
+        Unit::Seconds,
+        "Time from start until the SP was discovered and identified."
+    );
+    describe_counter!(
+        SP_REQUESTS,
+        "Requests sent to SPs, by request kind and outcome."
+    );
+    describe_counter!(SP_TIMEOUTS, "Request attempts that got no answer in time.");
+    describe_counter!(
+        SP_RETRIES,
+        "Identical resends of a request after a timeout or Busy."
+    );
+    describe_counter!(SP_BUSY, "Busy answers from SPs.");
+    describe_histogram!(
+        SP_RTT,
+        Unit::Seconds,
+        "Round-trip time of answered requests."
+    );
+    describe_gauge!(
+        UPDATE_STATE,
+        "Phase of the component's most recent update: 1 for the current phase, 0 otherwise."
+    );
+    describe_gauge!(
+        UPDATE_DELIVERED,
+        Unit::Bytes,
+        "Bytes of the current update the SP has acknowledged."
+    );
+    describe_gauge!(
+        UPDATE_SIZE,
+        Unit::Bytes,
+        "Size of the current update's image."
+    );
+    describe_gauge!(
+        UPDATE_ERASE,
+        "Erase progress of the current update, 0 to 1."
+    );
+    describe_counter!(
+        UPDATE_RETRANSMITS,
+        "Update chunks sent again after a rewind."
+    );
+    describe_counter!(
+        UPDATE_REWINDS,
+        "Times delivery resumed from the SP's bytes_received."
+    );
+    describe_gauge!(
+        UPDATE_RATE,
+        "Delivery rate of the current update, bytes per second."
+    );
+    describe_gauge!(
+        UPDATE_START,
+        Unit::Seconds,
+        "Start time of the current update, Unix seconds."
+    );
+    describe_counter!(UPDATE_COMPLETIONS, "Updates the SP reported complete.");
+    describe_counter!(UPDATE_FAILURES, "Updates that failed, by reason.");
+    describe_gauge!(ACTIVE_UPDATES, "Updates being delivered.");
+}
+
+/// Closed set of request kinds for labels.
+pub fn request_kind(r: &MgsRequest) -> &'static str {
+    use MgsRequest as Q;
+    match r {
+        Q::Discover => "discover",
+        Q::SpState => "sp_state",
+        Q::GetPowerState => "get_power_state",
+        Q::SetPowerState(_) => "set_power_state",
+        Q::SpUpdatePrepare(_) => "sp_update_prepare",
+        Q::ComponentUpdatePrepare(_) => "component_update_prepare",
+        Q::UpdateChunk(_) => "update_chunk",
+        Q::UpdateStatus(_) => "update_status",
+        Q::UpdateAbort { .. } => "update_abort",
+        Q::ResetComponentPrepare { .. } => "reset_component_prepare",
+        Q::ResetComponentTrigger { .. } => "reset_component_trigger",
+        Q::ComponentGetActiveSlot(_) => "component_get_active_slot",
+        Q::ComponentSetActiveSlot { .. } => "component_set_active_slot",
+        Q::ComponentSetAndPersistActiveSlot { .. } => "component_set_and_persist_active_slot",
+        Q::ComponentGetPersistentSlot(_) => "component_get_persistent_slot",
+        Q::ReadComponentCaboose { .. } | Q::ReadCaboose { .. } => "read_caboose",
+        Q::StartHostFlashHash { .. } => "start_host_flash_hash",
+        Q::GetHostFlashHash { .. } => "get_host_flash_hash",
+        _ => "other",
+    }
+}
+
+/// A request ended with `outcome` (`ok`, `sp_error`, `timeout`, `busy`,
+/// `io`, `stopped`).
+pub fn request_done(sp: &str, kind: &'static str, outcome: &'static str, rtt: Option<Duration>) {
+    counter!(SP_REQUESTS, "sp" => sp.to_string(), "kind" => kind, "outcome" => outcome)
+        .increment(1);
+    if let Some(rtt) = rtt {
+        histogram!(SP_RTT, "sp" => sp.to_string()).record(rtt.as_secs_f64());
+    }
+}
+
+/// An attempt timed out and (maybe) was resent.
+pub fn attempt_timed_out(sp: &str, resent: bool) {
+    counter!(SP_TIMEOUTS, "sp" => sp.to_string()).increment(1);
+    if resent {
+        counter!(SP_RETRIES, "sp" => sp.to_string()).increment(1);
+    }
+}
+
+/// A `Busy` answer (the request is resent after a backoff).
+pub fn busy(sp: &str) {
+    counter!(SP_BUSY, "sp" => sp.to_string()).increment(1);
+    counter!(SP_RETRIES, "sp" => sp.to_string()).increment(1);
+}
+
+/// Reachability changed.
+pub fn reachable(sp: &str, up: bool) {
+    gauge!(SP_REACHABLE, "sp" => sp.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// First identification took `d`.
+pub fn discovered(sp: &str, d: Duration) {
+    gauge!(SP_DISCOVERY, "sp" => sp.to_string()).set(d.as_secs_f64());
+}
+
+/// A chunk went out again / delivery rewound.
+pub fn delivery_event(sp: &str, component: &str, retransmit: bool) {
+    let name = if retransmit {
+        UPDATE_RETRANSMITS
+    } else {
+        UPDATE_REWINDS
+    };
+    counter!(name, "sp" => sp.to_string(), "component" => component.to_string()).increment(1);
+}
+
+/// Publish an update record; `was` is the phase it had before.
+pub fn update_record(r: &UpdateRecord, was: Option<Phase>) {
+    let (sp, c) = (r.sp.to_string(), r.component.clone());
+    for p in PHASES {
+        let on = if p == r.phase { 1.0 } else { 0.0 };
+        gauge!(UPDATE_STATE, "sp" => sp.clone(), "component" => c.clone(), "state" => p.as_str())
+            .set(on);
+    }
+    gauge!(UPDATE_DELIVERED, "sp" => sp.clone(), "component" => c.clone())
+        .set(r.bytes_acked as f64);
+    gauge!(UPDATE_SIZE, "sp" => sp.clone(), "component" => c.clone()).set(r.total_bytes as f64);
+    let erase = r
+        .erase_progress
+        .map_or(0.0, |(cur, total)| f64::from(cur) / f64::from(total.max(1)));
+    gauge!(UPDATE_ERASE, "sp" => sp.clone(), "component" => c.clone()).set(erase);
+    let rate = r.rate(std::time::Instant::now()).unwrap_or(0.0);
+    gauge!(UPDATE_RATE, "sp" => sp.clone(), "component" => c.clone()).set(rate);
+    gauge!(UPDATE_START, "sp" => sp.clone(), "component" => c.clone())
+        .set(r.started_unix_ms as f64 / 1000.0);
+    let ended = r.phase.is_terminal() && !was.is_some_and(Phase::is_terminal);
+    let started = was.is_none();
+    if started {
+        gauge!(ACTIVE_UPDATES).increment(1.0);
+    }
+    if ended {
+        gauge!(ACTIVE_UPDATES).decrement(1.0);
+        match r.phase {
+            Phase::Complete => {
+                counter!(UPDATE_COMPLETIONS, "sp" => sp, "component" => c).increment(1);
+            }
+            Phase::Failed => {
+                let reason = r.failure_kind.unwrap_or(FailureKind::Other).as_str();
+                counter!(UPDATE_FAILURES, "sp" => sp, "component" => c, "reason" => reason)
+                    .increment(1);
+            }
+            _ => {}
+        }
+    }
+}
