@@ -45,6 +45,8 @@ pub const UPDATE_COMPLETIONS: &str = "mgsd_update_completions_total";
 pub const UPDATE_FAILURES: &str = "mgsd_update_failures_total";
 /// Updates being delivered.
 pub const ACTIVE_UPDATES: &str = "mgsd_active_updates";
+/// Firmware version of the running image (info metric, value 1).
+pub const FIRMWARE_INFO: &str = "mgsd_sp_firmware_info";
 
 const PHASES: [Phase; 6] = [
     Phase::Preparing,
@@ -119,6 +121,10 @@ pub fn describe() {
     describe_counter!(UPDATE_COMPLETIONS, "Updates the SP reported complete.");
     describe_counter!(UPDATE_FAILURES, "Updates that failed, by reason.");
     describe_gauge!(ACTIVE_UPDATES, "Updates being delivered.");
+    describe_gauge!(
+        FIRMWARE_INFO,
+        "Firmware version (caboose VERS) of the running sp and rot images; always 1."
+    );
 }
 
 /// Closed set of request kinds for labels.
@@ -179,6 +185,30 @@ pub fn reachable(sp: &str, up: bool) {
 /// First identification took `d`.
 pub fn discovered(sp: &str, d: Duration) {
     gauge!(SP_DISCOVERY, "sp" => sp.to_string()).set(d.as_secs_f64());
+}
+
+/// The running `component` image of `sp` is `version`. An earlier version
+/// of the same component drops to 0.
+pub fn firmware(sp: &str, component: &str, version: &str) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashMap<(String, String), String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (sp.to_string(), component.to_string());
+    let old = seen
+        .get_or_insert_with(HashMap::new)
+        .insert(key, version.to_string());
+    let labels = |v: String| {
+        [
+            ("sp", sp.to_string()),
+            ("component", component.to_string()),
+            ("version", v),
+        ]
+    };
+    if let Some(old) = old.filter(|o| o != version) {
+        gauge!(FIRMWARE_INFO, &labels(old)).set(0.0);
+    }
+    gauge!(FIRMWARE_INFO, &labels(version.to_string())).set(1.0);
 }
 
 /// A chunk went out again / delivery rewound.

@@ -81,6 +81,8 @@ pub struct SpIdentity {
     pub base_mac_address: String,
     /// Host power state when last read.
     pub power_state: String,
+    /// The RoT's running slot (0 = A, 1 = B), when the SP reports it.
+    pub rot_active_slot: Option<u16>,
 }
 
 /// Snapshot of one SP for listings.
@@ -498,7 +500,7 @@ impl SpActor {
                 }
                 .into_actor(act)
             })
-            .map(|state, act, _| {
+            .map(|state, act, ctx| {
                 act.discovering = false;
                 if state.is_none() && act.reachable {
                     warn!(sp = %act.name, "SP did not answer discovery");
@@ -511,9 +513,42 @@ impl SpActor {
                         debug!(sp = %act.name, serial = %id.serial, "SP identified");
                         crate::metrics::discovered(act.name.as_str(), act.created.elapsed());
                     }
+                    act.read_versions(ctx);
                 }
             })
             .spawn(ctx);
+    }
+
+    /// Firmware versions (caboose `VERS`) of the running SP and RoT
+    /// images, published as `mgsd_sp_firmware_info`.
+    fn read_versions(&mut self, ctx: &mut Context<Self>) {
+        let rot_slot = self
+            .identity
+            .as_ref()
+            .and_then(|i| i.rot_active_slot)
+            .unwrap_or(0);
+        for (component, slot) in [(SpComponent::SP_ITSELF, 0), (SpComponent::ROT, rot_slot)] {
+            let key = *b"VERS";
+            let rx = self.begin(
+                Rpc::new(MgsRequest::ReadComponentCaboose {
+                    component,
+                    slot,
+                    key,
+                }),
+                ctx,
+            );
+            let sp = self.name.clone();
+            actix::spawn(async move {
+                if let Ok(Ok((_, value))) = rx.await {
+                    let version = String::from_utf8_lossy(&value).into_owned();
+                    crate::metrics::firmware(
+                        sp.as_str(),
+                        component.as_str().unwrap_or("?"),
+                        &version,
+                    );
+                }
+            });
+        }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -619,7 +654,12 @@ fn identity_of(response: &SpResponse) -> Option<SpIdentity> {
         ),
         _ => return None,
     };
+    let rot_active_slot = match response {
+        SpResponse::SpStateV2(s) => s.rot.as_ref().ok().map(|r| r.active as u16),
+        _ => None,
+    };
     Some(SpIdentity {
+        rot_active_slot,
         serial: ascii(serial),
         model: ascii(model),
         revision,

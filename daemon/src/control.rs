@@ -402,7 +402,12 @@ impl ControlServer {
             let (mut sp_version, mut rot_version) = (Value::Null, Value::Null);
             if info.reachable {
                 sp_version = self.version_of(&name, SpComponent::SP_ITSELF, 0).await;
-                rot_version = self.version_of(&name, SpComponent::ROT, 0).await;
+                let rot_slot = info
+                    .identity
+                    .as_ref()
+                    .and_then(|i| i.rot_active_slot)
+                    .unwrap_or(0);
+                rot_version = self.version_of(&name, SpComponent::ROT, rot_slot).await;
             }
             let id = info.identity.as_ref();
             json!({
