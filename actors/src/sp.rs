@@ -625,7 +625,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Identity from any of the three SP state versions.
+impl SpIdentity {
+    /// Identity from any of the three SP state versions.
+    pub fn from_state(response: &SpResponse) -> Option<SpIdentity> {
+        identity_of(response)
+    }
+}
+
 fn identity_of(response: &SpResponse) -> Option<SpIdentity> {
     let (archive, serial, model, revision, mac, power) = match response {
         SpResponse::SpStateV2(s) => (

@@ -528,70 +528,29 @@ fn rpc_code(e: &RpcError) -> ErrorCode {
     }
 }
 
-fn ascii(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
-/// SP state as JSON, whichever version the SP sent.
+/// SP state as JSON, whichever version the SP sent: its identity, plus the
+/// RoT's boot state where the SP includes it.
 fn sp_state_json(r: &SpResponse) -> Value {
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let base = |archive: &[u8],
-                serial: &[u8],
-                model: &[u8],
-                revision: u32,
-                mac: &[u8],
-                power: PowerState| {
-        json!({
-            "hubris_archive_id": hex(archive),
-            "serial": ascii(serial),
-            "model": ascii(model),
-            "revision": revision,
-            "base_mac_address": mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
-            "power_state": format!("{power:?}"),
-        })
+    let Some(identity) = actors::sp::SpIdentity::from_state(r) else {
+        return json!({ "unexpected": format!("{r:?}") });
     };
-    match r {
-        SpResponse::SpStateV2(s) => {
-            let mut v = base(
-                &s.hubris_archive_id,
-                &s.serial_number,
-                &s.model,
-                s.revision,
-                &s.base_mac_address,
-                s.power_state,
-            );
-            v["rot"] = match &s.rot {
-                Ok(rot) => json!({
-                    "active": format!("{:?}", rot.active),
-                    "persistent_boot_preference": format!("{:?}", rot.persistent_boot_preference),
-                    "pending_persistent_boot_preference": rot.pending_persistent_boot_preference.map(|s| format!("{s:?}")),
-                    "transient_boot_preference": rot.transient_boot_preference.map(|s| format!("{s:?}")),
-                    "slot_a_sha3_256": rot.slot_a_sha3_256_digest.map(|d| hex(&d)),
-                    "slot_b_sha3_256": rot.slot_b_sha3_256_digest.map(|d| hex(&d)),
-                }),
-                Err(e) => json!({ "error": format!("{e:?}") }),
-            };
-            v
-        }
-        SpResponse::SpStateV3(s) => base(
-            &s.hubris_archive_id,
-            &s.serial_number,
-            &s.model,
-            s.revision,
-            &s.base_mac_address,
-            s.power_state,
-        ),
-        SpResponse::SpState(s) => base(
-            &s.hubris_archive_id,
-            &s.serial_number,
-            &s.model,
-            s.revision,
-            &s.base_mac_address,
-            s.power_state,
-        ),
-        other => json!({ "unexpected": format!("{other:?}") }),
+    let mut v = to_value(&identity);
+    if let SpResponse::SpStateV2(s) = r {
+        let hex = |d: [u8; 32]| d.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let slot = |s: Option<gateway_messages::RotSlotId>| s.map(|s| format!("{s:?}"));
+        v["rot"] = match &s.rot {
+            Ok(rot) => json!({
+                "active": format!("{:?}", rot.active),
+                "persistent_boot_preference": format!("{:?}", rot.persistent_boot_preference),
+                "pending_persistent_boot_preference": slot(rot.pending_persistent_boot_preference),
+                "transient_boot_preference": slot(rot.transient_boot_preference),
+                "slot_a_sha3_256": rot.slot_a_sha3_256_digest.map(hex),
+                "slot_b_sha3_256": rot.slot_b_sha3_256_digest.map(hex),
+            }),
+            Err(e) => json!({ "error": format!("{e:?}") }),
+        };
     }
+    v
 }
 
 /// Remove the socket file on shutdown (only if it is still ours).

@@ -105,6 +105,7 @@ pub async fn serve(
         let (socket, shared) = (socket.clone(), shared.clone());
         async move {
             let mut out = [0u8; MAX_SERIALIZED_SIZE];
+            let mut busy_until = Instant::now();
             while let Some((request, from)) = rx.recv().await {
                 let now = Instant::now();
                 if shared.down(now) {
@@ -155,8 +156,13 @@ pub async fn serve(
                 }
                 if !work.is_zero() {
                     // The SP answers only after the flash work is done;
-                    // meanwhile its queue fills up.
-                    tokio::time::sleep(work).await;
+                    // meanwhile its queue fills up. Work is accounted
+                    // exactly but slept in steps of at least 2 ms, since
+                    // timers are coarser than one chunk's write.
+                    busy_until = busy_until.max(now) + work;
+                    if busy_until > Instant::now() + std::time::Duration::from_millis(2) {
+                        tokio::time::sleep_until(busy_until).await;
+                    }
                 }
                 if let Some(n) = reply_len {
                     send_reply(&socket, &shared, out[..n].to_vec(), from).await;
