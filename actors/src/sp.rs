@@ -11,7 +11,7 @@ use crate::update_driver::{DriverSettings, StopDriver, UpdateDriver};
 use crate::update_state::{SpUpdateState, UpdateRecord};
 use crate::{SpName, UpdateError, UpdateEvent};
 use actix::prelude::*;
-use gateway_messages::mgs::{decode_any, RequestDatagram, ResponseError};
+use gateway_messages::mgs::{decode_any, RequestDatagram};
 use gateway_messages::{
     ComponentUpdatePrepare, MessageKind, MgsRequest, SpComponent, SpError, SpResponse,
     SpUpdatePrepare, UpdateId,
@@ -455,18 +455,13 @@ impl SpActor {
             outcome,
             Some(p.sent_at.elapsed()),
         );
-        let result = match gateway_messages::mgs::parse_response(&data, id) {
-            Ok((r, t)) => Ok((r, t.to_vec())),
-            Err(ResponseError::Sp(error)) => Err(RpcError::Sp {
+        let result = match response {
+            SpResponse::Error(error) => Err(RpcError::Sp {
                 sp: self.name.clone(),
                 error,
             }),
-            Err(e) => Err(RpcError::Unexpected {
-                sp: self.name.clone(),
-                response: e.to_string(),
-            }),
+            other => Ok((other, trailing.to_vec())),
         };
-        let _ = trailing;
         let _ = p.reply.send(result);
     }
 
