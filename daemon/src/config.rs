@@ -27,6 +27,9 @@ pub struct Config {
     /// The SPs, one table each.
     #[serde(default, rename = "sp")]
     pub sps: Vec<SpConfig>,
+    /// The file this was loaded from (re-read on SIGHUP).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[control]`.
@@ -178,7 +181,7 @@ impl Config {
             source_name: source_name.clone(),
             message: e.to_string(),
         };
-        let config: Config = builder
+        let mut config: Config = builder
             .build()
             .map_err(invalid)?
             .try_deserialize()
@@ -187,6 +190,7 @@ impl Config {
             source_name: source_name.clone(),
             message,
         })?;
+        config.source = path.map(Path::to_path_buf);
         Ok(config)
     }
 

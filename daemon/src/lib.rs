@@ -68,14 +68,40 @@ pub async fn run(
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");
     systemd::notify("READY=1");
     let _watchdog = systemd::watchdog();
-    let server = control::ControlServer::new(registry, config.control.max_request_bytes);
+    let server = control::ControlServer::new(registry.clone(), config.control.max_request_bytes);
+    let reload = reload_on_hangup(registry, config.source.clone());
     tokio::select! {
         _ = server.serve(listener) => {}
+        _ = reload => {}
         _ = shutdown => info!("shutting down"),
     }
     systemd::notify("STOPPING=1");
     control::remove_socket(&config.control.socket);
     Ok(())
+}
+
+/// On SIGHUP, re-read the configuration file and apply its `[[sp]]` list:
+/// new SPs get actors, removed or changed ones are stopped. Other settings
+/// take effect at the next start. A bad file is logged and ignored.
+async fn reload_on_hangup(registry: RegistryHandle, source: Option<std::path::PathBuf>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return std::future::pending().await;
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = source.as_deref() else {
+            tracing::warn!("SIGHUP: no configuration file to reload (started without --config)");
+            continue;
+        };
+        let entries = config::Config::load(Some(path)).and_then(|c| c.sp_entries());
+        match entries {
+            Ok(entries) => match registry.reconfigure(entries).await {
+                Ok(()) => info!(config = %path.display(), "configuration reloaded"),
+                Err(e) => tracing::warn!(error = %e, "reload failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "reload failed; keeping the current SPs"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
