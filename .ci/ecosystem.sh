@@ -99,7 +99,8 @@ expect 'count(mgsd_sp_firmware_info{component="sp"} == 1)' 12
 expect 'sum(mgsd_sp_rtt_seconds_count) > 0' "$(query 'sum(mgsd_sp_rtt_seconds_count)')"
 
 echo "== promtool check metrics"
-curl -sf "http://127.0.0.1:$mport/metrics" >"$work/metrics.txt"
+python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+    "http://127.0.0.1:$mport/metrics" >"$work/metrics.txt"
 if ! out=$(promtool check metrics <"$work/metrics.txt" 2>&1) || [ -n "$out" ]; then
     echo "$out"
     exit 1
