@@ -216,8 +216,8 @@ impl UpdateDriver {
                 self.fail(
                     FailureKind::SpReset,
                     format!(
-                        "the SP no longer has this update (it reports {}): it was reset, lost power, or the update was replaced",
-                        serde_json_like(&what)
+                        "the SP no longer has this update (it reports {:?}): it was reset, lost power, or the update was replaced",
+                        what
                     ),
                     ctx,
                 );
@@ -466,11 +466,6 @@ fn kind_of(e: &RpcError) -> FailureKind {
         RpcError::Sp { .. } | RpcError::Busy { .. } => FailureKind::SpRefused,
         RpcError::Unexpected { .. } | RpcError::Stopped { .. } => FailureKind::Other,
     }
-}
-
-/// Short text for an SP state in messages.
-fn serde_json_like(s: &crate::update_state::SpUpdateState) -> String {
-    format!("{s:?}")
 }
 
 impl Actor for UpdateDriver {

@@ -2,7 +2,7 @@
 //! reset, host flash and update state — and its [`SpHandler`], so the
 //! protocol dispatcher in `gateway-messages` drives it directly.
 
-use crate::flash::{HashCache, HostFlash, SECTOR_SIZE};
+use crate::flash::{HashCache, HostFlash};
 use crate::update::{UpdateLimits, Updates};
 use gateway_messages::sp_impl::{PowerStateTransition, ResetOutcome, SpHandler};
 use gateway_messages::{
@@ -641,5 +641,3 @@ impl SpHandler for Device {
         Ok(self.now.saturating_duration_since(self.booted).as_millis() as u64)
     }
 }
-
-const _: () = assert!(SECTOR_SIZE == 65536);
