@@ -1,9 +1,14 @@
 //! Images shared by SHA-256: however many SPs receive an image, the daemon
-//! holds one copy, freed when the last update using it is gone.
+//! holds one copy, freed when the last update using it is gone. Loading a
+//! file hashes it as it streams first, so a client naming an image that is
+//! already held costs no second copy, and concurrent loads of a new image
+//! read it once.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// SHA-256 of an image.
@@ -26,8 +31,9 @@ impl fmt::Debug for ImageHash {
 pub struct Image {
     /// SHA-256 of `data`.
     pub hash: ImageHash,
-    /// The bytes.
-    pub data: Arc<[u8]>,
+    /// The bytes (the image is shared as a whole, as `Arc<Image>`: taking
+    /// the loaded `Vec` as it is costs no second copy).
+    pub data: Vec<u8>,
     /// Host-flash slot hash for this image at some capacity, computed once.
     slot_hash: OnceLock<(u32, [u8; 32])>,
 }
@@ -86,9 +92,101 @@ impl Image {
 #[derive(Debug, Default, Clone)]
 pub struct ImageStore {
     images: Arc<Mutex<HashMap<ImageHash, Weak<Image>>>>,
+    /// Held while a file is read in: one new image in memory at a time.
+    loading: Arc<Mutex<()>>,
+    /// Loads under way, by file identity, for overlapping loads to share.
+    loads: Arc<Mutex<HashMap<FileKey, SharedLoad>>>,
 }
 
+/// Device, inode, size and modification time (s, ns) of a file.
+type FileKey = (u64, u64, u64, i64, i64);
+
+/// One load's outcome, for every caller that asked meanwhile.
+type SharedLoad = Arc<OnceLock<Result<Arc<Image>, (std::io::ErrorKind, String)>>>;
+
 impl ImageStore {
+    /// The image with `hash`, if held.
+    pub fn get(&self, hash: &ImageHash) -> Option<Arc<Image>> {
+        let images = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        images.get(hash).and_then(Weak::upgrade)
+    }
+
+    /// Load the regular file at `path`, at most `max_len` bytes. Blocking:
+    /// call it off the actor threads. Loads of the same file (device,
+    /// inode, size, modification time) that overlap share one reading.
+    pub fn load_file(&self, path: &Path, max_len: u64) -> std::io::Result<Arc<Image>> {
+        use std::io::{Error, ErrorKind};
+        use std::os::unix::fs::MetadataExt;
+        let mut file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+        }
+        if meta.len() > max_len {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} bytes; at most {max_len} fit", meta.len()),
+            ));
+        }
+        let key = (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        );
+        let shared = {
+            let mut loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+            loads.entry(key).or_default().clone()
+        };
+        let loaded = shared
+            .get_or_init(|| {
+                self.read(&mut file, max_len)
+                    .map_err(|e| (e.kind(), e.to_string()))
+            })
+            .clone();
+        let mut loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
+        if loads.get(&key).is_some_and(|l| Arc::ptr_eq(l, &shared)) {
+            loads.remove(&key);
+        }
+        loaded.map_err(|(kind, message)| Error::new(kind, message))
+    }
+
+    /// Hash `file` as it streams; read it into memory only if no image
+    /// with that hash is held.
+    fn read(&self, file: &mut std::fs::File, max_len: u64) -> std::io::Result<Arc<Image>> {
+        use std::io::{Error, ErrorKind, Seek};
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match file.read(&mut buf)? {
+                0 => break,
+                n => h.update(&buf[..n]),
+            }
+        }
+        let hash = ImageHash(h.finalize().into());
+        if let Some(held) = self.get(&hash) {
+            return Ok(held);
+        }
+        let _one_at_a_time = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        // Another load of the same image may have finished meanwhile.
+        if let Some(held) = self.get(&hash) {
+            return Ok(held);
+        }
+        file.rewind()?;
+        let mut data = Vec::with_capacity(file.metadata()?.len().min(max_len) as usize);
+        file.take(max_len + 1).read_to_end(&mut data)?;
+        if data.len() as u64 > max_len {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the file grew past the limit",
+            ));
+        }
+        // Hashed again as read: if the file changed since the first pass,
+        // what was read is what counts.
+        Ok(self.insert(data))
+    }
+
     /// Hash `data` and return the shared copy (an existing one if present).
     pub fn insert(&self, data: Vec<u8>) -> Arc<Image> {
         let hash = ImageHash(Sha256::digest(&data).into());
@@ -99,7 +197,7 @@ impl ImageStore {
         }
         let image = Arc::new(Image {
             hash,
-            data: data.into(),
+            data,
             slot_hash: OnceLock::new(),
         });
         images.insert(hash, Arc::downgrade(&image));
@@ -134,6 +232,35 @@ mod tests {
         assert_eq!(store.len(), 1);
         drop(c);
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn files_load_once_and_only_regular_small_enough_ones() {
+        let store = ImageStore::default();
+        let dir = std::env::temp_dir().join(format!("mgsd-image-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.img");
+        std::fs::write(&path, [5u8; 1000]).unwrap();
+        let a = store.load_file(&path, 1000).unwrap();
+        let b = store.load_file(&path, 1000).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.hash, store.insert(vec![5; 1000]).hash);
+        let e = store.load_file(&path, 999).unwrap_err();
+        assert!(e.to_string().contains("at most 999"), "{e}");
+        let e = store.load_file(&dir, 1000).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(store.load_file(&dir.join("none"), 1000).is_err());
+        // Many clients naming one new image at once: one copy.
+        let big = dir.join("b.img");
+        std::fs::write(&big, vec![9u8; 4 << 20]).unwrap();
+        let loaded: Vec<_> = std::thread::scope(|s| {
+            let loads: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| store.load_file(&big, 8 << 20).unwrap()))
+                .collect();
+            loads.into_iter().map(|l| l.join().unwrap()).collect()
+        });
+        assert!(loaded.iter().all(|l| Arc::ptr_eq(l, &loaded[0])));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,29 +1,35 @@
-//! mgsd's actors (actix on tokio).
+//! mgsd's actors (actix on tokio). Each piece of state has one owner:
 //!
-//! - [`sp::SpActor`]: one per SP; owns its socket, message ids, retries,
-//!   discovery and update bookkeeping.
-//! - [`update_driver::UpdateDriver`]: one per running update; delivers it.
-//! - [`registry::Registry`]: knows every SpActor, resolves names and
-//!   serials, routes commands; [`registry::RegistryHandle`] is the typed API
-//!   the control socket (and the tests) use.
+//! - [`sp::SpActor`]: one per SP; owns its socket, message ids, the
+//!   requests in flight (one deadline heap, one timer) and the chunk stream
+//!   of the update being delivered; publishes the SP's identity.
+//! - [`update::UpdateActor`]: one per update; owns the update's only record
+//!   and publishes it on a `watch`; prepares, waits out the erase, leases
+//!   the image to the SP actor, resumes after stalls, verifies, aborts.
+//! - [`registry::Registry`]: the SP actors and the index of updates by id,
+//!   with the one conflict rule; [`registry::RegistryHandle`] is the typed
+//!   API the control socket (and the tests) use.
 //!
-//! Pure parts are plain types with unit tests: [`rpc`] (retry policy),
-//! [`update_state`] (what the daemon knows about an update), [`image`]
-//! (images shared by hash).
+//! Pure parts are plain types with unit tests: [`rpc`] (timeouts, patience,
+//! backoff), [`deadlines`], [`delivery`] (the chunk stream),
+//! [`update_state`] (records and the decisions on the SP's answers),
+//! [`image`] (images shared by hash).
 
+pub mod deadlines;
+pub mod delivery;
 pub mod image;
 pub mod metrics;
 pub mod registry;
 pub mod rpc;
 pub mod sp;
 pub mod transport;
-pub mod update_driver;
+pub mod update;
 pub mod update_state;
 
-pub use registry::{RegistryConfig, RegistryError, RegistryHandle, SpEntry};
+pub use registry::{RegistryConfig, RegistryError, RegistryHandle, SpEntry, SpSummary, UpdateView};
 pub use rpc::{RpcError, RpcPolicy};
-pub use sp::{SpInfo, SpSettings, SpTarget, UpdateView};
-pub use update_driver::DriverSettings;
+pub use sp::{SpHandle, SpInfo, SpSettings, SpTarget};
+pub use update::{DeliverySettings, UpdateHandle};
 pub use update_state::{Phase, SpUpdateState, UpdateRecord};
 
 use serde::Serialize;
@@ -69,13 +75,6 @@ impl Serialize for SpName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
     }
-}
-
-/// An update's record changed (progress, phase, failure).
-#[derive(Debug, Clone, Serialize)]
-pub struct UpdateEvent {
-    /// The record after the change.
-    pub record: UpdateRecord,
 }
 
 /// Why an update could not be started, aborted or delivered.

@@ -5,9 +5,11 @@
 use crate::update_state::{FailureKind, Phase, UpdateRecord};
 use gateway_messages::MgsRequest;
 use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram, Unit,
 };
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// SP answered recently (1) or not (0).
 pub const SP_REACHABLE: &str = "mgsd_sp_reachable";
@@ -47,15 +49,6 @@ pub const UPDATE_FAILURES: &str = "mgsd_update_failures_total";
 pub const ACTIVE_UPDATES: &str = "mgsd_active_updates";
 /// Firmware version of the running image (info metric, value 1).
 pub const FIRMWARE_INFO: &str = "mgsd_sp_firmware_info";
-
-const PHASES: [Phase; 6] = [
-    Phase::Preparing,
-    Phase::Delivering,
-    Phase::Verifying,
-    Phase::Complete,
-    Phase::Failed,
-    Phase::Aborted,
-];
 
 /// Register help texts and units (call once at start).
 pub fn describe() {
@@ -163,20 +156,6 @@ pub fn request_done(sp: &str, kind: &'static str, outcome: &'static str, rtt: Op
     }
 }
 
-/// An attempt timed out and (maybe) was resent.
-pub fn attempt_timed_out(sp: &str, resent: bool) {
-    counter!(SP_TIMEOUTS, "sp" => sp.to_string()).increment(1);
-    if resent {
-        counter!(SP_RETRIES, "sp" => sp.to_string()).increment(1);
-    }
-}
-
-/// A `Busy` answer (the request is resent after a backoff).
-pub fn busy(sp: &str) {
-    counter!(SP_BUSY, "sp" => sp.to_string()).increment(1);
-    counter!(SP_RETRIES, "sp" => sp.to_string()).increment(1);
-}
-
 /// Reachability changed.
 pub fn reachable(sp: &str, up: bool) {
     gauge!(SP_REACHABLE, "sp" => sp.to_string()).set(if up { 1.0 } else { 0.0 });
@@ -211,20 +190,63 @@ pub fn firmware(sp: &str, component: &str, version: &str) {
     gauge!(FIRMWARE_INFO, &labels(version.to_string())).set(1.0);
 }
 
-/// A chunk went out again / delivery rewound.
-pub fn delivery_event(sp: &str, component: &str, retransmit: bool) {
-    let name = if retransmit {
-        UPDATE_RETRANSMITS
-    } else {
-        UPDATE_REWINDS
-    };
-    counter!(name, "sp" => sp.to_string(), "component" => component.to_string()).increment(1);
+/// Handles for what an SP actor records per datagram, made once: looking
+/// a metric up by labels costs allocations the hot path must not pay.
+pub struct SpMetrics {
+    chunk_ok: Counter,
+    chunk_error: Counter,
+    rtt: Histogram,
+    timeouts: Counter,
+    retries: Counter,
+    busy: Counter,
 }
 
-/// Publish an update record; `was` is the phase it had before.
-pub fn update_record(r: &UpdateRecord, was: Option<Phase>) {
+impl SpMetrics {
+    /// Handles for SP `sp`.
+    pub fn new(sp: &str) -> Self {
+        let chunk = |outcome: &'static str| counter!(SP_REQUESTS, "sp" => sp.to_string(), "kind" => "update_chunk", "outcome" => outcome);
+        Self {
+            chunk_ok: chunk("ok"),
+            chunk_error: chunk("sp_error"),
+            rtt: histogram!(SP_RTT, "sp" => sp.to_string()),
+            timeouts: counter!(SP_TIMEOUTS, "sp" => sp.to_string()),
+            retries: counter!(SP_RETRIES, "sp" => sp.to_string()),
+            busy: counter!(SP_BUSY, "sp" => sp.to_string()),
+        }
+    }
+
+    /// A chunk was answered (acknowledged or refused) after `rtt`.
+    pub fn chunk(&self, ok: bool, rtt: Duration) {
+        if ok {
+            &self.chunk_ok
+        } else {
+            &self.chunk_error
+        }
+        .increment(1);
+        self.rtt.record(rtt.as_secs_f64());
+    }
+
+    /// An attempt went unanswered.
+    pub fn timeout(&self) {
+        self.timeouts.increment(1);
+    }
+
+    /// A request was sent again.
+    pub fn retry(&self) {
+        self.retries.increment(1);
+    }
+
+    /// A `Busy` answer (the request is resent after a backoff).
+    pub fn busy(&self) {
+        self.busy.increment(1);
+    }
+}
+
+/// Publish an update record; `was` is the phase it had before, `since`
+/// the record last published.
+fn update_record(r: &UpdateRecord, was: Option<Phase>, since: (u64, u64)) {
     let (sp, c) = (r.sp.to_string(), r.component.clone());
-    for p in PHASES {
+    for p in Phase::ALL {
         let on = if p == r.phase { 1.0 } else { 0.0 };
         gauge!(UPDATE_STATE, "sp" => sp.clone(), "component" => c.clone(), "state" => p.as_str())
             .set(on);
@@ -236,13 +258,20 @@ pub fn update_record(r: &UpdateRecord, was: Option<Phase>) {
         .erase_progress
         .map_or(0.0, |(cur, total)| f64::from(cur) / f64::from(total.max(1)));
     gauge!(UPDATE_ERASE, "sp" => sp.clone(), "component" => c.clone()).set(erase);
-    let rate = r.rate(std::time::Instant::now()).unwrap_or(0.0);
+    let rate = r.rate(tokio::time::Instant::now()).unwrap_or(0.0);
     gauge!(UPDATE_RATE, "sp" => sp.clone(), "component" => c.clone()).set(rate);
     gauge!(UPDATE_START, "sp" => sp.clone(), "component" => c.clone())
         .set(r.started_unix_ms as f64 / 1000.0);
+    let (resent, rewinds) = (r.chunks_retransmitted - since.0, r.rewinds - since.1);
+    if resent > 0 {
+        counter!(UPDATE_RETRANSMITS, "sp" => sp.clone(), "component" => c.clone())
+            .increment(resent);
+    }
+    if rewinds > 0 {
+        counter!(UPDATE_REWINDS, "sp" => sp.clone(), "component" => c.clone()).increment(rewinds);
+    }
     let ended = r.phase.is_terminal() && !was.is_some_and(Phase::is_terminal);
-    let started = was.is_none();
-    if started {
+    if was.is_none() {
         gauge!(ACTIVE_UPDATES).increment(1.0);
     }
     if ended {
@@ -259,4 +288,27 @@ pub fn update_record(r: &UpdateRecord, was: Option<Phase>) {
             _ => {}
         }
     }
+}
+
+/// Keep an update's metrics in step with its published record, until it
+/// ends. An update the SP never accepted leaves no trace.
+pub fn follow_update(mut rx: watch::Receiver<UpdateRecord>) {
+    actix::spawn(async move {
+        let mut was: Option<Phase> = None;
+        let mut since = (0, 0);
+        loop {
+            let r = rx.borrow_and_update().clone();
+            if r.start_error.is_some() {
+                return;
+            }
+            if r.phase != Phase::Starting {
+                update_record(&r, was, since);
+                since = (r.chunks_retransmitted, r.rewinds);
+                was = Some(r.phase);
+            }
+            if r.phase.is_terminal() || rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }

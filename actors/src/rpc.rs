@@ -1,25 +1,36 @@
-//! The RPC policy — per-attempt timeout, attempt budget, `Busy` backoff —
-//! as a pure type, and the errors an RPC can end with.
+//! The RPC policy — adaptive per-attempt timeouts, patience, `Busy`
+//! backoff — as pure types, and the errors an RPC can end with.
 //!
-//! Defaults are the reference client's (faux-mgs): 2 s per attempt, 5
-//! attempts, 30 attempts for resets; `Busy` backs off from 20 ms doubling to
-//! 1 s and does not use up attempts.
+//! Each attempt waits for the SP's round-trip timeout (smoothed RTT plus
+//! four times its variance, as TCP computes it, clamped to the configured
+//! floor and ceiling), doubling with every resend. A request fails only
+//! after `max_attempts × per_attempt_timeout` of silence (10 s by default,
+//! the reference client's patience), so a fast network recovers a lost
+//! datagram in milliseconds while a slow SP (a synchronous bank erase) is
+//! still waited for. `Busy` backs off from 20 ms doubling to 1 s and does
+//! not count as silence.
 
 use crate::SpName;
 use gateway_messages::SpError;
 use serde::Deserialize;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Retry settings for one SP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RpcPolicy {
-    /// Wait this long for a response before resending.
+    /// Ceiling of the adaptive per-attempt timeout, and the timeout used
+    /// before any round trip has been measured.
     #[serde(rename = "per_attempt_timeout_ms", with = "millis")]
     pub per_attempt_timeout: Duration,
-    /// Attempts for ordinary requests.
+    /// Floor of the adaptive per-attempt timeout.
+    #[serde(rename = "min_attempt_timeout_ms", with = "millis")]
+    pub min_attempt_timeout: Duration,
+    /// Ordinary requests fail after `max_attempts × per_attempt_timeout`
+    /// without an answer.
     pub max_attempts: u32,
-    /// Attempts for resets (a rebooting SP is silent for a while: real
+    /// Same for resets: a rebooting SP is silent for a while (real
     /// sidecars take 25–30 s).
     pub max_attempts_reset: u32,
     /// First `Busy` backoff; doubles up to [`RpcPolicy::busy_backoff_max`].
@@ -36,6 +47,7 @@ impl Default for RpcPolicy {
     fn default() -> Self {
         Self {
             per_attempt_timeout: Duration::from_millis(2000),
+            min_attempt_timeout: Duration::from_millis(5),
             max_attempts: 5,
             max_attempts_reset: 30,
             busy_backoff: Duration::from_millis(20),
@@ -56,6 +68,63 @@ pub mod millis {
     }
 }
 
+/// Smoothed round-trip time and its variance (RFC 6298), giving the
+/// retransmission timeout.
+#[derive(Debug, Clone)]
+pub struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    floor: Duration,
+    ceiling: Duration,
+}
+
+impl RttEstimator {
+    /// An estimator without samples; its timeout is `policy`'s ceiling.
+    pub fn new(policy: &RpcPolicy) -> Self {
+        Self {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            floor: policy.min_attempt_timeout,
+            ceiling: policy.per_attempt_timeout.max(policy.min_attempt_timeout),
+        }
+    }
+
+    /// A round trip of a request answered on its first attempt (Karn: a
+    /// resent request's answer cannot be matched to one send).
+    pub fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    /// Smoothed round trip, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// How long the first attempt of a request waits.
+    pub fn rto(&self) -> Duration {
+        match self.srtt {
+            None => self.ceiling,
+            Some(srtt) => (srtt + self.rttvar * 4).clamp(self.floor, self.ceiling),
+        }
+    }
+
+    /// How long attempt `n` (0 for the first) waits: the timeout doubles
+    /// with each resend, up to the ceiling.
+    pub fn timeout_for_attempt(&self, n: u32) -> Duration {
+        self.rto().saturating_mul(1 << n.min(20)).min(self.ceiling)
+    }
+}
+
 /// What to do after an attempt went unanswered or was answered `Busy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -71,43 +140,63 @@ pub enum Next {
 #[derive(Debug, Clone)]
 pub struct Attempts {
     policy: RpcPolicy,
-    max: u32,
-    /// Attempts sent (counting the first).
+    patience: Duration,
+    /// Start of the current silence: the first send, or the last send
+    /// after a `Busy` answer.
+    silent_since: Option<Instant>,
+    /// Attempts sent so far.
     pub sent: u32,
     busy: u32,
     backoff: Duration,
 }
 
 impl Attempts {
-    /// First attempt of an ordinary (`reset = false`) or reset RPC.
+    /// An ordinary (`reset = false`) or reset RPC, not yet sent.
     pub fn new(policy: RpcPolicy, reset: bool) -> Self {
-        let max = if reset {
+        let n = if reset {
             policy.max_attempts_reset
         } else {
             policy.max_attempts
         };
+        Self::with_patience(policy, policy.per_attempt_timeout * n.max(1))
+    }
+
+    /// An RPC that gives up after `patience` of silence.
+    pub fn with_patience(policy: RpcPolicy, patience: Duration) -> Self {
         Self {
             policy,
-            max: max.max(1),
-            sent: 1,
+            patience,
+            silent_since: None,
+            sent: 0,
             busy: 0,
             backoff: policy.busy_backoff,
         }
     }
 
-    /// The current attempt timed out.
-    pub fn timed_out(&mut self) -> Next {
-        if self.sent >= self.max {
-            Next::GiveUp
-        } else {
-            self.sent += 1;
-            Next::Resend
+    /// An attempt goes out at `now`; returns how long to wait for it,
+    /// given the SP's current round-trip estimate (never past the end of
+    /// the patience, so a silent SP fails after exactly that).
+    pub fn send(&mut self, now: Instant, rtt: &RttEstimator) -> Duration {
+        let since = *self.silent_since.get_or_insert(now);
+        let left = self.patience.saturating_sub(now - since);
+        let wait = rtt.timeout_for_attempt(self.sent).min(left);
+        self.sent += 1;
+        wait
+    }
+
+    /// The current attempt went unanswered by `now`.
+    pub fn timed_out(&mut self, now: Instant) -> Next {
+        match self.silent_since {
+            Some(since) if now - since < self.patience => Next::Resend,
+            _ => Next::GiveUp,
         }
     }
 
-    /// The SP answered `Busy`: back off without using up an attempt.
+    /// The SP answered `Busy`: back off; the SP is alive, so the silence
+    /// starts again with the next send.
     pub fn busy(&mut self) -> Next {
         self.busy += 1;
+        self.silent_since = None;
         if self.busy > self.policy.max_busy {
             return Next::GiveUp;
         }
@@ -116,16 +205,17 @@ impl Attempts {
         Next::ResendAfter(wait)
     }
 
-    /// Resends so far.
-    pub fn resends(&self) -> u32 {
-        self.sent - 1
+    /// Whether the request went out more than once (its round trip is
+    /// then no sample).
+    pub fn resent(&self) -> bool {
+        self.sent > 1
     }
 }
 
 /// Why an RPC failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RpcError {
-    /// No response after every attempt.
+    /// No response within the patience.
     #[error("{sp}: no response after {attempts} attempts")]
     Timeout {
         /// SP name.
@@ -170,7 +260,7 @@ pub enum RpcError {
         message: String,
     },
     /// The actor went away (daemon shutting down or SP removed).
-    #[error("{sp}: SP actor stopped")]
+    #[error("{sp}: SP actor stopped (removed from the configuration, or mgsd is stopping)")]
     Stopped {
         /// SP name.
         sp: SpName,
@@ -191,25 +281,75 @@ impl RpcError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn timeouts_use_up_attempts_then_give_up() {
-        let mut a = Attempts::new(RpcPolicy::default(), false);
-        for _ in 0..4 {
-            assert_eq!(a.timed_out(), Next::Resend);
-        }
-        assert_eq!(a.timed_out(), Next::GiveUp);
-        assert_eq!(a.resends(), 4);
-        let mut r = Attempts::new(RpcPolicy::default(), true);
-        assert_eq!(
-            (0..29).filter(|_| r.timed_out() == Next::Resend).count(),
-            29
-        );
-        assert_eq!(r.timed_out(), Next::GiveUp);
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]
-    fn busy_backs_off_exponentially_without_using_attempts() {
-        let mut a = Attempts::new(RpcPolicy::default(), false);
+    fn silent_sp_gets_the_reference_patience_exactly() {
+        let policy = RpcPolicy::default();
+        let rtt = RttEstimator::new(&policy);
+        let mut a = Attempts::new(policy, false);
+        let mut now = Instant::now();
+        let t0 = now;
+        let mut waits = Vec::new();
+        loop {
+            let w = a.send(now, &rtt);
+            waits.push(w.as_millis());
+            now += w;
+            if a.timed_out(now) == Next::GiveUp {
+                break;
+            }
+        }
+        // No round trip measured yet: 2 s per attempt, five attempts.
+        assert_eq!(waits, [2000; 5]);
+        assert_eq!(now - t0, Duration::from_secs(10));
+        let mut reset = Attempts::new(policy, true);
+        let mut t = t0;
+        while {
+            t += reset.send(t, &rtt);
+            reset.timed_out(t) == Next::Resend
+        } {}
+        assert_eq!((reset.sent, t - t0), (30, Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn measured_round_trips_shorten_the_timeout_and_resends_double_it() {
+        let policy = RpcPolicy::default();
+        let mut rtt = RttEstimator::new(&policy);
+        rtt.sample(ms(4));
+        // 4 ms + 4 × 2 ms.
+        assert_eq!(rtt.rto(), ms(12));
+        for _ in 0..50 {
+            rtt.sample(ms(4));
+        }
+        // The variance decays; the floor holds.
+        assert_eq!(rtt.rto(), ms(5));
+        let waits: Vec<_> = (0..12).map(|n| rtt.timeout_for_attempt(n)).collect();
+        assert_eq!(&waits[..4], [ms(5), ms(10), ms(20), ms(40)]);
+        assert_eq!(waits[11], ms(2000), "capped at the ceiling");
+        // A burst of slow answers raises it.
+        rtt.sample(ms(300));
+        assert!(rtt.rto() > ms(300), "{:?}", rtt.rto());
+        // Patience is still 10 s of silence, spread over more attempts.
+        let mut a = Attempts::new(policy, false);
+        let t0 = Instant::now();
+        let mut now = t0;
+        while {
+            now += a.send(now, &rtt);
+            a.timed_out(now) == Next::Resend
+        } {}
+        assert_eq!(now - t0, Duration::from_secs(10));
+        assert!(a.sent > 5, "{}", a.sent);
+    }
+
+    #[test]
+    fn busy_backs_off_exponentially_and_restarts_the_silence() {
+        let policy = RpcPolicy::default();
+        let rtt = RttEstimator::new(&policy);
+        let mut a = Attempts::new(policy, false);
+        let t0 = Instant::now();
+        a.send(t0, &rtt);
         let waits: Vec<_> = (0..8)
             .map(|_| match a.busy() {
                 Next::ResendAfter(d) => d.as_millis(),
@@ -217,8 +357,10 @@ mod tests {
             })
             .collect();
         assert_eq!(waits, [20, 40, 80, 160, 320, 640, 1000, 1000]);
-        assert_eq!(a.sent, 1);
-        assert_eq!(a.timed_out(), Next::Resend);
+        // Long after the first send, the SP was busy, not silent.
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(a.send(later, &rtt), ms(2000));
+        assert_eq!(a.timed_out(later + ms(2000)), Next::Resend);
     }
 
     #[test]

@@ -1,35 +1,56 @@
-//! `SpActor`: one per SP. Owns the SP's socket, its message ids and the
-//! requests in flight (timeouts, identical resends, `Busy` backoff),
-//! discovery and reachability, and the SP's update bookkeeping: it
-//! prepares updates, spawns the [`UpdateDriver`] that delivers them, and
-//! keeps every update's [`UpdateRecord`].
+//! `SpActor`: one per SP. Owns the SP's socket, its message ids, every
+//! request in flight to it and its identity:
+//!
+//! - a window of at most `window` datagrams in flight (the SP queues only
+//!   3 and drops the rest): requests go first, the chunks of an update's
+//!   stream ([`ChunkStream`]) fill the free places;
+//! - one deadline heap and one timer for every attempt, backoff and the
+//!   discovery tick; attempts time out after the SP's measured round-trip
+//!   timeout ([`RttEstimator`]), resends are identical datagrams;
+//! - since the SP answers in order, an answer to one datagram proves every
+//!   datagram sent before it has left the SP's queue: unanswered ones are
+//!   resent at once (requests) or known to be covered (chunks);
+//! - discovery, then the socket is connected to the SP so the kernel
+//!   drops datagrams from anyone else; identity and firmware versions are
+//!   published on a `watch` ([`SpHandle::info`]).
+//!
+//! Its context holds two items only: the mailbox and a pump that drains
+//! the socket into a fixed buffer and runs the timer. The actor stops when
+//! told to ([`SpHandle::stop`]); its socket closes with it.
 
+use crate::deadlines::Deadlines;
+use crate::delivery::{ChunkCounts, ChunkStream, Stall, StreamEvent};
 use crate::image::Image;
-use crate::rpc::{Attempts, Next, RpcError, RpcPolicy};
-use crate::transport::{Datagram, Transport};
-use crate::update_driver::{DriverSettings, StopDriver, UpdateDriver};
-use crate::update_state::{SpUpdateState, UpdateRecord};
-use crate::{SpName, UpdateError, UpdateEvent};
+use crate::rpc::{Attempts, Next, RpcError, RpcPolicy, RttEstimator};
+use crate::transport::Transport;
+use crate::update::DeliverySettings;
+use crate::SpName;
 use actix::prelude::*;
 use gateway_messages::mgs::{decode_any, RequestDatagram};
 use gateway_messages::{
-    ComponentUpdatePrepare, MessageKind, MgsRequest, SpComponent, SpError, SpResponse,
-    SpUpdatePrepare, UpdateId,
+    MessageKind, MgsRequest, SpComponent, SpError, SpResponse, UpdateChunk, UpdateId,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, oneshot};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
 /// Per-SP settings (the `[sp_defaults]` of the daemon's config).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpSettings {
-    /// Request timeouts and attempts.
+    /// Request timeouts and patience.
     pub rpc: RpcPolicy,
+    /// Datagrams in flight to one SP at most: its receive queue (real SPs
+    /// queue 3 and drop the rest).
+    pub window: usize,
     /// Discover this often until the SP answers.
     #[serde(rename = "discovery_interval_ms", with = "crate::rpc::millis")]
     pub discovery_interval: Duration,
@@ -38,16 +59,17 @@ pub struct SpSettings {
     #[serde(rename = "idle_rediscover_ms", with = "crate::rpc::millis")]
     pub idle_rediscover: Duration,
     /// Update delivery.
-    pub delivery: DriverSettings,
+    pub delivery: DeliverySettings,
 }
 
 impl Default for SpSettings {
     fn default() -> Self {
         Self {
             rpc: RpcPolicy::default(),
+            window: 3,
             discovery_interval: Duration::from_secs(1),
             idle_rediscover: Duration::from_secs(60),
-            delivery: DriverSettings::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -85,7 +107,16 @@ pub struct SpIdentity {
     pub rot_active_slot: Option<u16>,
 }
 
-/// Snapshot of one SP for listings.
+/// Caboose `VERS` of the running images, read at discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FirmwareVersions {
+    /// The SP's running image.
+    pub sp: Option<String>,
+    /// The RoT's running image.
+    pub rot: Option<String>,
+}
+
+/// What the SP actor publishes about its SP.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpInfo {
     /// Name.
@@ -96,365 +127,669 @@ pub struct SpInfo {
     pub reachable: bool,
     /// Identity, once learnt.
     pub identity: Option<SpIdentity>,
-    /// Milliseconds since the SP last answered.
-    pub last_heard_ms_ago: Option<u64>,
-    /// The update being delivered, if any.
-    pub active_update: Option<UpdateRecord>,
+    /// Running firmware versions, once read.
+    pub versions: FirmwareVersions,
+    /// When the SP last answered (refreshed every discovery interval).
+    #[serde(skip)]
+    pub last_heard: Option<Instant>,
+}
+
+impl SpInfo {
+    /// Milliseconds since the SP last answered (to within the discovery
+    /// interval).
+    pub fn last_heard_ms_ago(&self) -> Option<u64> {
+        self.last_heard.map(|t| t.elapsed().as_millis() as u64)
+    }
 }
 
 /// How hard to try a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RpcKind {
-    /// The SP's ordinary retry budget.
+    /// The SP's ordinary patience.
     Normal,
-    /// The long budget of resets.
+    /// The long patience of resets.
     Reset,
-    /// One attempt with this timeout (pipelined chunks, discovery probes).
-    Once(Duration),
+    /// Give up after this long (discovery probes).
+    Within(Duration),
 }
 
-/// Send `request` (with `trailing`) and wait for the SP's answer.
+/// The outcome of a request: the SP's answer and its trailing bytes.
+pub type RpcResult = Result<(SpResponse, Vec<u8>), RpcError>;
+
+/// Send `request` and get the SP's answer.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(SpResponse, Vec<u8>), RpcError>")]
+#[rtype(result = "oneshot::Receiver<RpcResult>")]
 pub struct Rpc {
     /// The request.
     pub request: MgsRequest,
-    /// Trailing data (update chunks).
-    pub trailing: Vec<u8>,
-    /// Retry budget.
+    /// Patience.
     pub kind: RpcKind,
 }
 
-impl Rpc {
-    /// An ordinary request without trailing data.
-    pub fn new(request: MgsRequest) -> Self {
-        Self {
-            request,
-            trailing: Vec::new(),
-            kind: RpcKind::Normal,
+/// Stream `image` to the SP as update `id`'s chunks from offset `from`,
+/// reporting to `to`. Replaces the update's previous lease (a resume after
+/// a stall).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    /// The update.
+    pub id: UpdateId,
+    /// Its component.
+    pub component: SpComponent,
+    /// The image.
+    pub image: Arc<Image>,
+    /// Where the SP said it is.
+    pub from: u32,
+    /// The update's actor.
+    pub to: Recipient<DeliveryReport>,
+}
+
+/// The update is over: send none of its chunks any more.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopDelivery(pub UpdateId);
+
+/// Stop the actor (removed from the configuration); its socket closes.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// From the SP actor to an update's actor: what its stream did.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DeliveryReport {
+    /// The update.
+    pub id: UpdateId,
+    /// Bytes proven received.
+    pub acked: u32,
+    /// Chunk counters since the previous report.
+    pub counts: ChunkCounts,
+    /// What happened.
+    pub event: StreamEvent,
+}
+
+/// Who waits for a request's answer.
+enum Reply {
+    Client(oneshot::Sender<RpcResult>),
+    Discover,
+    State,
+    Version(SpComponent),
+}
+
+struct Request {
+    datagram: RequestDatagram,
+    attempts: Attempts,
+    /// Metric label.
+    kind: &'static str,
+    discover: bool,
+    /// Whether its round trip measures the network (a prepare's includes
+    /// an erase; a reset trigger's a reboot).
+    sample_rtt: bool,
+    reply: Reply,
+    /// When the latest attempt went out.
+    sent: Option<Instant>,
+}
+
+/// A datagram believed to be in the SP's receive queue, in send order,
+/// and when to stop waiting for its answer. These few (at most the window)
+/// deadlines are the in-flight part of the actor's deadline structure.
+enum Sent {
+    Request {
+        id: u32,
+        deadline: Instant,
+    },
+    Chunk {
+        id: u32,
+        lease: u64,
+        offset: u32,
+        end: u32,
+        at: Instant,
+        deadline: Instant,
+    },
+}
+
+impl Sent {
+    fn id(&self) -> u32 {
+        match self {
+            Sent::Request { id, .. } | Sent::Chunk { id, .. } => *id,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        match self {
+            Sent::Request { deadline, .. } | Sent::Chunk { deadline, .. } => *deadline,
         }
     }
 }
 
-/// Ask for an [`SpInfo`].
-#[derive(Debug, Message)]
-#[rtype(result = "SpInfo")]
-pub struct GetInfo;
-
-/// Prepare an update on the SP and start delivering it.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<UpdateRecord, UpdateError>")]
-pub struct StartUpdate {
-    /// Component.
-    pub component: SpComponent,
-    /// Slot.
-    pub slot: u16,
-    /// Client-chosen id.
-    pub id: UpdateId,
-    /// The image (shared).
-    pub image: Arc<Image>,
-}
-
-/// The SP's status of a component merged with the daemon's delivery view.
-#[derive(Debug, Clone, Serialize)]
-pub struct UpdateView {
-    /// SP name.
-    pub sp: SpName,
-    /// Component.
-    pub component: String,
-    /// What the SP itself reports (the source of truth).
-    pub sp_status: SpUpdateState,
-    /// The daemon's record of the most recent update it delivered to this
-    /// component, if any.
-    pub delivery: Option<UpdateRecord>,
-}
-
-/// Query an update's status.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<UpdateView, RpcError>")]
-pub struct QueryUpdate {
-    /// Component.
-    pub component: SpComponent,
-}
-
-/// Abort an update (the SP decides).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), UpdateError>")]
-pub struct AbortUpdate {
-    /// Component.
-    pub component: SpComponent,
-    /// Update id.
-    pub id: UpdateId,
-}
-
-/// The daemon's record of an update by id.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<UpdateRecord>")]
-pub struct GetRecord(pub UpdateId);
-
-/// From the driver: its record changed.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct DriverReport(pub UpdateRecord);
-
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-struct Incoming(Datagram);
-
-struct Pending {
-    datagram: RequestDatagram,
-    attempts: Attempts,
-    timeout: Duration,
-    /// Bumped on every (re)send; a timer only fires for its own send.
-    send_no: u32,
-    /// When the current attempt went out.
-    sent_at: Instant,
-    /// Metric label.
-    kind: &'static str,
-    reply: oneshot::Sender<Result<(SpResponse, Vec<u8>), RpcError>>,
-}
-
-struct Active {
-    id: UpdateId,
-    component: SpComponent,
-    slot: u16,
-    image: Arc<Image>,
-    driver: Addr<UpdateDriver>,
+/// The rest of the actor's deadline structure: what is not in flight.
+#[derive(Debug, Clone, Copy)]
+enum Wake {
+    /// A `Busy` request's backoff is over.
+    Backoff { id: u32 },
+    /// Discovery and reachability bookkeeping.
+    Tick,
 }
 
 /// One SP's actor. See the module docs.
 pub struct SpActor {
     name: SpName,
     target: SpTarget,
-    sp_addr: Option<SocketAddr>,
     transport: Arc<dyn Transport>,
     settings: SpSettings,
+    peer: Option<SocketAddr>,
     next_id: u32,
-    pending: HashMap<u32, Pending>,
-    reachable: bool,
+    requests: HashMap<u32, Request>,
+    /// Requests waiting for a place in the window, first first.
+    ready: VecDeque<u32>,
+    inflight: VecDeque<Sent>,
+    stream: Option<(ChunkStream, Recipient<DeliveryReport>)>,
+    /// Numbers every lease of every stream, so an old lease's answers are
+    /// told apart.
+    leases: u64,
+    rtt: RttEstimator,
+    deadlines: Deadlines<Wake>,
+    /// The deadline the pump's timer is set to (it may be earlier than
+    /// any real one: a timer firing early finds nothing due and is set
+    /// again, which is cheaper than moving it on every ack), and how to
+    /// wake the pump when an earlier deadline appears.
+    armed: Option<Instant>,
+    pump_waker: Option<Waker>,
+    pumping: bool,
     discovering: bool,
-    identity: Option<SpIdentity>,
+    /// Mirrors of what is published, read on every datagram.
+    reachable: bool,
+    identified: bool,
     last_heard: Option<Instant>,
-    records: HashMap<UpdateId, UpdateRecord>,
-    latest: HashMap<SpComponent, UpdateId>,
-    active: Option<Active>,
-    starting: Option<UpdateId>,
-    events: broadcast::Sender<UpdateEvent>,
-    recv_task: Option<tokio::task::JoinHandle<()>>,
+    info: watch::Sender<SpInfo>,
     created: Instant,
+    metrics: crate::metrics::SpMetrics,
+    /// Everything the actor logs is in this span (`sp` = its name).
+    span: tracing::Span,
 }
 
 const DISCOVERY_MULTICAST: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0x1de, 2);
 
-impl SpActor {
-    /// A new actor for `name` at `target`, talking through `transport`.
-    pub fn new(
+/// The SP answers datagrams whose header it cannot read with this id; we
+/// never use it.
+const UNREADABLE_ID: u32 = u32::MAX;
+
+/// Datagrams handled per wake before the pump yields to other actors.
+const RECV_BUDGET: usize = 64;
+
+/// A typed handle on an SP actor.
+#[derive(Clone)]
+pub struct SpHandle {
+    name: SpName,
+    addr: Addr<SpActor>,
+    info: watch::Receiver<SpInfo>,
+}
+
+impl SpHandle {
+    /// Start an actor for `name` at `target`, talking through `transport`;
+    /// its message ids start at `first_id`.
+    pub fn start(
         name: SpName,
         target: SpTarget,
         transport: Arc<dyn Transport>,
         settings: SpSettings,
-        events: broadcast::Sender<UpdateEvent>,
+        first_id: u32,
     ) -> Self {
-        let sp_addr = match &target {
-            SpTarget::Addr(a) => Some(*a),
-            SpTarget::Interface { .. } => None,
+        let (info_tx, info) = watch::channel(SpInfo {
+            name: name.clone(),
+            addr: None,
+            reachable: false,
+            identity: None,
+            versions: FirmwareVersions::default(),
+            last_heard: None,
+        });
+        let actor = SpActor {
+            name: name.clone(),
+            target,
+            transport,
+            rtt: RttEstimator::new(&settings.rpc),
+            settings,
+            peer: None,
+            next_id: first_id,
+            requests: HashMap::new(),
+            ready: VecDeque::new(),
+            inflight: VecDeque::new(),
+            stream: None,
+            leases: 0,
+            deadlines: Deadlines::default(),
+            armed: None,
+            pump_waker: None,
+            pumping: false,
+            discovering: false,
+            reachable: false,
+            identified: false,
+            last_heard: None,
+            info: info_tx,
+            created: Instant::now(),
+            metrics: crate::metrics::SpMetrics::new(name.as_str()),
+            span: tracing::info_span!("sp", sp = %name),
         };
         Self {
             name,
-            target,
-            sp_addr,
-            transport,
-            settings,
-            next_id: 1,
-            pending: HashMap::new(),
-            reachable: false,
-            discovering: false,
-            identity: None,
-            last_heard: None,
-            records: HashMap::new(),
-            latest: HashMap::new(),
-            active: None,
-            starting: None,
-            events,
-            recv_task: None,
-            created: Instant::now(),
+            addr: actor.start(),
+            info,
         }
     }
 
-    fn destination(&self) -> Option<SocketAddr> {
-        self.sp_addr.or(match &self.target {
-            SpTarget::Interface { scope_id, .. } => Some(SocketAddr::V6(SocketAddrV6::new(
-                DISCOVERY_MULTICAST,
-                gateway_messages::SP_PORT,
-                0,
-                *scope_id,
-            ))),
-            SpTarget::Addr(_) => None,
-        })
+    /// The SP's name.
+    pub fn name(&self) -> &SpName {
+        &self.name
     }
 
-    /// Start a request; the receiver gets the outcome.
-    fn begin(
-        &mut self,
-        rpc: Rpc,
-        ctx: &mut Context<Self>,
-    ) -> oneshot::Receiver<Result<(SpResponse, Vec<u8>), RpcError>> {
-        let (tx, rx) = oneshot::channel();
-        let discover = matches!(rpc.request, MgsRequest::Discover);
-        if self.sp_addr.is_none() && !discover {
-            let _ = tx.send(Err(RpcError::NotDiscovered {
-                sp: self.name.clone(),
-            }));
-            return rx;
-        }
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        let (attempts, timeout) = match rpc.kind {
-            RpcKind::Normal => (
-                Attempts::new(self.settings.rpc, false),
-                self.settings.rpc.per_attempt_timeout,
-            ),
-            RpcKind::Reset => (
-                Attempts::new(self.settings.rpc, true),
-                self.settings.rpc.per_attempt_timeout,
-            ),
-            RpcKind::Once(t) => {
-                let once = RpcPolicy {
-                    max_attempts: 1,
-                    ..self.settings.rpc
-                };
-                (Attempts::new(once, false), t)
-            }
-        };
-        let datagram = RequestDatagram::new(id, rpc.request, &rpc.trailing);
-        let kind = crate::metrics::request_kind(&rpc.request);
-        let sent_at = Instant::now();
-        let pending = Pending {
-            datagram,
-            attempts,
-            timeout,
-            send_no: 0,
-            sent_at,
-            kind,
-            reply: tx,
-        };
-        self.pending.insert(id, pending);
-        self.transmit(id, ctx);
-        rx
+    /// What the actor knows about its SP now.
+    pub fn info(&self) -> SpInfo {
+        self.info.borrow().clone()
     }
 
-    fn transmit(&mut self, id: u32, ctx: &mut Context<Self>) {
-        let Some(to) = self.destination() else { return };
-        let Some(p) = self.pending.get_mut(&id) else {
-            return;
-        };
-        p.send_no += 1;
-        p.sent_at = Instant::now();
-        let (send_no, timeout) = (p.send_no, p.timeout);
-        if let Err(e) = self.transport.send_to(p.datagram.as_bytes(), to) {
-            let p = self.pending.remove(&id).expect("present");
-            let _ = p.reply.send(Err(RpcError::Io {
-                sp: self.name.clone(),
-                message: e.to_string(),
-            }));
-            return;
-        }
-        ctx.run_later(timeout, move |act, ctx| act.timed_out(id, send_no, ctx));
+    /// Follow the SP's published info.
+    pub fn watch_info(&self) -> watch::Receiver<SpInfo> {
+        self.info.clone()
     }
 
-    fn timed_out(&mut self, id: u32, send_no: u32, ctx: &mut Context<Self>) {
-        let Some(p) = self.pending.get_mut(&id) else {
-            return;
+    /// Send `request` with the ordinary patience.
+    pub async fn rpc(&self, request: MgsRequest) -> RpcResult {
+        self.rpc_with(request, RpcKind::Normal).await
+    }
+
+    /// Send `request` with patience `kind`.
+    pub async fn rpc_with(&self, request: MgsRequest, kind: RpcKind) -> RpcResult {
+        let stopped = || RpcError::Stopped {
+            sp: self.name.clone(),
         };
-        if p.send_no != send_no {
-            return;
+        let rx = self
+            .addr
+            .send(Rpc { request, kind })
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Start or resume an update's chunk stream.
+    pub fn deliver(&self, deliver: Deliver) {
+        self.addr.do_send(deliver);
+    }
+
+    /// End an update's chunk stream.
+    pub fn stop_delivery(&self, id: UpdateId) {
+        self.addr.do_send(StopDelivery(id));
+    }
+
+    /// Stop the actor.
+    pub fn stop(&self) {
+        self.addr.do_send(Stop);
+    }
+
+    /// Whether the actor is still running.
+    pub fn is_running(&self) -> bool {
+        self.addr.connected()
+    }
+}
+
+impl SpActor {
+    /// Where to send: the discovered SP, the configured address, or (for
+    /// a `Discover` to an SP behind an interface) the multicast group.
+    fn destination(&self, discover: bool) -> Option<SocketAddr> {
+        if let Some(peer) = self.peer {
+            return Some(peer);
         }
-        match p.attempts.timed_out() {
-            Next::Resend => {
-                crate::metrics::attempt_timed_out(self.name.as_str(), true);
-                self.transmit(id, ctx)
-            }
-            Next::ResendAfter(_) | Next::GiveUp => {
-                crate::metrics::attempt_timed_out(self.name.as_str(), false);
-                let p = self.pending.remove(&id).expect("present");
-                crate::metrics::request_done(self.name.as_str(), p.kind, "timeout", None);
-                let attempts = p.attempts.sent;
-                let _ = p.reply.send(Err(RpcError::Timeout {
+        match &self.target {
+            SpTarget::Addr(a) => Some(*a),
+            SpTarget::Interface { scope_id, .. } if discover => Some(SocketAddr::V6(
+                SocketAddrV6::new(DISCOVERY_MULTICAST, gateway_messages::SP_PORT, 0, *scope_id),
+            )),
+            SpTarget::Interface { .. } => None,
+        }
+    }
+
+    fn message_id(&mut self) -> u32 {
+        next_message_id(&mut self.next_id)
+    }
+
+    /// Queue a request; it goes out as soon as the window has room.
+    fn submit(&mut self, request: MgsRequest, kind: RpcKind, reply: Reply) {
+        let discover = matches!(request, MgsRequest::Discover);
+        if self.destination(discover).is_none() {
+            return self.answer(
+                reply,
+                Err(RpcError::NotDiscovered {
                     sp: self.name.clone(),
-                    attempts,
-                }));
+                }),
+            );
+        }
+        let policy = self.settings.rpc;
+        let attempts = match kind {
+            RpcKind::Normal => Attempts::new(policy, false),
+            RpcKind::Reset => Attempts::new(policy, true),
+            RpcKind::Within(d) => Attempts::with_patience(policy, d),
+        };
+        let sample_rtt = !matches!(
+            request,
+            MgsRequest::SpUpdatePrepare(_)
+                | MgsRequest::ComponentUpdatePrepare(_)
+                | MgsRequest::ResetComponentTrigger { .. }
+                | MgsRequest::ResetTrigger
+        );
+        let id = self.message_id();
+        self.requests.insert(
+            id,
+            Request {
+                datagram: RequestDatagram::new(id, request, &[]),
+                attempts,
+                kind: crate::metrics::request_kind(&request),
+                discover,
+                sample_rtt,
+                reply,
+                sent: None,
+            },
+        );
+        self.ready.push_back(id);
+        self.fill();
+    }
+
+    /// Fill the window: requests first, then chunks.
+    fn fill(&mut self) {
+        let now = Instant::now();
+        while self.inflight.len() < self.settings.window.max(1) {
+            if let Some(id) = self.ready.pop_front() {
+                self.send_request(id, now);
+            } else if !self.send_chunk(now) {
+                break;
+            }
+        }
+        if !self.pumping {
+            self.rearm();
+        }
+    }
+
+    fn send_request(&mut self, id: u32, now: Instant) {
+        let Some(req) = self.requests.get(&id) else {
+            return;
+        };
+        let Some(to) = self.destination(req.discover) else {
+            return self.finish(
+                id,
+                Err(RpcError::NotDiscovered {
+                    sp: self.name.clone(),
+                }),
+            );
+        };
+        if let Err(e) = self.transport.send_to(req.datagram.as_bytes(), to) {
+            let message = e.to_string();
+            return self.finish(
+                id,
+                Err(RpcError::Io {
+                    sp: self.name.clone(),
+                    message,
+                }),
+            );
+        }
+        let req = self.requests.get_mut(&id).expect("present");
+        let wait = req.attempts.send(now, &self.rtt);
+        if req.attempts.resent() {
+            self.metrics.retry();
+        }
+        req.sent = Some(now);
+        let deadline = now + wait;
+        self.inflight.push_back(Sent::Request { id, deadline });
+    }
+
+    fn send_chunk(&mut self, now: Instant) -> bool {
+        let Some(to) = self.destination(false) else {
+            return false;
+        };
+        let Some((stream, _)) = self.stream.as_mut() else {
+            return false;
+        };
+        let Some((lease, offset, end)) = stream.next_chunk() else {
+            return false;
+        };
+        let chunk = UpdateChunk {
+            component: stream.component,
+            id: stream.id,
+            offset,
+        };
+        let data = &stream.image().data[offset as usize..end as usize];
+        let id = next_message_id(&mut self.next_id);
+        let datagram = RequestDatagram::new(id, MgsRequest::UpdateChunk(chunk), data);
+        debug_assert_eq!(datagram.trailing_len, data.len());
+        // A failed send is a lost datagram: the chunk times out and the
+        // update asks the SP where it is.
+        if let Err(e) = self.transport.send_to(datagram.as_bytes(), to) {
+            debug!(error = %e, "chunk send failed");
+        }
+        self.inflight.push_back(Sent::Chunk {
+            id,
+            lease,
+            offset,
+            end,
+            at: now,
+            deadline: now + self.chunk_timeout(),
+        });
+        true
+    }
+
+    /// How long the newest chunk may go unanswered before its stream
+    /// stalls: as long as a request's third attempt waits. A stall costs a
+    /// status round trip; waiting longer costs only when the last chunks
+    /// of a window are all lost, which is rare, while an SP pausing a few
+    /// round trips (a slow flash write) is not.
+    fn chunk_timeout(&self) -> Duration {
+        self.rtt.timeout_for_attempt(2)
+    }
+
+    /// The earliest deadline of all.
+    fn next_deadline(&self) -> Option<Instant> {
+        let inflight = self.inflight.iter().map(Sent::deadline).min();
+        match (inflight, self.deadlines.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Wake the pump if its timer is set later than the earliest deadline.
+    fn rearm(&mut self) {
+        let Some(next) = self.next_deadline() else {
+            return;
+        };
+        if self.armed.is_none_or(|a| next < a) {
+            if let Some(w) = &self.pump_waker {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    fn accepts_from(&self, from: SocketAddr) -> bool {
+        match (self.peer, &self.target) {
+            (Some(peer), _) => from == peer,
+            (None, SpTarget::Addr(a)) => from == *a,
+            (None, SpTarget::Interface { .. }) => true,
+        }
+    }
+
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        if !self.accepts_from(from) {
+            debug!(%from, "datagram from a stranger dropped");
+            return;
+        }
+        let (kind, header, trailing) = match decode_any(data) {
+            Ok(d) => d,
+            Err(e) => {
+                debug!(error = %e, "undecodable datagram dropped");
+                return;
+            }
+        };
+        // SP-initiated requests (serial console, host phase 2) are not
+        // answers and are not served here.
+        let MessageKind::SpResponse(response) = kind else {
+            return;
+        };
+        let id = header.message_id;
+        let now = Instant::now();
+        let position = self.inflight.iter().position(|s| s.id() == id);
+        if position.is_none() && !self.requests.contains_key(&id) {
+            return; // stale or duplicate: already answered
+        }
+        self.heard(now);
+        match position {
+            Some(p) => {
+                // The SP answers in order: whatever was sent before this
+                // has left its queue, answered or lost.
+                let earlier: Vec<Sent> = self.inflight.drain(..p).collect();
+                for sent in earlier.into_iter().rev() {
+                    self.presumed_lost(sent, now);
+                }
+                match self.inflight.pop_front().expect("position found") {
+                    Sent::Chunk {
+                        lease,
+                        offset,
+                        end,
+                        at,
+                        ..
+                    } => self.chunk_answered(lease, offset, end, now - at, response),
+                    Sent::Request { id, .. } => {
+                        self.request_answered(id, response, trailing, from, now)
+                    }
+                }
+            }
+            // A request that left the window (presumed lost, or backing
+            // off) still takes its answer.
+            None => {
+                self.ready.retain(|r| *r != id);
+                self.request_answered(id, response, trailing, from, now);
+            }
+        }
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = Some(now);
+        if !self.reachable {
+            self.set_reachable(true);
+        }
+    }
+
+    fn presumed_lost(&mut self, sent: Sent, now: Instant) {
+        if let Sent::Request { id, .. } = sent {
+            self.attempt_failed(id, now);
+        }
+        // A chunk: a later ack proves it, or a later refusal stalls the
+        // stream, or the stream has moved on.
+    }
+
+    /// The current attempt of request `id` is lost: resend it first thing,
+    /// or give up after the patience.
+    fn attempt_failed(&mut self, id: u32, now: Instant) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        self.metrics.timeout();
+        match req.attempts.timed_out(now) {
+            Next::Resend => self.ready.push_front(id),
+            Next::ResendAfter(_) | Next::GiveUp => {
+                let attempts = req.attempts.sent;
+                self.finish(
+                    id,
+                    Err(RpcError::Timeout {
+                        sp: self.name.clone(),
+                        attempts,
+                    }),
+                );
                 if attempts > 1 && self.reachable {
-                    warn!(sp = %self.name, attempts, "SP stopped answering");
+                    warn!(attempts, "SP stopped answering");
                     self.set_reachable(false);
                 }
             }
         }
     }
 
-    fn incoming(&mut self, (data, from): Datagram, ctx: &mut Context<Self>) {
-        if self.sp_addr.is_some_and(|a| a != from) {
-            debug!(sp = %self.name, %from, "datagram from a stranger dropped");
+    fn chunk_answered(
+        &mut self,
+        lease: u64,
+        offset: u32,
+        end: u32,
+        rtt: Duration,
+        response: SpResponse,
+    ) {
+        self.rtt.sample(rtt);
+        self.metrics
+            .chunk(matches!(response, SpResponse::UpdateChunkAck), rtt);
+        let Some((stream, _)) = self.stream.as_mut() else {
             return;
-        }
-        let (kind, header, trailing) = match decode_any(&data) {
-            Ok(d) => d,
-            Err(e) => {
-                debug!(sp = %self.name, error = %e, "undecodable datagram dropped");
-                return;
-            }
         };
-        let MessageKind::SpResponse(response) = kind else {
+        let event = match response {
+            SpResponse::UpdateChunkAck => stream.on_ack(lease, end),
+            SpResponse::Error(error) => stream.on_failure(lease, Stall::Refused { offset, error }),
+            other => stream.on_failure(
+                lease,
+                Stall::Unexpected {
+                    offset,
+                    response: format!("{other:?}"),
+                },
+            ),
+        };
+        if let Some(event) = event {
+            self.report(event);
+        }
+    }
+
+    fn report(&mut self, event: StreamEvent) {
+        let Some((stream, to)) = self.stream.as_mut() else {
             return;
         };
-        let id = header.message_id;
-        if !self.pending.contains_key(&id) {
-            // Stale or duplicate: its request was already answered.
+        let report = DeliveryReport {
+            id: stream.id,
+            acked: stream.acked(),
+            counts: stream.take_counts(),
+            event,
+        };
+        if to.try_send(report).is_err() {
+            // The update's actor is gone: nobody wants the rest.
+            self.stream = None;
+        }
+    }
+
+    fn request_answered(
+        &mut self,
+        id: u32,
+        response: SpResponse,
+        trailing: &[u8],
+        from: SocketAddr,
+        now: Instant,
+    ) {
+        let Some(req) = self.requests.get_mut(&id) else {
             return;
-        }
-        if self.sp_addr.is_none() {
-            if !matches!(response, SpResponse::Discover(_)) {
-                return;
-            }
-            info!(sp = %self.name, addr = %from, "SP discovered");
-            self.sp_addr = Some(from);
-        }
-        self.last_heard = Some(Instant::now());
-        self.set_reachable(true);
+        };
         if response == SpResponse::Error(SpError::Busy) {
-            crate::metrics::busy(self.name.as_str());
-            let p = self.pending.get_mut(&id).expect("present");
-            match p.attempts.busy() {
-                Next::ResendAfter(wait) => {
-                    p.send_no += 1; // disarm the running timer
-                    let send_no = p.send_no;
-                    ctx.run_later(wait, move |act, ctx| {
-                        if act.pending.get(&id).is_some_and(|p| p.send_no == send_no) {
-                            act.transmit(id, ctx);
-                        }
-                    });
-                }
-                _ => {
-                    let p = self.pending.remove(&id).expect("present");
-                    crate::metrics::request_done(self.name.as_str(), p.kind, "busy", None);
-                    let _ = p.reply.send(Err(RpcError::Busy {
+            self.metrics.busy();
+            match req.attempts.busy() {
+                Next::ResendAfter(wait) => self.deadlines.insert(now + wait, Wake::Backoff { id }),
+                _ => self.finish(
+                    id,
+                    Err(RpcError::Busy {
                         sp: self.name.clone(),
-                    }));
-                }
+                    }),
+                ),
             }
             return;
         }
-        let p = self.pending.remove(&id).expect("present");
-        let outcome = if matches!(response, SpResponse::Error(_)) {
-            "sp_error"
-        } else {
-            "ok"
-        };
+        if let (Some(at), false, true) = (req.sent, req.attempts.resent(), req.sample_rtt) {
+            self.rtt.sample(now - at);
+        }
+        let rtt = req.sent.map(|at| now - at);
+        let ok = !matches!(response, SpResponse::Error(_));
         crate::metrics::request_done(
             self.name.as_str(),
-            p.kind,
-            outcome,
-            Some(p.sent_at.elapsed()),
+            req.kind,
+            if ok { "ok" } else { "sp_error" },
+            rtt,
         );
+        if matches!(req.reply, Reply::Discover) {
+            self.discovered(from);
+        }
         let result = match response {
             SpResponse::Error(error) => Err(RpcError::Sp {
                 sp: self.name.clone(),
@@ -462,153 +797,178 @@ impl SpActor {
             }),
             other => Ok((other, trailing.to_vec())),
         };
-        let _ = p.reply.send(result);
+        self.finish(id, result);
     }
 
-    /// Discovery and identity, then periodic checks.
-    fn discover(&mut self, ctx: &mut Context<Self>) {
-        if self.discovering {
+    /// Request `id` is over: hand the result to whoever waits.
+    fn finish(&mut self, id: u32, result: RpcResult) {
+        let Some(req) = self.requests.remove(&id) else {
             return;
+        };
+        if let Err(e) = &result {
+            let outcome = match e {
+                RpcError::Timeout { .. } => "timeout",
+                RpcError::Busy { .. } => "busy",
+                RpcError::Io { .. } => "io",
+                _ => "",
+            };
+            if !outcome.is_empty() {
+                crate::metrics::request_done(self.name.as_str(), req.kind, outcome, None);
+            }
         }
-        self.discovering = true;
-        let probe = Rpc {
-            request: MgsRequest::Discover,
-            trailing: Vec::new(),
-            kind: RpcKind::Once(self.settings.discovery_interval),
-        };
-        let rx = self.begin(probe, ctx);
-        let fetch = async move {
-            rx.await
-                .unwrap_or_else(|_| Err(RpcError::Stopped { sp: "?".into() }))
-        };
-        fetch
-            .into_actor(self)
-            .then(|res, act, ctx| {
-                let state = res
-                    .is_ok()
-                    .then(|| act.begin(Rpc::new(MgsRequest::SpState), ctx));
-                async move {
-                    match state {
-                        Some(rx) => rx.await.ok(),
-                        None => None,
-                    }
-                }
-                .into_actor(act)
-            })
-            .map(|state, act, ctx| {
-                act.discovering = false;
-                if state.is_none() && act.reachable {
-                    warn!(sp = %act.name, "SP did not answer discovery");
-                    act.set_reachable(false);
-                }
-                if let Some(Ok((response, _))) = state {
-                    let first = act.identity.is_none();
-                    act.identity = identity_of(&response);
-                    if let (true, Some(id)) = (first, &act.identity) {
-                        debug!(sp = %act.name, serial = %id.serial, "SP identified");
-                        crate::metrics::discovered(act.name.as_str(), act.created.elapsed());
-                    }
-                    act.read_versions(ctx);
-                }
-            })
-            .spawn(ctx);
+        self.answer(req.reply, result);
     }
 
-    /// Firmware versions (caboose `VERS`) of the running SP and RoT
-    /// images, published as `mgsd_sp_firmware_info`.
-    fn read_versions(&mut self, ctx: &mut Context<Self>) {
-        let rot_slot = self
-            .identity
-            .as_ref()
-            .and_then(|i| i.rot_active_slot)
-            .unwrap_or(0);
-        for (component, slot) in [(SpComponent::SP_ITSELF, 0), (SpComponent::ROT, rot_slot)] {
-            let key = *b"VERS";
-            let rx = self.begin(
-                Rpc::new(MgsRequest::ReadComponentCaboose {
-                    component,
-                    slot,
-                    key,
-                }),
-                ctx,
-            );
-            let sp = self.name.clone();
-            actix::spawn(async move {
-                if let Ok(Ok((_, value))) = rx.await {
+    fn answer(&mut self, reply: Reply, result: RpcResult) {
+        match reply {
+            Reply::Client(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Discover => match result {
+                Ok(_) => self.submit(MgsRequest::SpState, RpcKind::Normal, Reply::State),
+                Err(_) => {
+                    self.discovering = false;
+                    if self.reachable {
+                        warn!("SP did not answer discovery");
+                        self.set_reachable(false);
+                    }
+                }
+            },
+            Reply::State => {
+                self.discovering = false;
+                if let Ok((response, _)) = result {
+                    self.identified(&response);
+                }
+            }
+            Reply::Version(component) => {
+                if let Ok((_, value)) = result {
                     let version = String::from_utf8_lossy(&value).into_owned();
                     crate::metrics::firmware(
-                        sp.as_str(),
+                        self.name.as_str(),
                         component.as_str().unwrap_or("?"),
                         &version,
                     );
+                    self.info.send_modify(|i| {
+                        if component == SpComponent::ROT {
+                            i.versions.rot = Some(version);
+                        } else {
+                            i.versions.sp = Some(version);
+                        }
+                    });
                 }
-            });
+            }
         }
     }
 
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        let idle = self
-            .last_heard
-            .is_none_or(|t| t.elapsed() >= self.settings.idle_rediscover);
-        if !self.reachable || self.identity.is_none() || idle {
-            self.discover(ctx);
+    /// The SP answered discovery from `from`: talk to it there only.
+    fn discovered(&mut self, from: SocketAddr) {
+        if self.peer == Some(from) {
+            return;
         }
+        info!(addr = %from, "SP discovered");
+        if let Err(e) = self.transport.connect(from) {
+            warn!(addr = %from, error = %e, "could not connect the SP's socket");
+        }
+        self.peer = Some(from);
+        self.info.send_modify(|i| i.addr = Some(from));
     }
 
-    fn spawn_driver(
-        &mut self,
-        id: UpdateId,
-        component: SpComponent,
-        slot: u16,
-        image: Arc<Image>,
-        ctx: &mut Context<Self>,
-    ) {
-        let record = self
-            .records
-            .get(&id)
-            .cloned()
-            .expect("record exists before its driver");
-        let driver = UpdateDriver::new(
-            ctx.address(),
-            self.name.clone(),
-            component,
-            slot,
-            id,
-            image.clone(),
-            self.settings.delivery.clone(),
-            record,
-        )
-        .start();
-        self.active = Some(Active {
-            id,
-            component,
-            slot,
-            image,
-            driver,
-        });
+    fn identified(&mut self, response: &SpResponse) {
+        let Some(identity) = SpIdentity::from_state(response) else {
+            return;
+        };
+        if !self.identified {
+            self.identified = true;
+            debug!(serial = %identity.serial, "SP identified");
+            crate::metrics::discovered(self.name.as_str(), self.created.elapsed());
+        }
+        let rot_slot = identity.rot_active_slot.unwrap_or(0);
+        self.info.send_modify(|i| i.identity = Some(identity));
+        for (component, slot) in [(SpComponent::SP_ITSELF, 0), (SpComponent::ROT, rot_slot)] {
+            let request = MgsRequest::ReadComponentCaboose {
+                component,
+                slot,
+                key: *b"VERS",
+            };
+            self.submit(request, RpcKind::Normal, Reply::Version(component));
+        }
     }
 
     fn set_reachable(&mut self, up: bool) {
-        if self.reachable != up {
-            crate::metrics::reachable(self.name.as_str(), up);
-        }
         self.reachable = up;
+        crate::metrics::reachable(self.name.as_str(), up);
+        let last_heard = self.last_heard;
+        self.info.send_modify(|i| {
+            i.reachable = up;
+            i.last_heard = last_heard;
+        });
     }
 
-    fn store(&mut self, record: UpdateRecord) {
-        let id = UpdateId::from(record.id);
-        crate::metrics::update_record(&record, self.records.get(&id).map(|r| r.phase));
-        if let Ok(component) = SpComponent::try_from(record.component.as_str()) {
-            self.latest.insert(component, id);
+    /// Deadlines due by `now`.
+    fn expire(&mut self, now: Instant) {
+        while let Some(p) = self.inflight.iter().position(|s| s.deadline() <= now) {
+            // A chunk with datagrams sent after it tells nothing by its
+            // silence: their answers will prove it taken or show it lost.
+            // Only the newest datagram's silence means the SP went quiet.
+            if p + 1 < self.inflight.len() {
+                let wait = self.chunk_timeout();
+                if let Some(Sent::Chunk { deadline, .. }) = self.inflight.get_mut(p) {
+                    *deadline = now + wait;
+                    continue;
+                }
+            }
+            match self.inflight.remove(p) {
+                Some(Sent::Request { id, .. }) => self.attempt_failed(id, now),
+                Some(Sent::Chunk { lease, offset, .. }) => {
+                    let stall = Stall::Timeout { offset };
+                    let event = self
+                        .stream
+                        .as_mut()
+                        .and_then(|(s, _)| s.on_failure(lease, stall));
+                    if let Some(event) = event {
+                        self.report(event);
+                    }
+                }
+                None => {}
+            }
         }
-        if record.phase.is_terminal() && self.active.as_ref().is_some_and(|a| a.id == id) {
-            self.active = None;
+        while let Some(wake) = self.deadlines.pop_due(now) {
+            match wake {
+                Wake::Backoff { id } => {
+                    if self.requests.contains_key(&id) {
+                        self.ready.push_front(id);
+                    }
+                }
+                Wake::Tick => self.tick(now),
+            }
         }
-        let _ = self.events.send(UpdateEvent {
-            record: record.clone(),
-        });
-        self.records.insert(id, record);
     }
+
+    fn tick(&mut self, now: Instant) {
+        self.deadlines
+            .insert(now + self.settings.discovery_interval, Wake::Tick);
+        let last_heard = self.last_heard;
+        self.info.send_if_modified(|i| {
+            let changed = i.last_heard != last_heard;
+            i.last_heard = last_heard;
+            changed
+        });
+        let idle = last_heard.is_none_or(|t| now - t >= self.settings.idle_rediscover);
+        if !self.discovering && (!self.reachable || !self.identified || idle) {
+            self.discovering = true;
+            let probe = RpcKind::Within(self.settings.discovery_interval);
+            self.submit(MgsRequest::Discover, probe, Reply::Discover);
+        }
+    }
+}
+
+fn next_message_id(next: &mut u32) -> u32 {
+    let id = *next;
+    *next = next.wrapping_add(1);
+    if *next == UNREADABLE_ID {
+        *next = 0;
+    }
+    id
 }
 
 fn ascii(bytes: &[u8]) -> String {
@@ -623,316 +983,188 @@ fn hex(bytes: &[u8]) -> String {
 impl SpIdentity {
     /// Identity from any of the three SP state versions.
     pub fn from_state(response: &SpResponse) -> Option<SpIdentity> {
-        identity_of(response)
+        let (archive, serial, model, revision, mac, power) = match response {
+            SpResponse::SpStateV2(s) => (
+                &s.hubris_archive_id,
+                &s.serial_number,
+                &s.model,
+                s.revision,
+                &s.base_mac_address,
+                s.power_state,
+            ),
+            SpResponse::SpStateV3(s) => (
+                &s.hubris_archive_id,
+                &s.serial_number,
+                &s.model,
+                s.revision,
+                &s.base_mac_address,
+                s.power_state,
+            ),
+            SpResponse::SpState(s) => (
+                &s.hubris_archive_id,
+                &s.serial_number,
+                &s.model,
+                s.revision,
+                &s.base_mac_address,
+                s.power_state,
+            ),
+            _ => return None,
+        };
+        let rot_active_slot = match response {
+            SpResponse::SpStateV2(s) => s.rot.as_ref().ok().map(|r| r.active as u16),
+            _ => None,
+        };
+        Some(SpIdentity {
+            rot_active_slot,
+            serial: ascii(serial),
+            model: ascii(model),
+            revision,
+            hubris_archive_id: hex(archive),
+            base_mac_address: mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            power_state: format!("{power:?}"),
+        })
     }
 }
 
-fn identity_of(response: &SpResponse) -> Option<SpIdentity> {
-    let (archive, serial, model, revision, mac, power) = match response {
-        SpResponse::SpStateV2(s) => (
-            &s.hubris_archive_id,
-            &s.serial_number,
-            &s.model,
-            s.revision,
-            &s.base_mac_address,
-            s.power_state,
-        ),
-        SpResponse::SpStateV3(s) => (
-            &s.hubris_archive_id,
-            &s.serial_number,
-            &s.model,
-            s.revision,
-            &s.base_mac_address,
-            s.power_state,
-        ),
-        SpResponse::SpState(s) => (
-            &s.hubris_archive_id,
-            &s.serial_number,
-            &s.model,
-            s.revision,
-            &s.base_mac_address,
-            s.power_state,
-        ),
-        _ => return None,
-    };
-    let rot_active_slot = match response {
-        SpResponse::SpStateV2(s) => s.rot.as_ref().ok().map(|r| r.active as u16),
-        _ => None,
-    };
-    Some(SpIdentity {
-        rot_active_slot,
-        serial: ascii(serial),
-        model: ascii(model),
-        revision,
-        hubris_archive_id: hex(archive),
-        base_mac_address: mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-        power_state: format!("{power:?}"),
-    })
+/// Drains the socket and runs the timer: the actor's only context item
+/// besides its mailbox.
+struct Pump {
+    transport: Arc<dyn Transport>,
+    buf: Box<[u8; 2048]>,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl ActorFuture<SpActor> for Pump {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut SpActor,
+        _: &mut Context<SpActor>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        let this = self.get_mut();
+        let span = act.span.clone();
+        let _in_span = span.enter();
+        if !act
+            .pump_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            act.pump_waker = Some(cx.waker().clone());
+        }
+        act.pumping = true;
+        let mut budget = RECV_BUDGET;
+        loop {
+            match this.transport.poll_recv(cx, &mut this.buf[..]) {
+                Poll::Ready(Ok((n, from))) => act.on_datagram(&this.buf[..n], from),
+                // An ICMP error about an earlier send: that datagram is lost.
+                Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Poll::Ready(Err(e)) => {
+                    debug!(error = %e, "receive failed");
+                    break;
+                }
+                Poll::Pending => break,
+            }
+            budget -= 1;
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                break;
+            }
+        }
+        loop {
+            act.expire(Instant::now());
+            act.fill();
+            let Some(next) = act.next_deadline() else {
+                break;
+            };
+            if act.armed.is_none_or(|a| next < a) {
+                this.sleep.as_mut().reset(next);
+                act.armed = Some(next);
+            }
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                break;
+            }
+            // Fired: whatever is due now is handled on the next turn.
+            act.armed = None;
+        }
+        act.pumping = false;
+        Poll::Pending
+    }
 }
 
 impl Actor for SpActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let transport = self.transport.clone();
-        let me = ctx.address();
-        self.recv_task = Some(tokio::spawn(async move {
-            loop {
-                match transport.recv().await {
-                    Ok(d) => {
-                        if me.try_send(Incoming(d)).is_err() && !me.connected() {
-                            return;
-                        }
-                    }
-                    // ICMP errors and the like: keep listening.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            }
-        }));
         crate::metrics::reachable(self.name.as_str(), false);
-        self.discover(ctx);
-        let every = self.settings.discovery_interval;
-        ctx.run_interval(every, |act, ctx| act.tick(ctx));
+        let now = Instant::now();
+        ctx.spawn(Pump {
+            transport: self.transport.clone(),
+            buf: Box::new([0; 2048]),
+            sleep: Box::pin(tokio::time::sleep_until(now)),
+        });
+        self.deadlines.insert(now, Wake::Tick);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(t) = self.recv_task.take() {
-            t.abort();
+        let _in_span = self.span.clone().entered();
+        debug!("SP actor stopped");
+        let ids: Vec<u32> = self.requests.keys().copied().collect();
+        for id in ids {
+            let sp = self.name.clone();
+            self.finish(id, Err(RpcError::Stopped { sp }));
         }
-        for (_, p) in self.pending.drain() {
-            let _ = p.reply.send(Err(RpcError::Stopped {
-                sp: self.name.clone(),
-            }));
-        }
-    }
-}
-
-impl Handler<Incoming> for SpActor {
-    type Result = ();
-    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
-        self.incoming(msg.0, ctx);
+        self.stream = None;
     }
 }
 
 impl Handler<Rpc> for SpActor {
-    type Result = ResponseFuture<Result<(SpResponse, Vec<u8>), RpcError>>;
-    fn handle(&mut self, msg: Rpc, ctx: &mut Context<Self>) -> Self::Result {
-        let rx = self.begin(msg, ctx);
-        let sp = self.name.clone();
-        Box::pin(async move { rx.await.unwrap_or(Err(RpcError::Stopped { sp })) })
+    type Result = MessageResult<Rpc>;
+    fn handle(&mut self, msg: Rpc, _: &mut Context<Self>) -> Self::Result {
+        let _in_span = self.span.clone().entered();
+        let (tx, rx) = oneshot::channel();
+        self.submit(msg.request, msg.kind, Reply::Client(tx));
+        MessageResult(rx)
     }
 }
 
-impl Handler<GetInfo> for SpActor {
-    type Result = MessageResult<GetInfo>;
-    fn handle(&mut self, _: GetInfo, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(SpInfo {
-            name: self.name.clone(),
-            addr: self.sp_addr,
-            reachable: self.reachable,
-            identity: self.identity.clone(),
-            last_heard_ms_ago: self.last_heard.map(|t| t.elapsed().as_millis() as u64),
-            active_update: self
-                .active
-                .as_ref()
-                .and_then(|a| self.records.get(&a.id).cloned()),
-        })
-    }
-}
-
-impl Handler<GetRecord> for SpActor {
-    type Result = MessageResult<GetRecord>;
-    fn handle(&mut self, msg: GetRecord, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.records.get(&msg.0).cloned())
-    }
-}
-
-impl Handler<DriverReport> for SpActor {
+impl Handler<Deliver> for SpActor {
     type Result = ();
-    fn handle(&mut self, msg: DriverReport, _: &mut Context<Self>) {
-        // An aborted update's late reports do not resurrect it.
-        let id = UpdateId::from(msg.0.id);
-        if self.records.get(&id).is_some_and(|r| r.phase.is_terminal()) {
-            return;
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        let _in_span = self.span.clone().entered();
+        self.leases += 1;
+        let lease = self.leases;
+        match &mut self.stream {
+            Some((stream, to)) if stream.id == msg.id => {
+                stream.resume(msg.from, lease);
+                *to = msg.to;
+            }
+            _ => {
+                let stream = ChunkStream::new(msg.id, msg.component, msg.image, msg.from, lease);
+                self.stream = Some((stream, msg.to));
+            }
         }
-        self.store(msg.0);
+        self.fill();
     }
 }
 
-impl Handler<StartUpdate> for SpActor {
-    type Result = ResponseActFuture<Self, Result<UpdateRecord, UpdateError>>;
-
-    fn handle(&mut self, msg: StartUpdate, ctx: &mut Context<Self>) -> Self::Result {
-        let sp = self.name.clone();
-        let hash = msg.image.hash.to_string();
-        if let Some(existing) = self.records.get(&msg.id) {
-            let same = existing.image_sha256 == hash
-                && existing.component == msg.component.to_string()
-                && existing.slot == msg.slot;
-            let result = if same {
-                Ok(existing.clone())
-            } else {
-                Err(UpdateError::Conflict {
-                    id: msg.id.as_uuid(),
-                    detail: format!(
-                        "it already names an update of {} slot {} with image {}",
-                        existing.component, existing.slot, existing.image_sha256
-                    ),
-                })
-            };
-            return Box::pin(actix::fut::ready(result));
+impl Handler<StopDelivery> for SpActor {
+    type Result = ();
+    fn handle(&mut self, msg: StopDelivery, _: &mut Context<Self>) {
+        if self.stream.as_ref().is_some_and(|(s, _)| s.id == msg.0) {
+            self.stream = None;
         }
-        let running = self
-            .active
-            .as_ref()
-            .map(|a| (a.id, a.component))
-            .or(self.starting.map(|id| (id, msg.component)));
-        if let Some((id, component)) = running {
-            let err = UpdateError::AlreadyRunning {
-                sp,
-                component: component.to_string(),
-                id: id.as_uuid(),
-            };
-            return Box::pin(actix::fut::ready(Err(err)));
-        }
-        let Ok(total_size) = u32::try_from(msg.image.len()) else {
-            return Box::pin(actix::fut::ready(Err(UpdateError::BadImage(
-                "image is larger than 4 GiB".into(),
-            ))));
-        };
-        if total_size == 0 {
-            return Box::pin(actix::fut::ready(Err(UpdateError::BadImage(
-                "image is empty".into(),
-            ))));
-        }
-        let request = if msg.component == SpComponent::SP_ITSELF {
-            MgsRequest::SpUpdatePrepare(SpUpdatePrepare {
-                id: msg.id,
-                aux_flash_size: 0,
-                aux_flash_chck: [0; 32],
-                sp_image_size: total_size,
-            })
-        } else {
-            MgsRequest::ComponentUpdatePrepare(ComponentUpdatePrepare {
-                component: msg.component,
-                id: msg.id,
-                slot: msg.slot,
-                total_size,
-            })
-        };
-        self.starting = Some(msg.id);
-        let rx = self.begin(Rpc::new(request), ctx);
-        let sp2 = sp.clone();
-        let wait = async move { rx.await.unwrap_or(Err(RpcError::Stopped { sp: sp2 })) };
-        Box::pin(wait.into_actor(self).map(move |res, act, ctx| {
-            act.starting = None;
-            match res {
-                Ok((SpResponse::ComponentUpdatePrepareAck | SpResponse::SpUpdatePrepareAck, _)) => {
-                    let record = UpdateRecord::new(
-                        msg.id.as_uuid(),
-                        sp,
-                        msg.component.to_string(),
-                        msg.slot,
-                        hash,
-                        u64::from(total_size),
-                        Instant::now(),
-                    );
-                    info!(sp = %act.name, update = %msg.id, component = %msg.component, bytes = total_size, "update prepared");
-                    act.store(record.clone());
-                    act.spawn_driver(msg.id, msg.component, msg.slot, msg.image, ctx);
-                    Ok(record)
-                }
-                Ok((other, _)) => Err(UpdateError::Rpc(RpcError::Unexpected { sp, response: format!("{other:?}") })),
-                Err(e) => Err(UpdateError::Prepare(e)),
-            }
-        }))
     }
 }
 
-impl Handler<QueryUpdate> for SpActor {
-    type Result = ResponseActFuture<Self, Result<UpdateView, RpcError>>;
-
-    fn handle(&mut self, msg: QueryUpdate, ctx: &mut Context<Self>) -> Self::Result {
-        let rx = self.begin(Rpc::new(MgsRequest::UpdateStatus(msg.component)), ctx);
-        let sp = self.name.clone();
-        let wait = async move { rx.await.unwrap_or(Err(RpcError::Stopped { sp })) };
-        Box::pin(wait.into_actor(self).map(move |res, act, _| {
-            let status = match res? {
-                (SpResponse::UpdateStatus(s), _) => s,
-                (other, _) => {
-                    return Err(RpcError::Unexpected {
-                        sp: act.name.clone(),
-                        response: format!("{other:?}"),
-                    })
-                }
-            };
-            let delivery = act
-                .latest
-                .get(&msg.component)
-                .and_then(|id| act.records.get(id))
-                .cloned();
-            Ok(UpdateView {
-                sp: act.name.clone(),
-                component: msg.component.to_string(),
-                sp_status: SpUpdateState::from(status),
-                delivery,
-            })
-        }))
-    }
-}
-
-impl Handler<AbortUpdate> for SpActor {
-    type Result = ResponseActFuture<Self, Result<(), UpdateError>>;
-
-    fn handle(&mut self, msg: AbortUpdate, ctx: &mut Context<Self>) -> Self::Result {
-        // Stop delivering first so no chunk races the abort; resume if the
-        // SP refuses.
-        let paused = match self.active.take() {
-            Some(a) if a.id == msg.id && a.component == msg.component => {
-                a.driver.do_send(StopDriver);
-                Some(a)
-            }
-            other => {
-                self.active = other;
-                None
-            }
-        };
-        let rx = self.begin(
-            Rpc::new(MgsRequest::UpdateAbort {
-                component: msg.component,
-                id: msg.id,
-            }),
-            ctx,
-        );
-        let sp = self.name.clone();
-        let wait = async move { rx.await.unwrap_or(Err(RpcError::Stopped { sp })) };
-        Box::pin(wait.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(_) => {
-                if let Some(mut r) = act.records.get(&msg.id).cloned() {
-                    r.abort(Instant::now());
-                    act.store(r);
-                }
-                info!(sp = %act.name, update = %msg.id, "update aborted");
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(a) = paused {
-                    act.spawn_driver(a.id, a.component, a.slot, a.image, ctx);
-                }
-                Err(match e {
-                    RpcError::Sp { sp, error } => UpdateError::AbortRefused {
-                        sp,
-                        component: msg.component.to_string(),
-                        id: msg.id.as_uuid(),
-                        error,
-                    },
-                    e => UpdateError::Rpc(e),
-                })
-            }
-        }))
+impl Handler<Stop> for SpActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }

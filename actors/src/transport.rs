@@ -1,33 +1,44 @@
 //! How an SpActor reaches its SP: a small datagram trait, the UDP socket
 //! that implements it, and a seeded fault-injecting wrapper for tests.
+//!
+//! Receiving is poll-based into the caller's buffer, so the actor drains
+//! its socket without an allocation or a message per datagram.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-
-/// A received datagram and its source.
-pub type Datagram = (Vec<u8>, SocketAddr);
-
-/// The future [`Transport::recv`] returns.
-pub type RecvFuture<'a> = Pin<Box<dyn Future<Output = io::Result<Datagram>> + Send + 'a>>;
 
 /// A datagram socket.
 pub trait Transport: Send + Sync + 'static {
     /// Send without waiting; like UDP, delivery is not promised.
     fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()>;
-    /// Next datagram.
-    fn recv(&self) -> RecvFuture<'_>;
+    /// Receive the next datagram into `buf`: its length and source.
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>>;
+    /// Accept datagrams from `peer` only, from now on. For a real socket
+    /// the kernel then drops everything else before it costs us anything.
+    fn connect(&self, _peer: SocketAddr) -> io::Result<()> {
+        Ok(())
+    }
+    /// The local address, where there is one.
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
-/// A UDP socket. Sends go straight to the OS (a UDP send does not wait), so
-/// they do not depend on the async reactor having seen the socket writable.
+/// A UDP socket. Sends go straight to the OS (a UDP send does not wait),
+/// so they do not depend on the async reactor having seen the socket
+/// writable; once connected, sends to the peer skip the route lookup.
 #[derive(Debug)]
 pub struct UdpTransport {
     send: std::net::UdpSocket,
     recv: tokio::net::UdpSocket,
+    peer: Mutex<Option<SocketAddr>>,
 }
 
 impl UdpTransport {
@@ -38,32 +49,52 @@ impl UdpTransport {
         Ok(Self {
             send,
             recv: tokio::net::UdpSocket::from_std(socket)?,
+            peer: Mutex::new(None),
         })
-    }
-
-    /// The local address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.send.local_addr()
     }
 }
 
 impl Transport for UdpTransport {
     fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
-        match self.send.send_to(datagram, to) {
+        let connected = *self.peer.lock().unwrap_or_else(|e| e.into_inner()) == Some(to);
+        let sent = if connected {
+            self.send.send(datagram)
+        } else {
+            self.send.send_to(datagram, to)
+        };
+        match sent {
             Ok(_) => Ok(()),
             // A full socket buffer is a lost datagram; retries cover it.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            // An ICMP error from an earlier send (SP not listening): the
+            // datagram is as good as lost.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    fn recv(&self) -> RecvFuture<'_> {
-        Box::pin(async move {
-            let mut buf = vec![0u8; 2048];
-            let (n, from) = self.recv.recv_from(&mut buf).await?;
-            buf.truncate(n);
-            Ok((buf, from))
-        })
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        let mut read = tokio::io::ReadBuf::new(buf);
+        match self.recv.poll_recv_from(cx, &mut read) {
+            Poll::Ready(Ok(from)) => Poll::Ready(Ok((read.filled().len(), from))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn connect(&self, peer: SocketAddr) -> io::Result<()> {
+        // Both handles share one socket: connecting one connects it.
+        self.send.connect(peer)?;
+        *self.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
+        Ok(())
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.send.local_addr()
     }
 }
 
@@ -84,7 +115,7 @@ pub struct TransportFaults {
 pub struct FaultyTransport {
     inner: Arc<dyn Transport>,
     faults: TransportFaults,
-    rng: Mutex<u64>,
+    rng: Mutex<fastrand::Rng>,
 }
 
 impl FaultyTransport {
@@ -93,18 +124,12 @@ impl FaultyTransport {
         Self {
             inner,
             faults,
-            rng: Mutex::new(seed),
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
         }
     }
 
     fn dice(&self) -> f64 {
-        // SplitMix64.
-        let mut s = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.lock().unwrap_or_else(|e| e.into_inner()).f64()
     }
 }
 
@@ -136,14 +161,26 @@ impl Transport for FaultyTransport {
         Ok(())
     }
 
-    fn recv(&self) -> RecvFuture<'_> {
-        Box::pin(async move {
-            loop {
-                let d = self.inner.recv().await?;
-                if self.dice() >= self.faults.drop_recv {
-                    return Ok(d);
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        loop {
+            match self.inner.poll_recv(cx, buf) {
+                Poll::Ready(Ok(got)) if self.dice() < self.faults.drop_recv => {
+                    let _ = got;
                 }
+                other => return other,
             }
-        })
+        }
+    }
+
+    fn connect(&self, peer: SocketAddr) -> io::Result<()> {
+        self.inner.connect(peer)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
     }
 }

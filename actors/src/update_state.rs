@@ -1,15 +1,22 @@
-//! What the daemon knows about one update: a plain struct, changed only by
-//! the update driver's events, with the derived figures (rate, ETA) the
-//! status command reports.
+//! What the daemon knows about one update, as plain types with unit tests:
+//! the [`UpdateRecord`] its update actor owns and publishes, and the pure
+//! decisions that actor takes on what the SP answers ([`prepare_outcome`],
+//! [`read_status`]).
 
-use crate::SpName;
+use crate::delivery::ChunkCounts;
+use crate::rpc::RpcError;
+use crate::{SpName, UpdateError};
+use gateway_messages::{SpError, SpResponse, UpdateId, UpdateStatus};
 use serde::Serialize;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 
 /// Where an update is, from the daemon's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// The prepare is on its way; the SP has not accepted it yet.
+    Starting,
     /// Prepared; the SP is erasing.
     Preparing,
     /// Sending chunks.
@@ -25,6 +32,17 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in order (metric label sets).
+    pub const ALL: [Phase; 7] = [
+        Phase::Starting,
+        Phase::Preparing,
+        Phase::Delivering,
+        Phase::Verifying,
+        Phase::Complete,
+        Phase::Failed,
+        Phase::Aborted,
+    ];
+
     /// No more change will come.
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Complete | Phase::Failed | Phase::Aborted)
@@ -33,6 +51,7 @@ impl Phase {
     /// Stable lowercase name (metrics labels, JSON).
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::Starting => "starting",
             Phase::Preparing => "preparing",
             Phase::Delivering => "delivering",
             Phase::Verifying => "verifying",
@@ -47,19 +66,28 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
-    /// The SP forgot the update: reset or power loss.
+    /// The SP forgot the update: reset, power loss, or replaced by another.
     SpReset,
     /// The SP stopped answering.
     SpUnreachable,
-    /// The SP refused (failed the write, another update replaced it, ...).
+    /// The SP refused (failed the write, ...).
     SpRefused,
     /// The host-flash hash read back did not match the image.
     HashMismatch,
-    /// Anything else.
+    /// Anything else (the SP was removed from the configuration, ...).
     Other,
 }
 
 impl FailureKind {
+    /// Every kind (metric label sets).
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::SpReset,
+        FailureKind::SpUnreachable,
+        FailureKind::SpRefused,
+        FailureKind::HashMismatch,
+        FailureKind::Other,
+    ];
+
     /// Stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,9 +98,21 @@ impl FailureKind {
             FailureKind::Other => "other",
         }
     }
+
+    /// The class of an RPC failure.
+    pub fn of(e: &RpcError) -> Self {
+        match e {
+            RpcError::Timeout { .. } | RpcError::NotDiscovered { .. } | RpcError::Io { .. } => {
+                FailureKind::SpUnreachable
+            }
+            RpcError::Sp { .. } | RpcError::Busy { .. } => FailureKind::SpRefused,
+            RpcError::Unexpected { .. } | RpcError::Stopped { .. } => FailureKind::Other,
+        }
+    }
 }
 
-/// One update as the daemon delivers it.
+/// One update as the daemon delivers it. Its update actor holds the only
+/// copy and publishes it; everyone else reads the published value.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpdateRecord {
     /// Client-chosen id.
@@ -93,13 +133,14 @@ pub struct UpdateRecord {
     pub erase_progress: Option<(u32, u32)>,
     /// Bytes the SP has acknowledged (its `bytes_received`).
     pub bytes_acked: u64,
-    /// Chunk datagrams sent, retransmissions included.
+    /// Chunk datagrams sent, resends included.
     pub chunks_sent: u64,
     /// Chunks sent again after a rewind.
     pub chunks_retransmitted: u64,
-    /// Times delivery went back to the SP's `bytes_received`.
+    /// Times delivery went back to the SP's `bytes_received`, before
+    /// chunks already sent.
     pub rewinds: u64,
-    /// Chunk or status requests that timed out.
+    /// Chunks that got no answer in time.
     pub timeouts: u64,
     /// When the update started (Unix ms).
     pub started_unix_ms: u64,
@@ -113,15 +154,21 @@ pub struct UpdateRecord {
     pub last_error: Option<String>,
     /// Whether the host-flash hash was read back and matched.
     pub hash_verified: bool,
+    /// From the first chunk to the last byte acknowledged (ms).
+    pub delivered_in_ms: Option<u64>,
+    /// The SP's own status as last read, and when.
+    #[serde(skip)]
+    pub sp_status: Option<(SpUpdateState, Instant)>,
+    /// Why the SP did not accept the prepare: nothing was started, and
+    /// the id stays free.
+    #[serde(skip)]
+    pub start_error: Option<UpdateError>,
     #[serde(skip)]
     started: Instant,
     #[serde(skip)]
     delivery_started: Option<(Instant, u64)>,
     #[serde(skip)]
     finished: Option<Instant>,
-    /// Highest offset ever sent, to tell retransmissions apart.
-    #[serde(skip)]
-    high_water: u64,
 }
 
 fn unix_ms() -> u64 {
@@ -131,7 +178,7 @@ fn unix_ms() -> u64 {
 }
 
 impl UpdateRecord {
-    /// A freshly prepared update.
+    /// An update whose prepare is about to go out.
     pub fn new(
         id: uuid::Uuid,
         sp: SpName,
@@ -148,7 +195,7 @@ impl UpdateRecord {
             slot,
             image_sha256,
             total_bytes,
-            phase: Phase::Preparing,
+            phase: Phase::Starting,
             erase_progress: None,
             bytes_acked: 0,
             chunks_sent: 0,
@@ -161,10 +208,19 @@ impl UpdateRecord {
             failure_kind: None,
             last_error: None,
             hash_verified: false,
+            delivered_in_ms: None,
+            sp_status: None,
+            start_error: None,
             started: now,
             delivery_started: None,
             finished: None,
-            high_water: 0,
+        }
+    }
+
+    /// The SP accepted the prepare.
+    pub fn prepared(&mut self) {
+        if self.phase == Phase::Starting {
+            self.phase = Phase::Preparing;
         }
     }
 
@@ -185,34 +241,21 @@ impl UpdateRecord {
         self.bytes_acked = offset;
     }
 
-    /// A chunk at `offset` went out.
-    pub fn chunk_sent(&mut self, offset: u64, len: u64) {
-        self.chunks_sent += 1;
-        if offset < self.high_water {
-            self.chunks_retransmitted += 1;
-        }
-        self.high_water = self.high_water.max(offset + len);
-    }
-
-    /// The SP acknowledged everything up to `end`.
-    pub fn acked(&mut self, end: u64) {
+    /// The SP has proven it holds `end` bytes; chunk counters since the
+    /// last report.
+    pub fn progress(&mut self, end: u64, counts: ChunkCounts) {
         self.bytes_acked = self.bytes_acked.max(end);
+        self.chunks_sent += counts.sent;
+        self.chunks_retransmitted += counts.resent;
+        self.timeouts += counts.timeouts;
+        self.rewinds += counts.rewinds;
     }
 
-    /// Delivery will go back to what the SP says it has (see
-    /// [`UpdateRecord::delivering`]).
-    pub fn rewind(&mut self, reason: String) {
-        self.rewinds += 1;
-        self.last_error = Some(reason);
-    }
-
-    /// A request timed out (and will be recovered from).
-    pub fn timeout(&mut self) {
-        self.timeouts += 1;
-    }
-
-    /// Every byte is in; confirming.
-    pub fn verifying(&mut self) {
+    /// Every byte is in (at `now`); confirming.
+    pub fn verifying(&mut self, now: Instant) {
+        if let (Some((since, _)), None) = (self.delivery_started, self.delivered_in_ms) {
+            self.delivered_in_ms = Some((now - since).as_millis() as u64);
+        }
         self.phase = Phase::Verifying;
         self.bytes_acked = self.total_bytes;
     }
@@ -271,67 +314,6 @@ impl UpdateRecord {
         let rate = self.rate(now).filter(|r| *r > 0.0)?;
         let left = self.total_bytes.saturating_sub(self.bytes_acked) as f64;
         Some(Duration::from_secs_f64(left / rate))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(now: Instant) -> UpdateRecord {
-        UpdateRecord::new(
-            uuid::Uuid::nil(),
-            "sled-0".into(),
-            "host-boot-flash".into(),
-            1,
-            "ab".into(),
-            10_000,
-            now,
-        )
-    }
-
-    #[test]
-    fn lifecycle_and_figures() {
-        let t0 = Instant::now();
-        let mut r = record(t0);
-        assert_eq!(r.phase, Phase::Preparing);
-        r.erase(3, 16);
-        r.delivering(0, t0 + Duration::from_secs(1));
-        assert_eq!(r.erase_progress, Some((16, 16)));
-        for off in (0..4000).step_by(1000) {
-            r.chunk_sent(off, 1000);
-            r.acked(off + 1000);
-        }
-        let t3 = t0 + Duration::from_secs(3);
-        assert_eq!(r.rate(t3), Some(2000.0));
-        assert_eq!(r.eta(t3), Some(Duration::from_secs(3)));
-        r.rewind("chunk timed out".into());
-        r.delivering(3000, t3);
-        r.chunk_sent(3000, 1000);
-        assert_eq!(
-            (r.chunks_sent, r.chunks_retransmitted, r.bytes_acked),
-            (5, 1, 3000)
-        );
-        assert_eq!(r.rewinds, 1);
-        r.verifying();
-        assert_eq!(r.eta(t3), None);
-        r.complete(t3);
-        assert_eq!(r.phase, Phase::Complete);
-        assert_eq!(
-            r.elapsed(t3 + Duration::from_secs(9)),
-            Duration::from_secs(3)
-        );
-    }
-
-    #[test]
-    fn terminal_phases_stick() {
-        let t0 = Instant::now();
-        let mut r = record(t0);
-        r.fail(FailureKind::SpReset, "SP was reset".into(), t0);
-        r.complete(t0);
-        r.abort(t0);
-        assert_eq!(r.phase, Phase::Failed);
-        assert_eq!(r.failure.as_deref(), Some("SP was reset"));
     }
 }
 
@@ -394,9 +376,9 @@ pub enum SpUpdateState {
     },
 }
 
-impl From<gateway_messages::UpdateStatus> for SpUpdateState {
-    fn from(s: gateway_messages::UpdateStatus) -> Self {
-        use gateway_messages::UpdateStatus as U;
+impl From<UpdateStatus> for SpUpdateState {
+    fn from(s: UpdateStatus) -> Self {
+        use UpdateStatus as U;
         match s {
             U::None => Self::None,
             U::Preparing(p) => Self::Preparing {
@@ -429,5 +411,281 @@ impl From<gateway_messages::UpdateStatus> for SpUpdateState {
                 error: format!("{error:?}"),
             },
         }
+    }
+}
+
+/// What became of a prepare.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// The SP holds the update: it acknowledged, or a resent prepare found
+    /// the update already there under our own id (the first ack was lost).
+    Accepted,
+    /// No answer: the SP may or may not hold it; ask its status.
+    Unknown(RpcError),
+    /// The SP refused; nothing was started.
+    Refused(RpcError),
+}
+
+/// Classify the answer to the prepare of update `id`.
+pub fn prepare_outcome(
+    answer: Result<SpResponse, RpcError>,
+    id: UpdateId,
+    sp: &SpName,
+) -> Prepared {
+    match answer {
+        Ok(SpResponse::ComponentUpdatePrepareAck | SpResponse::SpUpdatePrepareAck) => {
+            Prepared::Accepted
+        }
+        Err(RpcError::Sp {
+            error: SpError::UpdateInProgress(status),
+            ..
+        }) if status_id(&status) == Some(id) => Prepared::Accepted,
+        Ok(other) => Prepared::Refused(RpcError::Unexpected {
+            sp: sp.clone(),
+            response: format!("{other:?}"),
+        }),
+        Err(e @ RpcError::Timeout { .. }) => Prepared::Unknown(e),
+        Err(e) => Prepared::Refused(e),
+    }
+}
+
+/// The update id a status names.
+pub fn status_id(status: &UpdateStatus) -> Option<UpdateId> {
+    use UpdateStatus as U;
+    match *status {
+        U::None => None,
+        U::Preparing(p) => Some(p.id),
+        U::SpUpdateAuxFlashChckScan { id, .. } => Some(id),
+        U::InProgress(p) => Some(p.id),
+        U::Complete(id) | U::Aborted(id) => Some(id),
+        U::Failed { id, .. } | U::RotError { id, .. } => Some(id),
+    }
+}
+
+/// What the SP's status means for update `id` of `total` bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpView {
+    /// Still erasing: `(next sector, sectors)` where the SP says.
+    Erasing(Option<(u32, u32)>),
+    /// Accepting data from this offset.
+    Accepting(u32),
+    /// Every byte is in.
+    Complete,
+    /// Aborted (by us or by someone else).
+    Aborted,
+    /// The update cannot go on.
+    Gone(FailureKind, String),
+}
+
+/// Read the SP's status of our update.
+pub fn read_status(status: UpdateStatus, id: UpdateId, total: u32) -> SpView {
+    use UpdateStatus as U;
+    if status_id(&status) != Some(id) {
+        return SpView::Gone(
+            FailureKind::SpReset,
+            format!(
+                "the SP no longer has this update (it reports {:?}): it was reset, lost power, or the update was replaced",
+                SpUpdateState::from(status)
+            ),
+        );
+    }
+    match status {
+        U::Preparing(p) => SpView::Erasing(p.progress.map(|p| (p.current, p.total))),
+        U::InProgress(p) if p.total_size != total => SpView::Gone(
+            FailureKind::Other,
+            format!(
+                "the SP expects {} bytes, the image has {total}",
+                p.total_size
+            ),
+        ),
+        U::InProgress(p) => SpView::Accepting(p.bytes_received),
+        U::Complete(_) => SpView::Complete,
+        U::Aborted(_) => SpView::Aborted,
+        U::Failed { code, .. } => SpView::Gone(
+            FailureKind::SpRefused,
+            format!("the SP failed the update (code {code:#x})"),
+        ),
+        U::RotError { error, .. } => SpView::Gone(
+            FailureKind::SpRefused,
+            format!("the RoT failed the update: {error:?}"),
+        ),
+        U::SpUpdateAuxFlashChckScan { .. } => SpView::Gone(
+            FailureKind::Other,
+            "the SP expects an aux-flash image, which this update does not have".into(),
+        ),
+        U::None => unreachable!("None names no id"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_messages::{
+        UpdateInProgressStatus, UpdatePreparationProgress, UpdatePreparationStatus,
+    };
+
+    fn record(now: Instant) -> UpdateRecord {
+        UpdateRecord::new(
+            uuid::Uuid::nil(),
+            "sled-0".into(),
+            "host-boot-flash".into(),
+            1,
+            "ab".into(),
+            10_000,
+            now,
+        )
+    }
+
+    #[test]
+    fn lifecycle_and_figures() {
+        let t0 = Instant::now();
+        let mut r = record(t0);
+        assert_eq!(r.phase, Phase::Starting);
+        r.prepared();
+        assert_eq!(r.phase, Phase::Preparing);
+        r.erase(3, 16);
+        r.delivering(0, t0 + Duration::from_secs(1));
+        assert_eq!(r.erase_progress, Some((16, 16)));
+        let sent = ChunkCounts {
+            sent: 4,
+            ..ChunkCounts::default()
+        };
+        r.progress(4000, sent);
+        let t3 = t0 + Duration::from_secs(3);
+        assert_eq!(r.rate(t3), Some(2000.0));
+        assert_eq!(r.eta(t3), Some(Duration::from_secs(3)));
+        r.delivering(3000, t3);
+        let again = ChunkCounts {
+            sent: 1,
+            resent: 1,
+            timeouts: 1,
+            rewinds: 1,
+        };
+        r.progress(3000, again);
+        assert_eq!(
+            (
+                r.chunks_sent,
+                r.chunks_retransmitted,
+                r.bytes_acked,
+                r.timeouts
+            ),
+            (5, 1, 3000, 1)
+        );
+        assert_eq!(r.rewinds, 1);
+        r.verifying(t3);
+        assert_eq!(r.eta(t3), None);
+        assert_eq!(r.delivered_in_ms, Some(2000));
+        r.complete(t3);
+        assert_eq!(r.phase, Phase::Complete);
+        assert_eq!(
+            r.elapsed(t3 + Duration::from_secs(9)),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn terminal_phases_stick() {
+        let t0 = Instant::now();
+        let mut r = record(t0);
+        r.fail(FailureKind::SpReset, "SP was reset".into(), t0);
+        r.complete(t0);
+        r.abort(t0);
+        assert_eq!(r.phase, Phase::Failed);
+        assert_eq!(r.failure.as_deref(), Some("SP was reset"));
+    }
+
+    const ID: UpdateId = UpdateId([9; 16]);
+    const OTHER: UpdateId = UpdateId([8; 16]);
+
+    fn timeout() -> RpcError {
+        RpcError::Timeout {
+            sp: "sled-0".into(),
+            attempts: 5,
+        }
+    }
+
+    fn sp(error: SpError) -> RpcError {
+        RpcError::Sp {
+            sp: "sled-0".into(),
+            error,
+        }
+    }
+
+    fn in_progress(id: UpdateId, bytes: u32) -> UpdateStatus {
+        UpdateStatus::InProgress(UpdateInProgressStatus {
+            id,
+            bytes_received: bytes,
+            total_size: 1000,
+        })
+    }
+
+    #[test]
+    fn a_resent_prepare_that_finds_our_own_update_is_accepted() {
+        let name = SpName::from("sled-0");
+        let erasing = UpdateStatus::Preparing(UpdatePreparationStatus {
+            id: ID,
+            progress: Some(UpdatePreparationProgress {
+                current: 3,
+                total: 512,
+            }),
+        });
+        assert_eq!(
+            prepare_outcome(Ok(SpResponse::ComponentUpdatePrepareAck), ID, &name),
+            Prepared::Accepted
+        );
+        for status in [erasing, in_progress(ID, 0), UpdateStatus::Complete(ID)] {
+            let answer = Err(sp(SpError::UpdateInProgress(status)));
+            assert_eq!(prepare_outcome(answer, ID, &name), Prepared::Accepted);
+        }
+        // Someone else's update: refused, and the error names it.
+        let theirs = Err(sp(SpError::UpdateInProgress(in_progress(OTHER, 5))));
+        assert!(matches!(
+            prepare_outcome(theirs, ID, &name),
+            Prepared::Refused(_)
+        ));
+        assert_eq!(
+            prepare_outcome(Err(timeout()), ID, &name),
+            Prepared::Unknown(timeout())
+        );
+        assert_eq!(
+            prepare_outcome(Err(sp(SpError::InvalidSlotForComponent)), ID, &name),
+            Prepared::Refused(sp(SpError::InvalidSlotForComponent))
+        );
+    }
+
+    #[test]
+    fn status_readings() {
+        assert_eq!(
+            read_status(in_progress(ID, 500), ID, 1000),
+            SpView::Accepting(500)
+        );
+        assert_eq!(
+            read_status(UpdateStatus::Complete(ID), ID, 1000),
+            SpView::Complete
+        );
+        assert_eq!(
+            read_status(UpdateStatus::Aborted(ID), ID, 1000),
+            SpView::Aborted
+        );
+        let SpView::Gone(kind, why) = read_status(UpdateStatus::None, ID, 1000) else {
+            panic!()
+        };
+        assert_eq!(kind, FailureKind::SpReset);
+        assert!(
+            why.contains("no longer has this update") && why.contains("None"),
+            "{why}"
+        );
+        assert!(matches!(
+            read_status(in_progress(OTHER, 5), ID, 1000),
+            SpView::Gone(FailureKind::SpReset, _)
+        ));
+        assert!(matches!(
+            read_status(in_progress(ID, 5), ID, 999),
+            SpView::Gone(FailureKind::Other, _)
+        ));
+        assert!(matches!(
+            read_status(UpdateStatus::Failed { id: ID, code: 6 }, ID, 1000),
+            SpView::Gone(FailureKind::SpRefused, _)
+        ));
     }
 }

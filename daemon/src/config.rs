@@ -24,6 +24,9 @@ pub struct Config {
     /// Settings for every SP.
     #[serde(default)]
     pub sp_defaults: SpSettings,
+    /// Update bookkeeping.
+    #[serde(default)]
+    pub updates: UpdatesConfig,
     /// The SPs, one table each.
     #[serde(default, rename = "sp")]
     pub sps: Vec<SpConfig>,
@@ -123,6 +126,24 @@ impl MetricsConfig {
             .parse()
             .map(Some)
             .map_err(|_| format!("metrics.listen: {:?} is not an address:port", self.listen))
+    }
+}
+
+/// `[updates]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatesConfig {
+    /// Finished updates remembered (their ids stay bound; `watch` and
+    /// `update start` report them as they ended); the oldest is forgotten
+    /// first (default 1000).
+    pub history: usize,
+}
+
+impl Default for UpdatesConfig {
+    fn default() -> Self {
+        Self {
+            history: actors::registry::DEFAULT_HISTORY,
+        }
     }
 }
 
@@ -228,8 +249,23 @@ impl Config {
                 ));
             }
         }
-        if self.sp_defaults.delivery.pipeline_depth == 0 {
-            return Err("sp_defaults.delivery.pipeline_depth: must be at least 1".into());
+        let d = &self.sp_defaults;
+        if d.window == 0 {
+            return Err("sp_defaults.window: must be at least 1".into());
+        }
+        if d.rpc.min_attempt_timeout.is_zero()
+            || d.rpc.min_attempt_timeout > d.rpc.per_attempt_timeout
+        {
+            return Err(
+                "sp_defaults.rpc.min_attempt_timeout_ms: must be above 0 and at most per_attempt_timeout_ms"
+                    .into(),
+            );
+        }
+        if d.delivery.status_poll_interval.is_zero() {
+            return Err("sp_defaults.delivery.status_poll_interval_ms: must be above 0".into());
+        }
+        if self.updates.history == 0 {
+            return Err("updates.history: must be at least 1".into());
         }
         Ok(())
     }
@@ -294,6 +330,7 @@ mod tests {
                     assert_eq!(config.log, defaults.log);
                     assert_eq!(config.metrics, defaults.metrics);
                     assert_eq!(config.sp_defaults, defaults.sp_defaults);
+                    assert_eq!(config.updates, defaults.updates);
                     assert_eq!(config.sps.len(), 2);
                 }
             }

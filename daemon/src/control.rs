@@ -168,53 +168,89 @@ impl ControlServer {
         }
     }
 
-    /// Stream events until the watched update ends or the client leaves.
+    /// Stream one update's record until it ends (the final record is the
+    /// `ok` line), or every update's changes until the client leaves. The
+    /// records come from each update's `watch`: a slow client skips
+    /// intermediate states but never misses the last one.
     async fn watch(
         &self,
         write: &mut tokio::net::unix::OwnedWriteHalf,
         req_id: Option<Value>,
         id: Option<uuid::Uuid>,
     ) {
-        let mut events = self.handle.subscribe();
-        if let Some(id) = id {
-            match self.handle.update_record(id).await {
-                Ok(r) if r.phase.is_terminal() => {
-                    let _ = send(write, &Response::ok(req_id, to_value(&r))).await;
-                    return;
-                }
-                Ok(r) => {
-                    if send(write, &Response::event(req_id.clone(), to_value(&r)))
-                        .await
-                        .is_err()
-                    {
+        let Some(id) = id else {
+            return self.watch_all(write, req_id).await;
+        };
+        let handle = match self.handle.update(id).await {
+            Ok(h) => h,
+            Err(e) => {
+                let (code, message) = registry_error(e);
+                let _ = send(write, &Response::error(req_id, code, message)).await;
+                return;
+            }
+        };
+        let mut rx = handle.watch();
+        loop {
+            let record = rx.borrow_and_update().clone();
+            if record.phase.is_terminal() {
+                let _ = send(write, &Response::ok(req_id, to_value(&record))).await;
+                return;
+            }
+            if send(write, &Response::event(req_id.clone(), to_value(&record)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if rx.changed().await.is_err() && !rx.borrow().phase.is_terminal() {
+                let r = Response::error(req_id, ErrorCode::ShuttingDown, "daemon is shutting down");
+                let _ = send(write, &r).await;
+                return;
+            }
+        }
+    }
+
+    async fn watch_all(&self, write: &mut tokio::net::unix::OwnedWriteHalf, req_id: Option<Value>) {
+        use futures_util::StreamExt;
+        let mut followed = std::collections::HashSet::new();
+        let mut streams = futures_util::stream::SelectAll::new();
+        let mut add = |handle: actors::UpdateHandle,
+                       streams: &mut futures_util::stream::SelectAll<_>| {
+            if followed.insert(handle.id()) {
+                streams.push(Box::pin(follow(handle.watch())));
+            }
+        };
+        let Ok((running, mut started)) = self.handle.subscribe().await else {
+            let r = Response::error(req_id, ErrorCode::ShuttingDown, "daemon is shutting down");
+            let _ = send(write, &r).await;
+            return;
+        };
+        for h in running {
+            add(h, &mut streams);
+        }
+        loop {
+            tokio::select! {
+                Some(record) = streams.next() => {
+                    if send(write, &Response::event(req_id.clone(), to_value(&record))).await.is_err() {
                         return;
                     }
                 }
-                Err(e) => {
-                    let (code, message) = registry_error(e);
-                    let _ = send(write, &Response::error(req_id, code, message)).await;
-                    return;
-                }
-            }
-        }
-        loop {
-            let event = match events.recv().await {
-                Ok(e) => e,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
-            };
-            if id.is_some_and(|id| event.record.id != id) {
-                continue;
-            }
-            let value = to_value(&event.record);
-            let done = id.is_some() && event.record.phase.is_terminal();
-            let response = if done {
-                Response::ok(req_id.clone(), value)
-            } else {
-                Response::event(req_id.clone(), value)
-            };
-            if send(write, &response).await.is_err() || done {
-                return;
+                new = started.recv() => match new {
+                    Ok(h) => add(h, &mut streams),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Missed some starts: pick up whatever runs now.
+                        match self.handle.subscribe().await {
+                            Ok((running, feed)) => {
+                                started = feed;
+                                for h in running {
+                                    add(h, &mut streams);
+                                }
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    Err(_) => return,
+                },
             }
         }
     }
@@ -237,12 +273,13 @@ impl ControlServer {
             })),
             Command::Health => {
                 let sps = h.list().await.map_err(registry_error)?;
+                let running = h.running_updates().await.map_err(registry_error)?;
                 Ok(json!({
                     "status": "ok",
                     "uptime_s": self.started.elapsed().as_secs(),
                     "sps": sps.len(),
-                    "reachable": sps.iter().filter(|s| s.reachable).count(),
-                    "active_updates": sps.iter().filter(|s| s.active_update.is_some()).count(),
+                    "reachable": sps.iter().filter(|s| s.info.reachable).count(),
+                    "active_updates": running,
                 }))
             }
             Command::List => self.list().await,
@@ -368,12 +405,10 @@ impl ControlServer {
                 image,
                 id,
             } => {
-                let bytes = tokio::fs::read(&image)
-                    .await
-                    .map_err(|e| (ErrorCode::ImageUnreadable, format!("{image}: {e}")))?;
                 let id = id.unwrap_or_else(uuid::Uuid::new_v4);
+                let path = std::path::Path::new(&image);
                 let record = h
-                    .start_update(&sp, &component, slot, id, bytes)
+                    .start_update_file(&sp, &component, slot, id, path)
                     .await
                     .map_err(registry_error)?;
                 Ok(to_value(&record))
@@ -395,47 +430,51 @@ impl ControlServer {
         }
     }
 
+    /// Every SP from what its actor published: no SP is asked.
     async fn list(&self) -> Result<Value, (ErrorCode, String)> {
         let sps = self.handle.list().await.map_err(registry_error)?;
-        let rows = sps.into_iter().map(|info| async move {
-            let name = info.name.to_string();
-            let (mut sp_version, mut rot_version) = (Value::Null, Value::Null);
-            if info.reachable {
-                sp_version = self.version_of(&name, SpComponent::SP_ITSELF, 0).await;
-                let rot_slot = info
-                    .identity
-                    .as_ref()
-                    .and_then(|i| i.rot_active_slot)
-                    .unwrap_or(0);
-                rot_version = self.version_of(&name, SpComponent::ROT, rot_slot).await;
-            }
-            let id = info.identity.as_ref();
+        let rows = sps.into_iter().map(|sp| {
+            let id = sp.info.identity.as_ref();
             json!({
-                "name": name,
-                "addr": info.addr,
-                "reachable": info.reachable,
+                "name": sp.info.name,
+                "addr": sp.info.addr,
+                "reachable": sp.info.reachable,
                 "serial": id.map(|i| i.serial.clone()),
                 "model": id.map(|i| i.model.clone()),
                 "revision": id.map(|i| i.revision),
                 "power_state": id.map(|i| i.power_state.clone()),
-                "versions": { "sp": sp_version, "rot": rot_version },
-                "active_update": info.active_update.as_ref().map(to_value),
+                "versions": sp.info.versions,
+                "last_heard_ms_ago": sp.last_heard_ms_ago,
+                "active_update": sp.active_update.as_ref().map(to_value),
             })
         });
-        Ok(Value::Array(futures_util::future::join_all(rows).await))
+        Ok(Value::Array(rows.collect()))
     }
+}
 
-    async fn version_of(&self, sp: &str, component: SpComponent, slot: u16) -> Value {
-        let request = MgsRequest::ReadComponentCaboose {
-            component,
-            slot,
-            key: *b"VERS",
-        };
-        match self.handle.rpc(sp, request).await {
-            Ok((_, value)) => Value::String(String::from_utf8_lossy(&value).into_owned()),
-            Err(_) => Value::Null,
+/// Each record an update publishes, through its final one. An update the
+/// SP never accepted is not shown.
+fn follow(
+    rx: tokio::sync::watch::Receiver<actors::UpdateRecord>,
+) -> impl futures_util::Stream<Item = actors::UpdateRecord> {
+    futures_util::stream::unfold(Some((rx, true)), |state| async move {
+        let (mut rx, mut fresh) = state?;
+        loop {
+            if !fresh && rx.changed().await.is_err() {
+                return None;
+            }
+            fresh = false;
+            let record = rx.borrow_and_update().clone();
+            if record.start_error.is_some() {
+                return None;
+            }
+            if record.phase == actors::Phase::Starting {
+                continue;
+            }
+            let next = (!record.phase.is_terminal()).then_some((rx, false));
+            return Some((record, next));
         }
-    }
+    })
 }
 
 async fn send(
@@ -496,6 +535,8 @@ pub fn registry_error(e: RegistryError) -> (ErrorCode, String) {
         RegistryError::BadComponent { .. } => ErrorCode::BadComponent,
         RegistryError::UnknownUpdate(_) => ErrorCode::UnknownUpdate,
         RegistryError::Stopped => ErrorCode::ShuttingDown,
+        RegistryError::Socket { .. } => ErrorCode::Internal,
+        RegistryError::ImageUnreadable { .. } => ErrorCode::ImageUnreadable,
         RegistryError::Update(u) => match u {
             UpdateError::Conflict { .. } => ErrorCode::UpdateConflict,
             UpdateError::AlreadyRunning { .. } => ErrorCode::UpdateRunning,

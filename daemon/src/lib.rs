@@ -59,11 +59,9 @@ pub async fn run(
         "Control socket requests by command and result."
     );
     metrics::gauge!("mgsd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    let registry = RegistryHandle::start(RegistryConfig::new(
-        config.sp_entries()?,
-        config.sp_defaults.clone(),
-    ))
-    .map_err(DaemonError::Sockets)?;
+    let mut registry_config = RegistryConfig::new(config.sp_entries()?, config.sp_defaults.clone());
+    registry_config.history = config.updates.history;
+    let registry = RegistryHandle::start(registry_config).map_err(DaemonError::Sockets)?;
     let listener = control::bind(&config.control)?;
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");
     systemd::notify("READY=1");

@@ -37,7 +37,7 @@ async fn daemon(write_kib_per_s: u64) -> Daemon {
         "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n\
          [sp_defaults]\ndiscovery_interval_ms = 50\n\
          [sp_defaults.rpc]\nper_attempt_timeout_ms = 100\nmax_attempts = 10\n\
-         [sp_defaults.delivery]\nchunk_timeout_ms = 60\nstatus_poll_interval_ms = 10\nhost_flash_capacity_mib = 4\n",
+         [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\nhost_flash_capacity_mib = 4\n",
         dir.join("mgsd.sock").display()
     );
     for sp in &rack.sps {
@@ -436,4 +436,62 @@ fn bad_config_file_names_the_file_and_the_field() {
         err.contains(path.to_str().unwrap()) && err.contains("pipeline_depht"),
         "{err}"
     );
+}
+
+#[actix::test]
+async fn an_ended_update_started_again_is_reported_as_it_ended() {
+    let d = daemon(200).await;
+    let img = image("e", 400_000);
+    let img_s = img.to_str().unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let start = [
+        "update",
+        "start",
+        "sled-1",
+        "host-boot-flash",
+        "--image",
+        img_s,
+        "--id",
+        &id,
+    ];
+    ok(&d, &start).await;
+    // The SP forgets the update halfway: a reset.
+    loop {
+        let s = ok(&d, &["update", "status", "sled-1", "host-boot-flash"]).await;
+        if s["delivery"]["bytes_acked"].as_u64().unwrap_or(0) > 100_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.rack.sps[1].reset_now();
+    let (code, _, err) = mgsctl(&d.socket, &["watch", &id]).await;
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("failed") && err.contains(&id), "{err}");
+    // Starting it again names the same, failed update: exit 7, nothing sent.
+    let (code, out, err) = mgsctl(&d.socket, &start).await;
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(err.contains("no longer has this update"), "{err}");
+    let (code, out, _) = mgsctl(&d.socket, &[&["--json"][..], &start[..]].concat()).await;
+    assert_eq!(code, 7);
+    let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["ok"]["phase"], "failed");
+    assert_eq!(v["ok"]["id"], id.as_str());
+
+    // A complete one is reported complete (exit 0).
+    let done = uuid::Uuid::new_v4().to_string();
+    let again = [
+        "update",
+        "start",
+        "sled-0",
+        "host-boot-flash",
+        "--image",
+        img_s,
+        "--id",
+        &done,
+    ];
+    let (code, _, err) = mgsctl(&d.socket, &[&again[..], &["--watch"][..]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = mgsctl(&d.socket, &again).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("already complete"), "{out}");
 }

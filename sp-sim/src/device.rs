@@ -177,6 +177,9 @@ pub struct Device {
     pub rebooting: bool,
     /// Set when the current request completed an update.
     pub completed_update: bool,
+    /// Set when the current request was an update prepare the SP accepted
+    /// (so its reply is the prepare ack).
+    pub accepted_prepare: bool,
 }
 
 impl Device {
@@ -246,6 +249,7 @@ impl Device {
             busy: Duration::ZERO,
             rebooting: false,
             completed_update: false,
+            accepted_prepare: false,
         }
     }
 
@@ -430,12 +434,15 @@ impl SpHandler for Device {
         self.updates.sp_prepare(req, self.now)?;
         // The SP erases the other bank before it acks.
         self.busy += Timings::ms(self.timings.sp_bank_erase_ms);
+        self.accepted_prepare = true;
         Ok(())
     }
 
     fn component_update_prepare(&mut self, req: ComponentUpdatePrepare) -> Result<(), SpError> {
         self.updates
-            .component_prepare(req, self.flash.as_mut(), self.now)
+            .component_prepare(req, self.flash.as_mut(), self.now)?;
+        self.accepted_prepare = true;
+        Ok(())
     }
 
     fn update_chunk(&mut self, chunk: UpdateChunk, data: &[u8]) -> Result<(), SpError> {

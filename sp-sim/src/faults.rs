@@ -29,6 +29,11 @@ pub struct FaultConfig {
     /// Drop the ack of every chunk that completes an update (the case the
     /// reference client gets wrong).
     pub drop_completion_ack: bool,
+    /// Drop the acks (`SpUpdatePrepareAck`, `ComponentUpdatePrepareAck`) of
+    /// the next this-many prepares the SP accepts; the SP still prepares,
+    /// so a retried prepare meets `UpdateInProgress` with its own id.
+    /// Counts down as acks are dropped; setting the faults again re-arms it.
+    pub drop_prepare_acks: u32,
 }
 
 /// Counts of what was injected or dropped.
@@ -46,8 +51,11 @@ pub struct FaultStats {
     pub ignored_while_down: u64,
     /// `Busy` answers injected.
     pub busy_injected: u64,
-    /// Responses dropped by injection.
+    /// Responses dropped by injection (including the prepare and
+    /// completion acks dropped on purpose).
     pub responses_dropped: u64,
+    /// Prepare acks dropped by `drop_prepare_acks`.
+    pub prepare_acks_dropped: u64,
     /// Responses duplicated.
     pub responses_duplicated: u64,
     /// Responses corrupted.

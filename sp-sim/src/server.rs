@@ -2,6 +2,13 @@
 //! few datagrams (real SPs queue 3; bursts beyond it are lost), and a loop
 //! that only moves bytes — decisions are `gateway-messages`' dispatcher and
 //! the [`Device`]'s.
+//!
+//! The loop is a single task, like the SP firmware's: it drains the socket
+//! without blocking into a fixed ring of `queue_depth` buffers (what does
+//! not fit is dropped), then answers the queued requests one at a time, in
+//! order. While the SP is busy with flash work it keeps draining, so what
+//! arrives meanwhile meets the same queue limit. On the normal path nothing
+//! is allocated per datagram.
 
 use crate::device::Device;
 use crate::faults::Faults;
@@ -9,14 +16,27 @@ use gateway_messages::sp_impl::handle_request;
 use gateway_messages::{
     version, Header, Message, MessageKind, SpError, SpResponse, MAX_SERIALIZED_SIZE,
 };
-use std::net::SocketAddr;
+use std::io::ErrorKind;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::sync::watch;
+use tokio::time::{Duration, Instant};
 use tracing::{debug, Instrument};
 
-/// State shared between an SP's server tasks and its library handle.
+/// Receive buffer per queued datagram. Larger than the SP's 1024 bytes so
+/// an over-long datagram reaches the dispatcher whole, as it always did.
+const RECV_BUF: usize = 2048;
+
+/// At most this many datagrams per drain, so a flood cannot keep the loop
+/// from answering (or from noticing `stop`).
+const DRAIN_BATCH: usize = 64;
+
+/// Flash work shorter than this is owed rather than slept: timers are
+/// coarser than one chunk's write.
+const MIN_SLEEP: Duration = Duration::from_millis(2);
+
+/// State shared between an SP's server task and its library handle.
 #[derive(Debug)]
 pub struct Shared {
     /// The device model.
@@ -34,28 +54,148 @@ impl Shared {
         let mut dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
         dev.reboot(now);
         *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + dev.reset_time());
-        self.faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stats
-            .resets += 1;
+        self.faults().stats.resets += 1;
     }
 
-    fn down(&self, now: Instant) -> bool {
-        let down = self
-            .down_until
+    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn resetting(&self, now: Instant) -> bool {
+        self.down_until
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| now < t);
-        down || self
-            .faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .hung(now)
+            .is_some_and(|t| now < t)
     }
 }
 
-/// Serve `socket` until `stop` turns true.
+/// One queued datagram.
+struct Slot {
+    buf: [u8; RECV_BUF],
+    len: usize,
+    from: SocketAddr,
+    /// When it was taken off the socket: the SP's work on it starts then,
+    /// or when the work before it ends, whichever is later.
+    arrived: Instant,
+}
+
+/// The SP's socket receive queue: a fixed ring, allocated once.
+struct Queue {
+    slots: Box<[Slot]>,
+    head: usize,
+    len: usize,
+    /// Where datagrams that do not fit are read to be discarded.
+    scratch: [u8; RECV_BUF],
+}
+
+impl Queue {
+    fn new(depth: usize) -> Self {
+        let empty = || Slot {
+            buf: [0; RECV_BUF],
+            len: 0,
+            from: (Ipv6Addr::UNSPECIFIED, 0).into(),
+            arrived: Instant::now(),
+        };
+        Self {
+            slots: (0..depth.max(1)).map(|_| empty()).collect(),
+            head: 0,
+            len: 0,
+            scratch: [0; RECV_BUF],
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == self.slots.len()
+    }
+
+    fn tail(&self) -> usize {
+        (self.head + self.len) % self.slots.len()
+    }
+
+    /// Queue the slot at the tail, which the caller has just filled.
+    fn commit(&mut self, len: usize, from: SocketAddr, arrived: Instant) {
+        let tail = self.tail();
+        self.slots[tail].len = len;
+        self.slots[tail].from = from;
+        self.slots[tail].arrived = arrived;
+        self.len += 1;
+    }
+
+    /// Queue a second copy of the datagram queued last (which exists).
+    fn duplicate_last(&mut self) {
+        let last = (self.head + self.len - 1) % self.slots.len();
+        let tail = self.tail();
+        let (len, from, arrived) = {
+            let last = &self.slots[last];
+            (last.len, last.from, last.arrived)
+        };
+        let copy = self.slots[last].buf;
+        self.slots[tail].buf[..len].copy_from_slice(&copy[..len]);
+        self.commit(len, from, arrived);
+    }
+
+    /// Take the oldest datagram: its slot index. The slot stays intact
+    /// until the next drain, which only happens once it has been handled.
+    fn pop(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = self.head;
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        Some(i)
+    }
+
+    /// Read everything waiting on `socket` without blocking, applying the
+    /// request-path faults; what finds the queue full is dropped.
+    fn drain(&mut self, socket: &UdpSocket, shared: &Shared) {
+        for _ in 0..DRAIN_BATCH {
+            let target = if self.is_full() {
+                &mut self.scratch
+            } else {
+                let tail = self.tail();
+                &mut self.slots[tail].buf
+            };
+            let (n, from) = match socket.try_recv_from(target) {
+                Ok(received) => received,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // A pending socket error (an ICMP report, say) is consumed
+                // by reporting it; the datagrams behind it are still there.
+                Err(_) => continue,
+            };
+            let mut f = shared.faults();
+            f.stats.received += 1;
+            let (drop, dup) = (f.config.drop_request, f.config.duplicate_request);
+            let copies = if f.roll(drop) {
+                f.stats.requests_dropped += 1;
+                0
+            } else if f.roll(dup) {
+                f.stats.requests_duplicated += 1;
+                2
+            } else {
+                1
+            };
+            for copy in 0..copies {
+                if self.is_full() {
+                    f.stats.queue_overflows += 1;
+                } else if copy == 0 {
+                    self.commit(n, from, Instant::now());
+                } else {
+                    self.duplicate_last();
+                }
+            }
+        }
+    }
+}
+
+/// What handling one request produced.
+struct Handled {
+    reply_len: Option<usize>,
+    work: Duration,
+    rebooting: bool,
+}
+
+/// Serve `socket` until `stop` turns true (or its sender is gone).
 pub async fn serve(
     socket: UdpSocket,
     shared: Arc<Shared>,
@@ -63,122 +203,148 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     name: String,
 ) {
-    let socket = Arc::new(socket);
-    let (tx, mut rx) = mpsc::channel::<(Vec<u8>, SocketAddr)>(queue_depth.max(1));
     let span = tracing::info_span!("sp", sp = %name);
-
-    // Reader: the NIC side. Applies request-path faults and the small queue.
-    let reader = {
-        let (socket, shared) = (socket.clone(), shared.clone());
-        async move {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                    continue;
-                };
-                let copies = {
-                    let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
-                    f.stats.received += 1;
-                    let (drop, dup) = (f.config.drop_request, f.config.duplicate_request);
-                    if f.roll(drop) {
-                        f.stats.requests_dropped += 1;
-                        0
-                    } else if f.roll(dup) {
-                        f.stats.requests_duplicated += 1;
-                        2
-                    } else {
-                        1
-                    }
-                };
-                for _ in 0..copies {
-                    if tx.try_send((buf[..n].to_vec(), from)).is_err() {
-                        let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
-                        f.stats.queue_overflows += 1;
-                    }
-                }
-            }
-        }
-    };
-
-    // Processor: the firmware's task, one request at a time.
-    let processor = {
-        let (socket, shared) = (socket.clone(), shared.clone());
-        async move {
-            let mut out = [0u8; MAX_SERIALIZED_SIZE];
-            let mut busy_until = Instant::now();
-            while let Some((request, from)) = rx.recv().await {
-                let now = Instant::now();
-                if shared.down(now) {
-                    shared
-                        .faults
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .stats
-                        .ignored_while_down += 1;
-                    continue;
-                }
-                let busy_injected = {
-                    let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
-                    let p = f.config.busy;
-                    let hit = f.roll(p);
-                    if hit {
-                        f.stats.busy_injected += 1;
-                    }
-                    hit
-                };
-                let (mut reply_len, work, rebooting, completed) = if busy_injected {
-                    (
-                        busy_reply(&request, &mut out),
-                        Default::default(),
-                        false,
-                        false,
-                    )
-                } else {
-                    let mut dev = shared.device.lock().unwrap_or_else(|e| e.into_inner());
-                    dev.now = now;
-                    dev.busy = Default::default();
-                    dev.rebooting = false;
-                    dev.completed_update = false;
-                    let n = handle_request(&request, &mut *dev, &mut out);
-                    (n, dev.busy, dev.rebooting, dev.completed_update)
-                };
-                if completed {
-                    let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
-                    if f.config.drop_completion_ack {
-                        f.stats.responses_dropped += 1;
-                        reply_len = None;
-                    }
-                }
-                debug!(bytes = request.len(), reply = ?reply_len, "request");
-                if rebooting {
-                    shared.reset_now();
-                    continue;
-                }
-                if !work.is_zero() {
-                    // The SP answers only after the flash work is done;
-                    // meanwhile its queue fills up. Work is accounted
-                    // exactly but slept in steps of at least 2 ms, since
-                    // timers are coarser than one chunk's write.
-                    busy_until = busy_until.max(now) + work;
-                    if busy_until > Instant::now() + std::time::Duration::from_millis(2) {
-                        tokio::time::sleep_until(busy_until).await;
-                    }
-                }
-                if let Some(n) = reply_len {
-                    send_reply(&socket, &shared, out[..n].to_vec(), from).await;
-                }
-            }
-        }
-    };
-
-    let run = async {
+    // The loop awaits only at the socket, the flash-work timer and the
+    // coop budget; stopping drops it at whichever it is at.
+    let run = async move {
         tokio::select! {
-            _ = reader => {}
-            _ = processor => {}
+            biased;
             _ = stop.wait_for(|s| *s) => {}
+            () = run_sp(socket, &shared, queue_depth) => {}
         }
     };
     run.instrument(span).await;
+}
+
+/// The SP's firmware loop. Returns only if the runtime's I/O driver is gone.
+async fn run_sp(socket: UdpSocket, shared: &Shared, queue_depth: usize) {
+    // Shared only with the rare delayed replies.
+    let socket = Arc::new(socket);
+    let mut queue = Queue::new(queue_depth);
+    let mut out = [0u8; MAX_SERIALIZED_SIZE];
+    let mut busy_until = Instant::now();
+    loop {
+        if queue.len == 0 {
+            if socket.readable().await.is_err() {
+                return;
+            }
+        } else {
+            // Non-blocking socket calls never yield: under a flood, let
+            // the other SPs on this runtime (and `stop`) have a turn.
+            tokio::task::consume_budget().await;
+        }
+        queue.drain(&socket, shared);
+        let Some(i) = queue.pop() else { continue };
+        let now = Instant::now();
+        let (from, arrived, handled) = {
+            let slot = &queue.slots[i];
+            (
+                slot.from,
+                slot.arrived,
+                handle(shared, &slot.buf[..slot.len], now, &mut out),
+            )
+        };
+        let Some(handled) = handled else { continue };
+        if handled.rebooting {
+            shared.reset_now();
+            continue;
+        }
+        if !handled.work.is_zero() {
+            // The SP answers only after the flash work is done; the work
+            // is accounted exactly but slept in coarse steps. A request
+            // that waited in the queue starts when the one before it ended
+            // (not when a late timer woke us), so timer slack costs the SP
+            // nothing it would not lose on real hardware.
+            busy_until = busy_until.max(arrived) + handled.work;
+            if busy_until > Instant::now() + MIN_SLEEP {
+                let sleep = tokio::time::sleep_until(busy_until);
+                tokio::pin!(sleep);
+                // What arrives meanwhile meets the queue (with this request
+                // already taken out of it) as it arrives.
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut sleep => break,
+                        ready = socket.readable() => {
+                            if ready.is_err() {
+                                return;
+                            }
+                            queue.drain(&socket, shared);
+                        }
+                    }
+                }
+                queue.drain(&socket, shared);
+            }
+        }
+        if let Some(n) = handled.reply_len {
+            send_reply(&socket, shared, &mut out[..n], from).await;
+        }
+    }
+}
+
+/// Handle one request into `out`, with the SP-side faults. `None` when the
+/// SP is down and ignores it.
+fn handle(
+    shared: &Shared,
+    request: &[u8],
+    now: Instant,
+    out: &mut [u8; MAX_SERIALIZED_SIZE],
+) -> Option<Handled> {
+    let resetting = shared.resetting(now);
+    let busy_injected = {
+        let mut f = shared.faults();
+        if resetting || f.hung(now) {
+            f.stats.ignored_while_down += 1;
+            return None;
+        }
+        let p = f.config.busy;
+        let hit = f.roll(p);
+        if hit {
+            f.stats.busy_injected += 1;
+        }
+        hit
+    };
+    if busy_injected {
+        return Some(Handled {
+            reply_len: busy_reply(request, out),
+            work: Duration::ZERO,
+            rebooting: false,
+        });
+    }
+    let (mut reply_len, work, rebooting, completed, prepared) = {
+        let mut dev = shared.device.lock().unwrap_or_else(|e| e.into_inner());
+        dev.now = now;
+        dev.busy = Duration::ZERO;
+        dev.rebooting = false;
+        dev.completed_update = false;
+        dev.accepted_prepare = false;
+        let n = handle_request(request, &mut *dev, out);
+        (
+            n,
+            dev.busy,
+            dev.rebooting,
+            dev.completed_update,
+            dev.accepted_prepare,
+        )
+    };
+    if (completed || prepared) && reply_len.is_some() {
+        let mut f = shared.faults();
+        if completed && f.config.drop_completion_ack {
+            f.stats.responses_dropped += 1;
+            reply_len = None;
+        } else if prepared && f.config.drop_prepare_acks > 0 {
+            f.config.drop_prepare_acks -= 1;
+            f.stats.responses_dropped += 1;
+            f.stats.prepare_acks_dropped += 1;
+            reply_len = None;
+        }
+    }
+    debug!(bytes = request.len(), reply = ?reply_len, "request");
+    Some(Handled {
+        reply_len,
+        work,
+        rebooting,
+    })
 }
 
 /// `Busy` with the request's id (or nothing if the header is unreadable).
@@ -196,9 +362,11 @@ fn busy_reply(request: &[u8], out: &mut [u8; MAX_SERIALIZED_SIZE]) -> Option<usi
         .map(|(n, _)| n)
 }
 
-async fn send_reply(socket: &Arc<UdpSocket>, shared: &Shared, mut reply: Vec<u8>, to: SocketAddr) {
+/// Send `reply` with the response-path faults. Delayed replies are copied
+/// and sent from their own task.
+async fn send_reply(socket: &Arc<UdpSocket>, shared: &Shared, reply: &mut [u8], to: SocketAddr) {
     let (copies, delay) = {
-        let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = shared.faults();
         let (drop, dup, corrupt) = (
             f.config.drop_response,
             f.config.duplicate_response,
@@ -210,7 +378,7 @@ async fn send_reply(socket: &Arc<UdpSocket>, shared: &Shared, mut reply: Vec<u8>
         }
         if f.roll(corrupt) {
             f.stats.responses_corrupted += 1;
-            f.corrupt(&mut reply);
+            f.corrupt(reply);
         }
         let copies = if f.roll(dup) {
             f.stats.responses_duplicated += 1;
@@ -222,15 +390,29 @@ async fn send_reply(socket: &Arc<UdpSocket>, shared: &Shared, mut reply: Vec<u8>
     };
     if delay.is_zero() {
         for _ in 0..copies {
-            let _ = socket.send_to(&reply, to).await;
+            send_now(socket, reply, to).await;
         }
     } else {
-        let socket = socket.clone();
+        let (socket, reply) = (socket.clone(), reply.to_vec());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             for _ in 0..copies {
                 let _ = socket.send_to(&reply, to).await;
             }
         });
+    }
+}
+
+/// Send one datagram, waiting for the socket only if its buffer is full.
+/// Errors are ignored, as a real SP's lost transmissions are.
+async fn send_now(socket: &UdpSocket, datagram: &[u8], to: SocketAddr) {
+    loop {
+        match socket.try_send_to(datagram, to) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            _ => return,
+        }
+        if socket.writable().await.is_err() {
+            return;
+        }
     }
 }

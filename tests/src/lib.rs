@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests and the benchmark: a simulated
 //! rack in-process and the daemon's actors pointed at it.
 
+pub mod raw_udp;
+
 use actors::{RegistryConfig, RegistryHandle, SpEntry, SpSettings, SpTarget, UpdateRecord};
 use sp_sim::{RackConfig, SimRack};
 use std::time::{Duration, Instant};
@@ -11,7 +13,6 @@ pub fn fast_settings(host_flash_mib: u32) -> SpSettings {
     s.rpc.per_attempt_timeout = Duration::from_millis(100);
     s.rpc.max_attempts = 10;
     s.discovery_interval = Duration::from_millis(50);
-    s.delivery.chunk_timeout = Duration::from_millis(60);
     s.delivery.status_poll_interval = Duration::from_millis(10);
     s.delivery.host_flash_capacity_mib = host_flash_mib;
     s
@@ -36,7 +37,10 @@ pub async fn start(rack: RackConfig, settings: SpSettings) -> (SimRack, Registry
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let list = handle.list().await.expect("list");
-        if list.iter().all(|s| s.reachable && s.identity.is_some()) {
+        if list
+            .iter()
+            .all(|s| s.info.reachable && s.info.identity.is_some())
+        {
             break;
         }
         assert!(Instant::now() < deadline, "SPs not discovered: {list:?}");

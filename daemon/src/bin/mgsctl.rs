@@ -2,9 +2,9 @@
 //!
 //! Exit codes: 0 success; 1 other error; 2 usage; 3 the daemon cannot be
 //! reached; 4 unknown SP or update id; 5 invalid request (bad component,
-//! slot or image); 6 SP error or SP unreachable; 7 the watched update failed
-//! or was aborted; 8 conflict (update id in use, another update running,
-//! abort refused).
+//! slot or image); 6 SP error or SP unreachable; 7 the update failed or was
+//! aborted (watched, or started again with its id after it ended);
+//! 8 conflict (update id in use, another update running, abort refused).
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -312,6 +312,21 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 },
             )?;
             let id = v["id"].as_str().and_then(|s| s.parse().ok());
+            // The same id again names the same update, in whatever state
+            // it is: one that already ended is reported as it ended.
+            match v["phase"].as_str() {
+                Some("complete") => {
+                    if !cli.json {
+                        println!(
+                            "update {} already complete: {sp} {component} slot {slot}",
+                            scalar(&v["id"])
+                        );
+                    }
+                    return Ok(());
+                }
+                Some("failed" | "aborted") => return finished(cli, &v),
+                _ => {}
+            }
             if !cli.json {
                 println!(
                     "update {} started: {} {} slot {}",
@@ -446,6 +461,9 @@ fn print_status(v: &Value) {
     );
     if let Some(id) = s["id"].as_str() {
         println!("  update id: {id}");
+    }
+    if let Some(age) = v["sp_status_age_ms"].as_u64().filter(|a| *a > 0) {
+        println!("  (as the SP reported {age} ms ago)");
     }
     let d = &v["delivery"];
     if d.is_object() {

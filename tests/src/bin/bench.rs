@@ -1,180 +1,560 @@
-//! `mgsd-bench`: delivery throughput, rack-wide concurrency, memory and
-//! status latency of the daemon's actors against sp-sim (zero erase time,
-//! unlimited write speed), all in one process over loopback.
+//! `mgsd-bench`: how fast and how lean the daemon delivers updates, next
+//! to what the wire allows.
 //!
 //! ```sh
 //! cargo run --release -p mgsd-tests --bin mgsd-bench
 //! ```
+//!
+//! The daemon runs as a child process (this binary with `--daemon CONFIG`,
+//! which is `mgsd::run`, exactly what `mgsd --config CONFIG` runs), so its
+//! CPU time and peak memory are its own; the simulated SPs run in this
+//! process on their own thread, and the bench drives the daemon through
+//! its control socket as `mgsctl` would. Figures, in order:
+//!
+//! 1. the raw UDP request/ack rate on loopback for windows 1–4: a plain
+//!    socket pair and an echo, no daemon code: the ceiling;
+//! 2. one 32 MiB host-flash update of an instant SP per window: time from
+//!    the start request to the verified end, delivery rate, its share of
+//!    the raw rate and of what a plain blocking client streams to the
+//!    same simulated SP, rewinds, timeouts, daemon CPU-seconds per GiB;
+//! 3. the same under 5% request loss and 5% reply loss, next to lossless;
+//! 4. 36 instant SPs updated at once: aggregate rate, status latency;
+//! 5. 36 SPs with sp-sim's realistic timings (erase, 1 MiB/s writes):
+//!    delivery as a share of the sum of the SPs' own limits, status
+//!    latency meanwhile, the daemon's peak RSS.
 
-use actors::{Phase, RegistryConfig, RegistryHandle, SpSettings};
-use mgsd_tests::{entries, host_image};
-use sp_sim::{RackConfig, SimRack, Timings};
+use gateway_messages::SpComponent;
+use mgsd::api::{Command, Response};
+use mgsd::client::Client;
+use mgsd_tests::host_image;
+use mgsd_tests::raw_udp::request_ack_rate;
+use serde_json::Value;
+use sp_sim::client::ChunkStreamer;
+use sp_sim::{FaultConfig, RackConfig, SimRack, SimSp, Timings};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
 const HBF: &str = "host-boot-flash";
+/// A full `UpdateChunk` datagram and the SP's `UpdateChunkAck`.
+const REQUEST_BYTES: usize = 1024;
+const ACK_BYTES: usize = 10;
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Start a rack of `sleds` on its own runtime thread (so the simulator does
-/// not share the actors' thread); returns the SPs' entries.
-fn start_rack(sleds: usize) -> (Vec<actors::SpEntry>, std::sync::mpsc::Sender<()>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut cfg = RackConfig::standard(sleds, 0, 0);
-            cfg.timings = Timings::instant();
-            let rack = SimRack::start(cfg).await.unwrap();
-            tx.send(entries(&rack)).unwrap();
-            tokio::task::spawn_blocking(move || stop_rx.recv())
-                .await
-                .ok();
-            rack.stop().await;
-        });
-    });
-    (rx.recv().unwrap(), stop_tx)
-}
-
-async fn registry(entries: Vec<actors::SpEntry>, depth: usize) -> RegistryHandle {
-    let mut settings = SpSettings::default();
-    settings.delivery.pipeline_depth = depth;
-    let h = RegistryHandle::start(RegistryConfig::new(entries, settings)).unwrap();
-    while !h.list().await.unwrap().iter().all(|s| s.reachable) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    h
-}
-
-async fn wait(h: &RegistryHandle, id: uuid::Uuid) -> actors::UpdateRecord {
-    loop {
-        let r = h.update_record(id).await.unwrap();
-        if r.phase.is_terminal() {
-            assert_eq!(r.phase, Phase::Complete, "{r:?}");
-            return r;
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, config] = args.as_slice() {
+        if flag == "--daemon" {
+            return daemon(Path::new(config));
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<u32> = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--only="))
+        .flat_map(|s| s.split(',').filter_map(|n| n.parse().ok()))
+        .collect();
+    let fleet: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--sps=")?.parse().ok())
+        .unwrap_or(36);
+    bench(quick, fleet, |section| {
+        only.is_empty() || only.contains(&section)
+    });
+}
+
+/// The measured daemon: what `mgsd --config` runs.
+fn daemon(config: &Path) {
+    let config = mgsd::config::Config::load(Some(config)).expect("bench daemon config");
+    actix::System::new()
+        .block_on(mgsd::run(config, mgsd::shutdown_signal()))
+        .expect("daemon runs");
+}
+
+/// CPU time of this process's threads named `name`.
+fn own_threads_cpu(name: &str) -> Duration {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(ns)
+}
+
+/// Simulated SPs on their own thread and runtime.
+struct Rack {
+    sps: Vec<SimSp>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Rack {
+    fn start(config: RackConfig) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sp-sim".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let rack = SimRack::start(config).await.expect("rack starts");
+                    tx.send(rack.sps.clone()).expect("bench waits");
+                    let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
+                    rack.stop().await;
+                });
+            })
+            .expect("thread");
+        Self {
+            sps: rx.recv().expect("rack started"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 }
 
-/// 36 host-flash updates at once with `depth`, polling status meanwhile.
-async fn rack_wide(rack: &[actors::SpEntry], depth: usize, default_depth: usize, image: &[u8]) {
-    let h = registry(rack.to_vec(), depth).await;
-    let rss_before = rss_mib();
-    let t0 = Instant::now();
-    let mut ids = Vec::new();
-    for e in rack {
-        let id = uuid::Uuid::new_v4();
-        h.start_update(e.name.as_str(), HBF, 1, id, image.to_vec())
-            .await
-            .unwrap();
-        ids.push(id);
+impl Drop for Rack {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
-    // Status latency and memory while the 36 updates run.
-    let mut latencies = Vec::new();
-    let mut rss_peak = rss_before;
-    let mut n = 0usize;
+}
+
+fn rack(sleds: usize, timings: Timings) -> Rack {
+    let mut config = RackConfig::standard(sleds, 0, 0);
+    config.timings = timings;
+    Rack::start(config)
+}
+
+/// The daemon as a child process, pointed at `sps`.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, sps: &[SimSp], window: usize) -> Self {
+        let socket = dir.join(format!("mgsd-{window}-{}.sock", sps.len()));
+        let mut config = format!(
+            "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n\
+             [sp_defaults]\nwindow = {window}\ndiscovery_interval_ms = 100\n",
+            socket.display()
+        );
+        for sp in sps {
+            config += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
+        }
+        let path = dir.join("mgsd.toml");
+        std::fs::write(&path, config).expect("write config");
+        let child = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .arg("--daemon")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the daemon");
+        let daemon = Self { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = Client::connect(&daemon.socket) {
+                if let Ok(h) = ok(c.request(&Command::Health)) {
+                    if h["reachable"] == sps.len() {
+                        return daemon;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "the daemon did not find its SPs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.socket).expect("connect to the daemon")
+    }
+
+    /// CPU time of every thread of the daemon so far.
+    fn cpu(&self) -> Duration {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let mut ns = 0u64;
+        for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Duration::from_nanos(ns)
+    }
+
+    /// Peak resident memory (VmHWM), MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn ok(response: std::io::Result<Response>) -> Result<Value, String> {
+    let r = response.map_err(|e| e.to_string())?;
+    match (r.ok, r.error) {
+        (Some(v), _) => Ok(v),
+        (_, Some(e)) => Err(e.message),
+        _ => Err("empty response".into()),
+    }
+}
+
+/// Start an update and follow it to its end; the final record, and when
+/// (since the start request) every byte was acknowledged.
+fn update(d: &Daemon, sp: &str, image: &Path) -> (Value, Duration, Duration) {
+    let id = uuid::Uuid::new_v4();
+    let t0 = Instant::now();
+    ok(d.client().request(&Command::UpdateStart {
+        sp: sp.into(),
+        component: HBF.into(),
+        slot: 1,
+        image: image.display().to_string(),
+        id: Some(id),
+    }))
+    .unwrap_or_else(|e| panic!("start on {sp}: {e}"));
+    let mut c = d.client();
+    let mut r = c.request(&Command::Watch { id: Some(id) }).expect("watch");
+    let mut delivered = None;
     loop {
-        let sp = rack[n % rack.len()].name.as_str().to_string();
-        n += 1;
-        let q = Instant::now();
-        h.update_status(&sp, HBF).await.unwrap();
-        latencies.push(q.elapsed());
-        rss_peak = rss_peak.max(rss_mib());
-        let mut done = 0;
-        for id in &ids {
-            if h.update_record(*id).await.unwrap().phase.is_terminal() {
-                done += 1;
+        let record = r.event.as_ref().or(r.ok.as_ref()).cloned();
+        if let Some(record) = &record {
+            if delivered.is_none()
+                && record["phase"] != "delivering"
+                && record["bytes_acked"] == record["total_bytes"]
+            {
+                delivered = Some(t0.elapsed());
             }
         }
-        if done == ids.len() {
-            break;
+        if r.ok.is_some() || r.error.is_some() {
+            let record = ok(Ok(r)).expect("update ends");
+            assert_eq!(record["phase"], "complete", "{record}");
+            let done = t0.elapsed();
+            return (record, delivered.unwrap_or(done), done);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        r = c
+            .next_response()
+            .expect("watch")
+            .expect("watch ends with the record");
     }
-    let secs = t0.elapsed().as_secs_f64();
-    let (mut rewinds, mut timeouts) = (0, 0);
-    for id in &ids {
-        let r = wait(&h, *id).await;
-        rewinds += r.rewinds;
-        timeouts += r.timeouts;
-    }
-    latencies.sort();
-    println!(
-        "\n36 SPs at once, depth {depth}{}: {secs:.2} s, {:.1} MiB/s aggregate, {rewinds} rewinds, {timeouts} timeouts",
-        if depth == default_depth {
-            " (default)"
-        } else {
-            ""
-        },
-        36.0 * 32.0 / secs
-    );
-    println!(
-        "status requests during the updates: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
-        latencies.len(),
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().unwrap().as_secs_f64() * 1e3
-    );
-    println!(
-        "resident memory (daemon actors + simulator + one 32 MiB image): {rss_before:.0} MiB before, {rss_peak:.0} MiB peak"
-    );
+}
+
+fn mib_per_s(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / d.as_secs_f64()
+}
+
+fn delivery(record: &Value) -> Duration {
+    Duration::from_millis(record["delivered_in_ms"].as_u64().unwrap_or(0).max(1))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn main() {
-    let system = actix::System::new();
-    system.block_on(async {
-        let image = host_image(32 * MIB, 1);
-        println!("mgsd-bench: 32 MiB host-boot-flash image, sp-sim with zero erase time and unlimited write speed");
-        println!("(SP receive queue: 3 datagrams; chunk timeout 500 ms; each figure the best of 3)\n");
-        println!("{:>6} {:>9} {:>9} {:>8} {:>9}", "depth", "seconds", "MiB/s", "rewinds", "timeouts");
-        let (one, stop) = start_rack(1);
-        for depth in [1, 2, 3, 4, 6, 8] {
-            let h = registry(one.clone(), depth).await;
-            let mut best: Option<(f64, actors::UpdateRecord)> = None;
-            for _ in 0..3 {
-                let id = uuid::Uuid::new_v4();
-                let t0 = Instant::now();
-                h.start_update("sled-0", HBF, 0, id, image.clone()).await.unwrap();
-                let r = wait(&h, id).await;
-                let secs = t0.elapsed().as_secs_f64();
-                if best.as_ref().is_none_or(|(b, _)| secs < *b) {
-                    best = Some((secs, r));
+/// Ask `update_status` of the SPs in turn until `stop`: the latencies.
+fn status_load(
+    socket: PathBuf,
+    sps: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Duration>> {
+    std::thread::spawn(move || {
+        let mut c = Client::connect(&socket).expect("connect");
+        let mut latencies = Vec::new();
+        for sp in sps.iter().cycle() {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let t = Instant::now();
+            ok(c.request(&Command::UpdateStatus {
+                sp: sp.clone(),
+                component: HBF.into(),
+            }))
+            .expect("status");
+            latencies.push(t.elapsed());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.sort();
+        latencies
+    })
+}
+
+/// Updates on every SP at once: per SP the final record and when (since
+/// its start) it was delivered and done; status latencies meanwhile.
+type Fleet = (Vec<(Value, Duration, Duration)>, Vec<Duration>, Duration);
+
+fn all_at_once(d: &Daemon, sps: &[SimSp], image: &Path) -> Fleet {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let names: Vec<String> = sps.iter().map(|s| s.name.clone()).collect();
+    let load = status_load(d.socket.clone(), names.clone(), stop.clone());
+    let t0 = Instant::now();
+    let times = std::thread::scope(|s| {
+        let runs: Vec<_> = names
+            .iter()
+            .map(|sp| s.spawn(move || update(d, sp, image)))
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("update"))
+            .collect::<Vec<_>>()
+    });
+    let wall = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    (times, load.join().expect("status load"), wall)
+}
+
+fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
+    let dir = std::env::temp_dir().join(format!("mgsd-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let image_len = 32 * MIB;
+    let image = dir.join("host.img");
+    let image_bytes = host_image(image_len, 1);
+    std::fs::write(&image, &image_bytes).expect("write image");
+    let rounds = if quick { 1 } else { 3 };
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "mgsd-bench: {} cores ({cpu_model}); daemon in a child process, sp-sim in this one",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let one = rack(1, Timings::instant());
+    let mut lossless = Duration::ZERO;
+    if run(1) || run(2) {
+        println!("\n1. Raw UDP request/ack on loopback ({REQUEST_BYTES}-byte request, {ACK_BYTES}-byte reply, plain sockets):");
+        println!("{:>7} {:>10} {:>8}", "window", "req/s", "MiB/s");
+        let mut raw = Vec::new();
+        for window in 1..=4 {
+            let r = (0..rounds)
+                .map(|_| request_ack_rate(window, REQUEST_BYTES, ACK_BYTES, 100_000))
+                .max_by(|a, b| a.per_second.total_cmp(&b.per_second))
+                .expect("a round");
+            println!(
+                "{window:>7} {:>10.0} {:>8.1}",
+                r.per_second, r.mib_per_second
+            );
+            raw.push(r.mib_per_second);
+        }
+
+        // The best a client does against this SP: a plain blocking socket
+        // streaming chunks, no actors, no control socket.
+        let mut plain = Vec::new();
+        for window in 1..=3 {
+            let best = (0..rounds)
+                .map(|_| {
+                    let id = gateway_messages::UpdateId::from(uuid::Uuid::new_v4());
+                    let mut c = ChunkStreamer::new(one.sps[0].addr).expect("plain client");
+                    let run = c
+                        .update(
+                            SpComponent::HOST_CPU_BOOT_FLASH,
+                            1,
+                            id,
+                            &image_bytes,
+                            window,
+                        )
+                        .expect("plain client update");
+                    mib_per_s(image_len, run.elapsed)
+                })
+                .fold(0.0, f64::max);
+            plain.push(best);
+        }
+        println!("\n2. One SP, instant (no erase, unlimited writes): 32 MiB host-boot-flash, best of {rounds}:");
+        println!(
+            "   (plain: a blocking socket streaming chunks to the same simulated SP, no daemon)"
+        );
+        println!(
+            "{:>7} {:>8} {:>7} {:>9} {:>12} {:>10} {:>8} {:>9} {:>10} {:>9}",
+            "window",
+            "total s",
+            "MiB/s",
+            "% of raw",
+            "plain MiB/s",
+            "% of plain",
+            "rewinds",
+            "timeouts",
+            "CPU-s/GiB",
+            "peak RSS"
+        );
+        for window in 1..=4 {
+            let d = Daemon::start(&dir, &one.sps, window);
+            let cpu0 = d.cpu();
+            let mut best: Option<(Value, Duration)> = None;
+            for _ in 0..rounds {
+                let (record, _, done) = update(&d, "sled-0", &image);
+                if best.as_ref().is_none_or(|(_, b)| done < *b) {
+                    best = Some((record, done));
                 }
             }
-            let (secs, r) = best.unwrap();
+            let cpu = (d.cpu() - cpu0).as_secs_f64();
+            let gib = (rounds * image_len) as f64 / (1u64 << 30) as f64;
+            let (record, done) = best.expect("a round");
+            let rate = mib_per_s(image_len, delivery(&record));
+            if window == 3 {
+                lossless = done;
+            }
+            let (plain, of_plain) = match plain.get(window - 1) {
+                Some(p) => (format!("{p:.1}"), format!("{:.0}%", 100.0 * rate / p)),
+                None => ("-".into(), "-".into()),
+            };
             println!(
-                "{depth:>6} {secs:>9.2} {:>9.1} {:>8} {:>9}",
-                32.0 / secs,
-                r.rewinds,
-                r.timeouts
+                "{window:>7} {:>8.2} {rate:>7.1} {:>8.0}% {plain:>12} {of_plain:>10} {:>8} {:>9} {:>10.1} {:>5.1} MiB",
+                done.as_secs_f64(),
+                100.0 * rate / raw[window - 1],
+                record["rewinds"],
+                record["timeouts"],
+                cpu / gib,
+                d.peak_rss_mib()
             );
         }
-        let _ = stop.send(());
-
-        let default_depth = SpSettings::default().delivery.pipeline_depth;
-        let (rack, stop) = start_rack(36);
-        for depth in [2, 3] {
-            rack_wide(&rack, depth, default_depth, &image).await;
+    }
+    if run(3) {
+        println!("\n3. Loss (window 3, 32 MiB, instant SP; time from start to verified end, median of {rounds}):");
+        let d = Daemon::start(&dir, &one.sps, 3);
+        if lossless.is_zero() {
+            lossless = (0..rounds)
+                .map(|_| update(&d, "sled-0", &image).2)
+                .min()
+                .expect("a round");
         }
-        let _ = stop.send(());
-    });
+        for (what, faults) in [
+            (
+                "5% request loss",
+                FaultConfig {
+                    drop_request: 0.05,
+                    ..FaultConfig::default()
+                },
+            ),
+            (
+                "5% reply loss",
+                FaultConfig {
+                    drop_response: 0.05,
+                    ..FaultConfig::default()
+                },
+            ),
+        ] {
+            one.sps[0].set_faults(faults);
+            let mut runs: Vec<_> = (0..rounds).map(|_| update(&d, "sled-0", &image)).collect();
+            runs.sort_by_key(|r| r.2);
+            let (record, _, done) = &runs[runs.len() / 2];
+            println!(
+                "   {what:<16} {:>6.2} s = {:.2} x lossless ({:.2} s); rewinds {}, chunks resent {}, timeouts {}",
+                done.as_secs_f64(),
+                done.as_secs_f64() / lossless.as_secs_f64(),
+                lossless.as_secs_f64(),
+                record["rewinds"],
+                record["chunks_retransmitted"],
+                record["timeouts"]
+            );
+        }
+        drop(d);
+    }
+    drop(one);
+
+    if run(4) {
+        let fleet = rack(fleet_size, Timings::instant());
+        let d = Daemon::start(&dir, &fleet.sps, 3);
+        let (times, status, wall) = all_at_once(&d, &fleet.sps, &image);
+        let slowest = times.iter().map(|t| t.2).max().unwrap_or(wall);
+        println!(
+        "\n4. {fleet_size} instant SPs at once, 32 MiB each: {:.2} s, {:.1} MiB/s aggregate; status p50 {:.2} ms, p99 {:.2} ms (n={}); daemon peak RSS {:.1} MiB",
+        slowest.as_secs_f64(),
+        mib_per_s(fleet_size * image_len, slowest),
+        percentile(&status, 0.5).as_secs_f64() * 1e3,
+        percentile(&status, 0.99).as_secs_f64() * 1e3,
+        status.len(),
+        d.peak_rss_mib()
+    );
+        drop(d);
+        drop(fleet);
+    }
+
+    if run(5) {
+        let timings = Timings::default();
+        let fleet = rack(fleet_size, timings.clone());
+        let d = Daemon::start(&dir, &fleet.sps, 3);
+        let (cpu0, sim0) = (d.cpu(), own_threads_cpu("sp-sim"));
+        let (times, status, wall) = all_at_once(&d, &fleet.sps, &image);
+        let (cpu, sim) = (d.cpu() - cpu0, own_threads_cpu("sp-sim") - sim0);
+        // What an SP needs on its own: erase every sector but the first, then
+        // write at its rate.
+        let sectors = timings.host_flash_mib as f64 * 16.0 - 1.0;
+        let limit = sectors * timings.sector_erase_ms / 1e3
+            + image_len as f64 / (timings.write_kib_per_s as f64 * 1024.0);
+        let delivered: f64 = times.iter().map(|t| t.1.as_secs_f64()).sum();
+        let total = |k: &str| {
+            times
+                .iter()
+                .map(|t| t.0[k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
+        println!(
+        "\n5. {fleet_size} SPs at sp-sim's realistic timings ({} ms/sector erase, {} KiB/s writes), 32 MiB each:",
+        timings.sector_erase_ms, timings.write_kib_per_s
+    );
+        println!(
+        "   each SP's own limit {limit:.2} s (erase + writes); delivered in {:.2} s on average: {:.1}% of the SPs' limits",
+        delivered / times.len() as f64,
+        100.0 * limit * times.len() as f64 / delivered
+    );
+        println!(
+            "   of which the chunks took {:.2} s on average (writes alone: {:.2} s)",
+            total("delivered_in_ms") as f64 / 1e3 / times.len() as f64,
+            image_len as f64 / (timings.write_kib_per_s as f64 * 1024.0)
+        );
+        println!(
+            "   in all: {} rewinds, {} chunks resent, {} chunk timeouts; busy: daemon {:.0}%, simulator thread {:.0}%",
+            total("rewinds"),
+            total("chunks_retransmitted"),
+            total("timeouts"),
+            100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+            100.0 * sim.as_secs_f64() / wall.as_secs_f64()
+        );
+        println!(
+        "   all verified after {:.2} s; status p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={}); daemon peak RSS {:.1} MiB",
+        wall.as_secs_f64(),
+        percentile(&status, 0.5).as_secs_f64() * 1e3,
+        percentile(&status, 0.99).as_secs_f64() * 1e3,
+        status.last().map_or(0.0, |m| m.as_secs_f64() * 1e3),
+        status.len(),
+        d.peak_rss_mib()
+    );
+        drop(d);
+        drop(fleet);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
