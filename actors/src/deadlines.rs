@@ -1,7 +1,9 @@
-//! One actor's timers in one structure: a min-heap of deadlines that a
-//! single `Sleep` is armed to. Entries are never removed early; the owner
-//! checks, when one fires, whether what it was for still stands (a
-//! request answered meanwhile simply finds nothing to do).
+//! Timers as data: a min-heap of deadlines for whoever arms a single
+//! `Sleep` to the earliest. The SP actor keeps its backoffs and its
+//! discovery tick here (the deadlines of the few datagrams in flight live
+//! with them). Entries are never removed early; the owner checks, when one
+//! fires, whether what it was for still stands (a request answered
+//! meanwhile simply finds nothing to do).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;

@@ -47,7 +47,7 @@ impl Default for RpcPolicy {
     fn default() -> Self {
         Self {
             per_attempt_timeout: Duration::from_millis(2000),
-            min_attempt_timeout: Duration::from_millis(5),
+            min_attempt_timeout: Duration::from_millis(2),
             max_attempts: 5,
             max_attempts_reset: 30,
             busy_backoff: Duration::from_millis(20),
@@ -320,14 +320,20 @@ mod tests {
         rtt.sample(ms(4));
         // 4 ms + 4 × 2 ms.
         assert_eq!(rtt.rto(), ms(12));
-        for _ in 0..50 {
+        for _ in 0..100 {
             rtt.sample(ms(4));
         }
-        // The variance decays; the floor holds.
-        assert_eq!(rtt.rto(), ms(5));
+        // The variance decays.
+        assert_eq!(rtt.rto(), ms(4));
         let waits: Vec<_> = (0..12).map(|n| rtt.timeout_for_attempt(n)).collect();
-        assert_eq!(&waits[..4], [ms(5), ms(10), ms(20), ms(40)]);
+        assert_eq!(&waits[..4], [ms(4), ms(8), ms(16), ms(32)]);
         assert_eq!(waits[11], ms(2000), "capped at the ceiling");
+        // Loopback-fast answers: the floor holds.
+        let mut fast = RttEstimator::new(&policy);
+        for _ in 0..100 {
+            fast.sample(Duration::from_micros(80));
+        }
+        assert_eq!(fast.rto(), ms(2));
         // A burst of slow answers raises it.
         rtt.sample(ms(300));
         assert!(rtt.rto() > ms(300), "{:?}", rtt.rto());

@@ -446,10 +446,6 @@ impl SpActor {
         }
     }
 
-    fn message_id(&mut self) -> u32 {
-        next_message_id(&mut self.next_id)
-    }
-
     /// Queue a request; it goes out as soon as the window has room.
     fn submit(&mut self, request: MgsRequest, kind: RpcKind, reply: Reply) {
         let discover = matches!(request, MgsRequest::Discover);
@@ -474,7 +470,7 @@ impl SpActor {
                 | MgsRequest::ResetComponentTrigger { .. }
                 | MgsRequest::ResetTrigger
         );
-        let id = self.message_id();
+        let id = next_message_id(&mut self.next_id);
         self.requests.insert(
             id,
             Request {
@@ -574,12 +570,12 @@ impl SpActor {
     }
 
     /// How long the newest chunk may go unanswered before its stream
-    /// stalls: as long as a request's third attempt waits. A stall costs a
+    /// stalls: as long as a request's second attempt waits. A stall costs a
     /// status round trip; waiting longer costs only when the last chunks
     /// of a window are all lost, which is rare, while an SP pausing a few
     /// round trips (a slow flash write) is not.
     fn chunk_timeout(&self) -> Duration {
-        self.rtt.timeout_for_attempt(2)
+        self.rtt.timeout_for_attempt(1)
     }
 
     /// The earliest deadline of all.
@@ -935,7 +931,8 @@ impl SpActor {
         while let Some(wake) = self.deadlines.pop_due(now) {
             match wake {
                 Wake::Backoff { id } => {
-                    if self.requests.contains_key(&id) {
+                    // (A duplicated `Busy` answer can leave two wakes.)
+                    if self.requests.contains_key(&id) && !self.ready.contains(&id) {
                         self.ready.push_front(id);
                     }
                 }

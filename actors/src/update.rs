@@ -331,7 +331,7 @@ impl UpdateActor {
     }
 
     fn accepted(&mut self, ctx: &mut Context<Self>) {
-        info!(component = %self.plan.component, bytes = self.total(), "update prepared");
+        info!(bytes = self.total(), "update prepared");
         self.record.prepared();
         self.step = Step::Erasing;
         self.publish();

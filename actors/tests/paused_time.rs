@@ -565,3 +565,41 @@ fn a_removed_sp_actor_stops_closes_its_socket_and_sends_nothing_more() {
         discovered(&h).await;
     });
 }
+
+#[test]
+fn finished_updates_are_remembered_up_to_the_history_limit() {
+    run(async {
+        let sp = MemSp::new(Net::default());
+        let mut cfg = RegistryConfig::new(vec![entry()], settings());
+        cfg.history = 2;
+        let port = sp.clone();
+        cfg.transport = Arc::new(move |_| {
+            let port = Port {
+                sp: port.clone(),
+                open: Arc::new(AtomicBool::new(true)),
+            };
+            Ok(Arc::new(port) as Arc<dyn Transport>)
+        });
+        let h = RegistryHandle::start(cfg).unwrap();
+        discovered(&h).await;
+        let ids: Vec<_> = (0..3u128)
+            .map(|i| uuid::Uuid::from_u128(0x7000 + i))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            h.start_update("sled-0", HBF, 0, *id, image(70 * 1024, 3 + i as u32))
+                .await
+                .unwrap();
+            assert_eq!(terminal(&h, *id).await.phase, Phase::Complete);
+        }
+        // The oldest is forgotten: unknown, and its id free for anything.
+        let e = h.update_record(ids[0]).await.unwrap_err();
+        assert_eq!(e, RegistryError::UnknownUpdate(ids[0]));
+        for id in &ids[1..] {
+            assert_eq!(h.update_record(*id).await.unwrap().phase, Phase::Complete);
+        }
+        h.start_update("sled-0", HBF, 1, ids[0], image(70 * 1024, 99))
+            .await
+            .unwrap();
+        assert_eq!(terminal(&h, ids[0]).await.phase, Phase::Complete);
+    });
+}

@@ -3,8 +3,15 @@
 
 pub mod raw_udp;
 
+use actors::registry::udp_transport;
+use actors::transport::Transport;
 use actors::{RegistryConfig, RegistryHandle, SpEntry, SpSettings, SpTarget, UpdateRecord};
+use gateway_messages::{MessageKind, MgsRequest};
 use sp_sim::{RackConfig, SimRack};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Settings scaled for loopback: short timeouts, fast polling.
@@ -62,24 +69,20 @@ pub fn host_image(len: usize, seed: u32) -> Vec<u8> {
 }
 
 /// Wait until update `id`'s record satisfies `done` (or panic after
-/// `limit`).
+/// `limit`), following its published record.
 pub async fn wait_record(
     handle: &RegistryHandle,
     id: uuid::Uuid,
     limit: Duration,
     done: impl Fn(&UpdateRecord) -> bool,
 ) -> UpdateRecord {
-    let deadline = Instant::now() + limit;
-    loop {
-        let r = handle.update_record(id).await.expect("record");
-        if done(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting; record: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut rx = handle.update(id).await.expect("update").watch();
+    let waited = tokio::time::timeout(limit, rx.wait_for(|r| done(r)))
+        .await
+        .map(|r| r.map(|r| r.clone()));
+    match waited {
+        Ok(Ok(r)) => r,
+        _ => panic!("timed out waiting; record: {:?}", *rx.borrow()),
     }
 }
 
@@ -90,4 +93,105 @@ pub async fn wait_terminal(
     limit: Duration,
 ) -> UpdateRecord {
     wait_record(handle, id, limit, |r| r.phase.is_terminal()).await
+}
+
+/// A real UDP transport that counts what goes through it: status requests
+/// sent, datagrams received from the SP and from anyone else. Live ones
+/// are counted too: a dropped transport is a closed socket.
+pub struct Counted {
+    inner: Arc<dyn Transport>,
+    sp: SocketAddr,
+    live: Arc<AtomicUsize>,
+    /// `UpdateStatus` requests sent.
+    pub status_requests: AtomicU64,
+    /// Datagrams that reached the actor from its SP.
+    pub from_sp: AtomicU64,
+    /// Datagrams that reached the actor from anyone else.
+    pub from_others: AtomicU64,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Transport for Counted {
+    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> std::io::Result<()> {
+        if let Ok((m, _)) = gateway_messages::decode(datagram) {
+            if let MessageKind::MgsRequest(MgsRequest::UpdateStatus(_)) = m.kind {
+                self.status_requests.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.inner.send_to(datagram, to)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<(usize, SocketAddr)>> {
+        let got = self.inner.poll_recv(cx, buf);
+        if let Poll::Ready(Ok((_, from))) = &got {
+            let counter = if *from == self.sp {
+                &self.from_sp
+            } else {
+                &self.from_others
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        got
+    }
+
+    fn connect(&self, peer: SocketAddr) -> std::io::Result<()> {
+        self.inner.connect(peer)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Counted transports as a registry makes them: the latest one per SP
+/// name, and how many are alive.
+#[derive(Default, Clone)]
+pub struct CountedSockets {
+    /// The latest transport made for each SP.
+    pub latest: Arc<Mutex<std::collections::BTreeMap<String, Arc<Counted>>>>,
+    /// Transports not yet dropped.
+    pub live: Arc<AtomicUsize>,
+}
+
+impl CountedSockets {
+    /// A registry configuration for `rack` whose SP actors use counted UDP
+    /// transports.
+    pub fn config(&self, rack: &SimRack, settings: SpSettings) -> RegistryConfig {
+        let mut cfg = RegistryConfig::new(entries(rack), settings);
+        let me = self.clone();
+        cfg.transport = Arc::new(move |entry: &SpEntry| {
+            let SpTarget::Addr(sp) = entry.target else {
+                unreachable!("simulated SPs have addresses")
+            };
+            me.live.fetch_add(1, Ordering::SeqCst);
+            let t = Arc::new(Counted {
+                inner: udp_transport(entry)?,
+                sp,
+                live: me.live.clone(),
+                status_requests: AtomicU64::new(0),
+                from_sp: AtomicU64::new(0),
+                from_others: AtomicU64::new(0),
+            });
+            me.latest
+                .lock()
+                .unwrap()
+                .insert(entry.name.to_string(), t.clone());
+            Ok(t as Arc<dyn Transport>)
+        });
+        cfg
+    }
+
+    /// The latest transport of SP `name`.
+    pub fn of(&self, name: &str) -> Arc<Counted> {
+        self.latest.lock().unwrap()[name].clone()
+    }
 }

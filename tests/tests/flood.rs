@@ -2,58 +2,18 @@
 //! the socket is connected to the SP, so the kernel drops the flood before
 //! it reaches the SP actor, and delivery keeps its pace.
 
-use actors::registry::{udp_transport, RegistryConfig, RegistryHandle, SpEntry};
+use actors::registry::RegistryHandle;
 use actors::transport::Transport;
 use actors::Phase;
-use mgsd_tests::{entries, fast_settings, host_image};
+use mgsd_tests::{fast_settings, host_image, wait_terminal, CountedSockets};
 use sp_sim::{RackConfig, SimRack, Timings};
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 const HBF: &str = "host-boot-flash";
-
-/// A UDP transport that counts what reaches the actor from whom.
-struct Counted {
-    inner: Arc<dyn Transport>,
-    sp: SocketAddr,
-    from_sp: AtomicU64,
-    from_others: AtomicU64,
-}
-
-impl Transport for Counted {
-    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> std::io::Result<()> {
-        self.inner.send_to(datagram, to)
-    }
-
-    fn poll_recv(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<std::io::Result<(usize, SocketAddr)>> {
-        let got = self.inner.poll_recv(cx, buf);
-        if let Poll::Ready(Ok((_, from))) = &got {
-            let counter = if *from == self.sp {
-                &self.from_sp
-            } else {
-                &self.from_others
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        got
-    }
-
-    fn connect(&self, peer: SocketAddr) -> std::io::Result<()> {
-        self.inner.connect(peer)
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
 
 /// Deliver `image` to sled-0; the daemon's own delivery time.
 async fn deliver(h: &RegistryHandle, image: &[u8]) -> Duration {
@@ -61,12 +21,7 @@ async fn deliver(h: &RegistryHandle, image: &[u8]) -> Duration {
     h.start_update("sled-0", HBF, 0, id, image.to_vec())
         .await
         .unwrap();
-    let mut rx = h.update(id).await.unwrap().watch();
-    let r = rx
-        .wait_for(|r| r.phase.is_terminal())
-        .await
-        .unwrap()
-        .clone();
+    let r = wait_terminal(h, id, Duration::from_secs(60)).await;
     assert_eq!(r.phase, Phase::Complete, "{r:?}");
     Duration::from_millis(r.delivered_in_ms.unwrap())
 }
@@ -82,27 +37,12 @@ async fn a_flood_from_a_stranger_does_not_reach_the_sp_actor_or_slow_delivery() 
         ..Timings::instant()
     };
     let rack = SimRack::start(config).await.unwrap();
-    let counted: Arc<Mutex<Option<Arc<Counted>>>> = Arc::default();
-    let slot = counted.clone();
-    let mut cfg = RegistryConfig::new(entries(&rack), fast_settings(4));
-    cfg.transport = Arc::new(move |entry: &SpEntry| {
-        let actors::SpTarget::Addr(sp) = entry.target else {
-            unreachable!("loopback SPs")
-        };
-        let t = Arc::new(Counted {
-            inner: udp_transport(entry)?,
-            sp,
-            from_sp: AtomicU64::new(0),
-            from_others: AtomicU64::new(0),
-        });
-        *slot.lock().unwrap() = Some(t.clone());
-        Ok(t as Arc<dyn Transport>)
-    });
-    let h = RegistryHandle::start(cfg).unwrap();
+    let sockets = CountedSockets::default();
+    let h = RegistryHandle::start(sockets.config(&rack, fast_settings(4))).unwrap();
     while !h.info("sled-0").await.unwrap().reachable {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let transport = counted.lock().unwrap().clone().unwrap();
+    let transport = sockets.of("sled-0");
     let target = transport.local_addr().unwrap();
     let image = host_image(MIB, 3);
 

@@ -2,9 +2,11 @@
 //! over loopback, driven through the registry handle (the API the control
 //! socket uses).
 
+use actors::RegistryHandle;
 use actors::{Phase, RegistryError, RpcError, SpUpdateState, UpdateError};
 use gateway_messages::SpError;
-use mgsd_tests::{fast_settings, host_image, start, wait_record, wait_terminal};
+use mgsd_tests::{fast_settings, host_image, start, wait_record, wait_terminal, CountedSockets};
+use sp_sim::SimRack;
 use sp_sim::{FaultConfig, RackConfig, Timings};
 use std::time::Duration;
 use uuid::Uuid;
@@ -361,14 +363,18 @@ async fn unknown_sp_bad_component_and_bad_slot_are_clear_errors() {
 }
 
 #[actix::test]
-async fn reconfiguration_starts_and_stops_sp_actors() {
-    let (rack, h) = start(rack(2), fast_settings(4)).await;
+async fn reconfiguration_starts_and_stops_sp_actors_and_their_sockets() {
+    let rack = SimRack::start(rack(2)).await.unwrap();
+    let sockets = CountedSockets::default();
+    let h = RegistryHandle::start(sockets.config(&rack, fast_settings(4))).unwrap();
     let all = mgsd_tests::entries(&rack);
-    h.reconfigure(all[..1].to_vec()).await.unwrap();
-    assert_eq!(h.list().await.unwrap().len(), 1);
-    let e = h.info("sled-1").await.unwrap_err();
-    assert_eq!(e, RegistryError::UnknownSp("sled-1".into()));
-    h.reconfigure(all.clone()).await.unwrap();
+    for _ in 0..10 {
+        h.reconfigure(all[..1].to_vec()).await.unwrap();
+        assert_eq!(h.list().await.unwrap().len(), 1);
+        let e = h.info("sled-1").await.unwrap_err();
+        assert_eq!(e, RegistryError::UnknownSp("sled-1".into()));
+        h.reconfigure(all.clone()).await.unwrap();
+    }
     let names: Vec<_> = h
         .list()
         .await
@@ -377,5 +383,55 @@ async fn reconfiguration_starts_and_stops_sp_actors() {
         .map(|s| s.info.name.to_string())
         .collect();
     assert_eq!(names, ["sled-0", "sled-1"]);
+    // Every removed actor closed its socket: two remain.
+    let deadline = std::time::Instant::now() + LONG;
+    while sockets.live.load(std::sync::atomic::Ordering::SeqCst) != 2 {
+        assert!(std::time::Instant::now() < deadline, "sockets leak");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // And the one actor left for sled-1 works.
+    h.rpc("sled-1", gateway_messages::MgsRequest::GetPowerState)
+        .await
+        .unwrap();
+    rack.stop().await;
+}
+
+#[actix::test]
+async fn status_during_delivery_comes_from_the_update_not_a_request_per_question() {
+    let mut settings = fast_settings(4);
+    settings.delivery.status_poll_interval = Duration::from_millis(500);
+    let rack = SimRack::start(slow_rack()).await.unwrap();
+    let sockets = CountedSockets::default();
+    let h = RegistryHandle::start(sockets.config(&rack, settings)).unwrap();
+    while !h.info("sled-0").await.unwrap().reachable {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let id = Uuid::new_v4();
+    h.start_update("sled-0", HBF, 0, id, host_image(MIB, 12))
+        .await
+        .unwrap();
+    wait_record(&h, id, LONG, |r| r.phase == Phase::Delivering).await;
+    let asked = || {
+        sockets
+            .of("sled-0")
+            .status_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = asked();
+    for _ in 0..100 {
+        let view = h.update_status("sled-0", HBF).await.unwrap();
+        assert!(
+            matches!(view.sp_status, SpUpdateState::InProgress { id: i, .. } if i == id),
+            "{view:?}"
+        );
+        assert!(view.sp_status_age_ms <= 1000, "{view:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // A hundred questions in ~0.1 s; the update reads the SP every 0.5 s.
+    assert!(
+        asked() - before <= 2,
+        "{} status requests",
+        asked() - before
+    );
     rack.stop().await;
 }

@@ -71,23 +71,22 @@ fn daemon(config: &Path) {
         .expect("daemon runs");
 }
 
-/// CPU time of this process's threads named `name`.
-fn own_threads_cpu(name: &str) -> Duration {
+/// CPU time so far of process `pid`'s threads (`self` for this one),
+/// only those named `name` if given.
+fn threads_cpu(pid: &str, name: Option<&str>) -> Duration {
     let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    for task in tasks.into_iter().flatten().flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            ns += stat
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
+        if name.is_some_and(|n| comm.trim() != n) {
+            continue;
         }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     Duration::from_nanos(ns)
 }
@@ -187,17 +186,7 @@ impl Daemon {
 
     /// CPU time of every thread of the daemon so far.
     fn cpu(&self) -> Duration {
-        let tasks = format!("/proc/{}/task", self.child.id());
-        let mut ns = 0u64;
-        for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            ns += stat
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        Duration::from_nanos(ns)
+        threads_cpu(&self.child.id().to_string(), None)
     }
 
     /// Peak resident memory (VmHWM), MiB.
@@ -507,9 +496,9 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
         let timings = Timings::default();
         let fleet = rack(fleet_size, timings.clone());
         let d = Daemon::start(&dir, &fleet.sps, 3);
-        let (cpu0, sim0) = (d.cpu(), own_threads_cpu("sp-sim"));
+        let (cpu0, sim0) = (d.cpu(), threads_cpu("self", Some("sp-sim")));
         let (times, status, wall) = all_at_once(&d, &fleet.sps, &image);
-        let (cpu, sim) = (d.cpu() - cpu0, own_threads_cpu("sp-sim") - sim0);
+        let (cpu, sim) = (d.cpu() - cpu0, threads_cpu("self", Some("sp-sim")) - sim0);
         // What an SP needs on its own: erase every sector but the first, then
         // write at its rate.
         let sectors = timings.host_flash_mib as f64 * 16.0 - 1.0;
