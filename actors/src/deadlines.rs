@@ -76,11 +76,6 @@ impl<K> Deadlines<K> {
         }
     }
 
-    /// Entries held (due or not).
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
     /// Whether nothing is scheduled.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()

@@ -105,11 +105,6 @@ impl RttEstimator {
         }
     }
 
-    /// Smoothed round trip, once measured.
-    pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
-    }
-
     /// How long the first attempt of a request waits.
     pub fn rto(&self) -> Duration {
         match self.srtt {

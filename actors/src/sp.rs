@@ -386,11 +386,6 @@ impl SpHandle {
         self.info.borrow().clone()
     }
 
-    /// Follow the SP's published info.
-    pub fn watch_info(&self) -> watch::Receiver<SpInfo> {
-        self.info.clone()
-    }
-
     /// Send `request` with the ordinary patience.
     pub async fn rpc(&self, request: MgsRequest) -> RpcResult {
         self.rpc_with(request, RpcKind::Normal).await

@@ -139,22 +139,8 @@ async fn requests_arriving_during_flash_work_meet_the_queue_limit() {
     .unwrap();
     let sp = &rack.sps[0];
     let id = UpdateId([3; 16]);
-    let prepare = RequestDatagram::new(
-        1,
-        MgsRequest::SpUpdatePrepare(SpUpdatePrepare {
-            id,
-            aux_flash_size: 0,
-            aux_flash_chck: [0; 32],
-            sp_image_size: 1000,
-        }),
-        &[],
-    );
-    sock.send_to(prepare.as_bytes(), sp.addr).await.unwrap();
-    // The prepare has been handled once its state shows; from then until
-    // the erase is over the SP answers nothing.
-    while sp.update_status(SpComponent::SP_ITSELF) != Ok(in_progress(id, 1000)) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // From the prepare on until the erase is over the SP answers nothing.
+    prepare_sp_image(&sock, sp, id).await;
     for n in 0..10u32 {
         let d = RequestDatagram::new(100 + n, MgsRequest::Discover, &[]);
         sock.send_to(d.as_bytes(), sp.addr).await.unwrap();
@@ -198,6 +184,16 @@ async fn stop_interrupts_flash_work() {
     let sp = rack.sps[0].clone();
     let sock = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
     let id = UpdateId([4; 16]);
+    prepare_sp_image(&sock, &sp, id).await;
+    // Ten minutes of erase must not hold up the stop.
+    tokio::time::timeout(Duration::from_secs(10), rack.stop())
+        .await
+        .expect("the SP stops during flash work");
+}
+
+/// Send an SP-image prepare of update `id` (1000 bytes) and wait until
+/// the SP has handled it (its state shows).
+async fn prepare_sp_image(sock: &tokio::net::UdpSocket, sp: &sp_sim::SimSp, id: UpdateId) {
     let prepare = RequestDatagram::new(
         1,
         MgsRequest::SpUpdatePrepare(SpUpdatePrepare {
@@ -212,8 +208,4 @@ async fn stop_interrupts_flash_work() {
     while sp.update_status(SpComponent::SP_ITSELF) != Ok(in_progress(id, 1000)) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    // Ten minutes of erase must not hold up the stop.
-    tokio::time::timeout(Duration::from_secs(10), rack.stop())
-        .await
-        .expect("the SP stops during flash work");
 }
