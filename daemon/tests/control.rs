@@ -495,3 +495,41 @@ async fn an_ended_update_started_again_is_reported_as_it_ended() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("already complete"), "{out}");
 }
+
+#[actix::test]
+async fn watching_all_updates_shows_each_one_through_its_end() {
+    let d = daemon(0).await;
+    let img = image("f", 200_000);
+    let mut watcher = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    watcher.write_all(b"{\"cmd\":\"watch\"}\n").await.unwrap();
+    let mut lines = BufReader::new(watcher).lines();
+    let ids: Vec<String> = (0..2).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for (sp, id) in ["sled-0", "sled-1"].iter().zip(&ids) {
+        let args = [
+            "update",
+            "start",
+            sp,
+            "host-boot-flash",
+            "--image",
+            img.to_str().unwrap(),
+            "--id",
+            id,
+        ];
+        ok(&d, &args).await;
+    }
+    let mut ended = std::collections::BTreeSet::new();
+    while ended.len() < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("events keep coming")
+            .unwrap()
+            .expect("the stream stays open");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let event = &v["event"];
+        assert!(ids.iter().any(|id| event["id"] == id.as_str()), "{v}");
+        assert_ne!(event["phase"], "starting", "{v}");
+        if event["phase"] == "complete" {
+            ended.insert(event["id"].as_str().unwrap().to_string());
+        }
+    }
+}

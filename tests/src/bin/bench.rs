@@ -5,6 +5,9 @@
 //! cargo run --release -p mgsd-tests --bin mgsd-bench
 //! ```
 //!
+//! `--quick` runs one round of each figure instead of three, `--only=2,5`
+//! some sections, `--sps=N` sizes the fleets of sections 4 and 5 (36).
+//!
 //! The daemon runs as a child process (this binary with `--daemon CONFIG`,
 //! which is `mgsd::run`, exactly what `mgsd --config CONFIG` runs), so its
 //! CPU time and peak memory are its own; the simulated SPs run in this
