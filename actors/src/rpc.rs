@@ -105,6 +105,11 @@ impl RttEstimator {
         }
     }
 
+    /// Smoothed round trip, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
     /// How long the first attempt of a request waits.
     pub fn rto(&self) -> Duration {
         match self.srtt {

@@ -129,6 +129,12 @@ pub struct SpInfo {
     pub identity: Option<SpIdentity>,
     /// Running firmware versions, once read.
     pub versions: FirmwareVersions,
+    /// Smoothed round trip to the SP (µs), once measured, and the
+    /// timeout a request's first attempt waits (µs); refreshed every
+    /// discovery interval.
+    pub srtt_us: Option<u64>,
+    /// See `srtt_us`.
+    pub rto_us: u64,
     /// When the SP last answered (refreshed every discovery interval).
     #[serde(skip)]
     pub last_heard: Option<Instant>,
@@ -341,6 +347,8 @@ impl SpHandle {
             reachable: false,
             identity: None,
             versions: FirmwareVersions::default(),
+            srtt_us: None,
+            rto_us: settings.rpc.per_attempt_timeout.as_micros() as u64,
             last_heard: None,
         });
         let actor = SpActor {
@@ -940,9 +948,13 @@ impl SpActor {
         self.deadlines
             .insert(now + self.settings.discovery_interval, Wake::Tick);
         let last_heard = self.last_heard;
+        let srtt = self.rtt.srtt().map(|d| d.as_micros() as u64);
+        let rto = self.rtt.rto().as_micros() as u64;
         self.info.send_if_modified(|i| {
-            let changed = i.last_heard != last_heard;
+            let changed = (i.last_heard, i.srtt_us, i.rto_us) != (last_heard, srtt, rto);
             i.last_heard = last_heard;
+            i.srtt_us = srtt;
+            i.rto_us = rto;
             changed
         });
         let idle = last_heard.is_none_or(|t| now - t >= self.settings.idle_rediscover);

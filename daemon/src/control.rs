@@ -445,6 +445,8 @@ impl ControlServer {
                 "power_state": id.map(|i| i.power_state.clone()),
                 "versions": sp.info.versions,
                 "last_heard_ms_ago": sp.last_heard_ms_ago,
+                "srtt_us": sp.info.srtt_us,
+                "rto_us": sp.info.rto_us,
                 "active_update": sp.active_update.as_ref().map(to_value),
             })
         });

@@ -463,14 +463,17 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
             let mut runs: Vec<_> = (0..rounds).map(|_| update(&d, "sled-0", &image)).collect();
             runs.sort_by_key(|r| r.2);
             let (record, _, done) = &runs[runs.len() / 2];
+            let list = ok(d.client().request(&Command::List)).expect("list");
             println!(
-                "   {what:<16} {:>6.2} s = {:.2} x lossless ({:.2} s); rewinds {}, chunks resent {}, timeouts {}",
+                "   {what:<16} {:>6.2} s = {:.2} x lossless ({:.2} s); rewinds {}, chunks resent {}, timeouts {}; srtt {} µs, RTO {} µs",
                 done.as_secs_f64(),
                 done.as_secs_f64() / lossless.as_secs_f64(),
                 lossless.as_secs_f64(),
                 record["rewinds"],
                 record["chunks_retransmitted"],
-                record["timeouts"]
+                record["timeouts"],
+                list[0]["srtt_us"],
+                list[0]["rto_us"]
             );
         }
         drop(d);
