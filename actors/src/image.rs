@@ -15,6 +15,20 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageHash(pub [u8; 32]);
 
+impl ImageHash {
+    /// From 64 hex digits.
+    pub fn from_hex(hex: &str) -> Option<ImageHash> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(ImageHash(out))
+    }
+}
+
 impl fmt::Display for ImageHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
@@ -116,8 +130,13 @@ impl ImageStore {
     /// inode, size, modification time) that overlap share one reading.
     pub fn load_file(&self, path: &Path, max_len: u64) -> std::io::Result<Arc<Image>> {
         use std::io::{Error, ErrorKind};
-        use std::os::unix::fs::MetadataExt;
-        let mut file = std::fs::File::open(path)?;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        // Non-blocking, so naming a FIFO (or a device) cannot hang us in
+        // open(2); it is refused below as not a regular file.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
@@ -204,6 +223,16 @@ impl ImageStore {
         image
     }
 
+    /// The hashes of the images held now.
+    pub fn held(&self) -> Vec<ImageHash> {
+        let images = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        images
+            .iter()
+            .filter(|(_, w)| w.strong_count() > 0)
+            .map(|(h, _)| *h)
+            .collect()
+    }
+
     /// Images currently held.
     pub fn len(&self) -> usize {
         let images = self.images.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,6 +277,15 @@ mod tests {
         let e = store.load_file(&path, 999).unwrap_err();
         assert!(e.to_string().contains("at most 999"), "{e}");
         let e = store.load_file(&dir, 1000).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        // A FIFO with no writer: refused at once, not waited on.
+        let fifo = dir.join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let e = store.load_file(&fifo, 1000).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
         assert!(store.load_file(&dir.join("none"), 1000).is_err());
         // Many clients naming one new image at once: one copy.

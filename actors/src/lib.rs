@@ -18,10 +18,12 @@
 pub mod deadlines;
 pub mod delivery;
 pub mod image;
+pub mod journal;
 pub mod metrics;
 pub mod registry;
 pub mod rpc;
 pub mod sp;
+pub mod store;
 pub mod transport;
 pub mod update;
 pub mod update_state;
@@ -32,7 +34,8 @@ pub use sp::{SpHandle, SpInfo, SpSettings, SpTarget};
 pub use update::{DeliverySettings, UpdateHandle};
 pub use update_state::{Phase, SpUpdateState, UpdateRecord};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -68,6 +71,12 @@ impl fmt::Display for SpName {
 impl fmt::Debug for SpName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for SpName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SpName::from)
     }
 }
 
@@ -119,4 +128,7 @@ pub enum UpdateError {
     /// Talking to the SP failed.
     #[error(transparent)]
     Rpc(RpcError),
+    /// The daemon is shutting down and takes no new update.
+    #[error("mgsd is shutting down and starts no new update")]
+    ShuttingDown,
 }

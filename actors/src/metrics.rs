@@ -49,6 +49,10 @@ pub const UPDATE_FAILURES: &str = "mgsd_update_failures_total";
 pub const ACTIVE_UPDATES: &str = "mgsd_active_updates";
 /// Firmware version of the running image (info metric, value 1).
 pub const FIRMWARE_INFO: &str = "mgsd_sp_firmware_info";
+/// Updates taken up again after a daemon restart.
+pub const UPDATE_RESUMED: &str = "mgsd_update_resumed_total";
+/// Time to write one update record to the journal.
+pub const JOURNAL_WRITE: &str = "mgsd_journal_write_seconds";
 
 /// Register help texts and units (call once at start).
 pub fn describe() {
@@ -114,6 +118,15 @@ pub fn describe() {
     describe_counter!(UPDATE_COMPLETIONS, "Updates the SP reported complete.");
     describe_counter!(UPDATE_FAILURES, "Updates that failed, by reason.");
     describe_gauge!(ACTIVE_UPDATES, "Updates being delivered.");
+    describe_counter!(
+        UPDATE_RESUMED,
+        "Updates taken up again (where the SP left them) after a daemon restart."
+    );
+    describe_histogram!(
+        JOURNAL_WRITE,
+        Unit::Seconds,
+        "Time to write one update record to the state directory's journal."
+    );
     describe_gauge!(
         FIRMWARE_INFO,
         "Firmware version (caboose VERS) of the running sp and rot images; always 1."
@@ -188,6 +201,17 @@ pub fn firmware(sp: &str, component: &str, version: &str) {
         gauge!(FIRMWARE_INFO, &labels(old)).set(0.0);
     }
     gauge!(FIRMWARE_INFO, &labels(version.to_string())).set(1.0);
+}
+
+/// An update was taken up again after a restart.
+pub fn resumed(sp: &str, component: &str) {
+    counter!(UPDATE_RESUMED, "sp" => sp.to_string(), "component" => component.to_string())
+        .increment(1);
+}
+
+/// A journal write took `d`.
+pub fn journal_write(d: Duration) {
+    histogram!(JOURNAL_WRITE).record(d.as_secs_f64());
 }
 
 /// Handles for what an SP actor records per datagram, made once: looking

@@ -8,22 +8,24 @@
 //! (and the tests) use.
 
 use crate::image::{Image, ImageHash, ImageStore};
+use crate::journal::JournalHandle;
 use crate::rpc::RpcError;
 use crate::sp::{RpcKind, SpHandle, SpInfo, SpSettings, SpTarget};
+use crate::store::{Spool, Store};
 use crate::transport::{Transport, UdpTransport};
-use crate::update::{UpdateEnded, UpdateHandle, UpdatePlan};
-use crate::update_state::{SpUpdateState, UpdateRecord};
+use crate::update::{UpdateContext, UpdateEnded, UpdateHandle, UpdatePlan};
+use crate::update_state::{FailureKind, SpUpdateState, UpdateRecord};
 use crate::{SpName, UpdateError};
 use actix::prelude::*;
 use gateway_messages::{MgsRequest, SpComponent, SpError, SpResponse, UpdateId};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
-use tracing::info;
+use tracing::{info, warn};
 
 /// One configured SP.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +53,8 @@ pub struct RegistryConfig {
     pub transport: TransportFactory,
     /// Finished updates to remember; the oldest is forgotten first.
     pub history: usize,
+    /// Forget finished updates older than this, too.
+    pub history_max_age: Option<Duration>,
 }
 
 impl RegistryConfig {
@@ -61,8 +65,18 @@ impl RegistryConfig {
             settings,
             transport: Arc::new(udp_transport),
             history: DEFAULT_HISTORY,
+            history_max_age: None,
         }
     }
+}
+
+/// An opened state directory: where updates are journalled and images
+/// spooled, so that updates survive a restart.
+pub struct State {
+    /// The update records.
+    pub store: Store,
+    /// The images.
+    pub spool: Spool,
 }
 
 /// A UDP socket for `entry`: loopback targets get a loopback socket,
@@ -137,6 +151,18 @@ struct Binding {
     image: ImageHash,
 }
 
+impl Binding {
+    /// The binding a journalled record was made under.
+    fn of(r: &UpdateRecord) -> Option<Binding> {
+        Some(Binding {
+            sp: r.sp.clone(),
+            component: parse_updatable(&r.component).ok()?,
+            slot: r.slot,
+            image: ImageHash::from_hex(&r.image_sha256)?,
+        })
+    }
+}
+
 /// The registry actor. See the module docs.
 pub struct Registry {
     sps: BTreeMap<SpName, (SpEntry, SpHandle)>,
@@ -146,11 +172,24 @@ pub struct Registry {
     /// Ended updates, oldest first.
     finished: VecDeque<UpdateId>,
     history: usize,
+    history_max_age: Option<Duration>,
     started: broadcast::Sender<UpdateHandle>,
+    journal: Option<JournalHandle>,
+    spool: Option<Spool>,
+    images: ImageStore,
+    /// Shutting down: no new updates.
+    stopping: bool,
 }
+
+/// How often old history is looked for when no update ends.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Actor for Registry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(PRUNE_EVERY, |act, _| act.prune());
+    }
 }
 
 impl Registry {
@@ -165,6 +204,117 @@ impl Registry {
         );
         self.sps.insert(entry.name.clone(), (entry, handle));
         Ok(())
+    }
+
+    fn context(&self, ctx: &Context<Self>) -> UpdateContext {
+        UpdateContext {
+            settings: self.settings.delivery.clone(),
+            ended: ctx.address().recipient(),
+            journal: self.journal.clone(),
+        }
+    }
+
+    /// Take up the journalled records: ended ones as history, the others
+    /// resumed where their SPs say they stand.
+    fn restore(&mut self, records: Vec<UpdateRecord>, ctx: &Context<Self>) {
+        let now = tokio::time::Instant::now();
+        let mut ended = Vec::new();
+        for record in records {
+            let record = record.restored(now);
+            let Some(binding) = Binding::of(&record) else {
+                warn!(update = %record.id, component = %record.component, "journalled update names no updatable component; ignored");
+                continue;
+            };
+            let id = UpdateId::from(record.id);
+            if record.phase.is_terminal() {
+                ended.push(record.clone());
+                self.updates
+                    .insert(id, (binding, UpdateHandle::ended(record)));
+                continue;
+            }
+            match self.resumable(&binding) {
+                Ok((sp, image)) => {
+                    let plan = UpdatePlan {
+                        id,
+                        component: binding.component,
+                        slot: binding.slot,
+                        image,
+                    };
+                    let handle = UpdateHandle::resume(sp, plan, record, self.context(ctx));
+                    crate::metrics::follow_update(handle.watch());
+                    self.updates.insert(id, (binding, handle));
+                }
+                Err(why) => {
+                    let mut record = record;
+                    warn!(update = %record.id, sp = %record.sp, %why, "journalled update cannot go on");
+                    record.fail(FailureKind::Other, why, now);
+                    if let Some(j) = &self.journal {
+                        j.write(record.clone());
+                    }
+                    ended.push(record.clone());
+                    self.updates
+                        .insert(id, (binding, UpdateHandle::ended(record)));
+                }
+            }
+        }
+        ended.sort_by_key(|r| r.finished_unix_ms);
+        self.finished = ended.iter().map(|r| UpdateId::from(r.id)).collect();
+        self.prune();
+    }
+
+    /// The SP and image a journalled update needs to go on.
+    fn resumable(&self, b: &Binding) -> Result<(SpHandle, Arc<Image>), String> {
+        let (_, sp) = self
+            .sps
+            .get(&b.sp)
+            .ok_or_else(|| format!("SP {} is no longer in the configuration", b.sp))?;
+        let spool = self.spool.as_ref().ok_or("no image spool")?;
+        let image = spool
+            .get(&b.image, &self.images)
+            .map_err(|e| format!("its image cannot be read back: {e}"))?;
+        Ok((sp.clone(), image))
+    }
+
+    /// Forget the oldest finished updates beyond the history's count and
+    /// age, in the journal too, and spooled images nothing needs any more.
+    fn prune(&mut self) {
+        let too_old = self.history_max_age.map(|age| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            now.saturating_sub(age).as_millis() as u64
+        });
+        let mut forgotten = Vec::new();
+        while let Some(oldest) = self.finished.front().copied() {
+            let old = self.updates.get(&oldest).is_some_and(|(_, h)| {
+                too_old.is_some_and(|t| h.watch().borrow().finished_unix_ms.is_some_and(|f| f < t))
+            });
+            if self.finished.len() <= self.history && !old {
+                break;
+            }
+            self.finished.pop_front();
+            if self.updates.remove(&oldest).is_some() {
+                forgotten.push(oldest.as_uuid());
+            }
+        }
+        if let Some(j) = &self.journal {
+            j.forget(forgotten);
+        }
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
+        let mut keep: HashSet<ImageHash> = self.updates.values().map(|(b, _)| b.image).collect();
+        keep.extend(self.images.held());
+        tokio::task::spawn_blocking(move || match spool.retain(&keep) {
+            Ok(removed) if !removed.is_empty() => {
+                info!(
+                    images = removed.len(),
+                    "spooled images no update needs any more removed"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not clean the image spool"),
+        });
     }
 
     fn running_on(&self, sp: &SpName) -> Option<&UpdateHandle> {
@@ -220,6 +370,9 @@ struct Begin {
 impl Handler<Begin> for Registry {
     type Result = Result<UpdateHandle, UpdateError>;
     fn handle(&mut self, msg: Begin, ctx: &mut Context<Self>) -> Self::Result {
+        if self.stopping {
+            return Err(UpdateError::ShuttingDown);
+        }
         let binding = Binding {
             sp: msg.sp.name().clone(),
             component: msg.plan.component,
@@ -258,12 +411,7 @@ impl Handler<Begin> for Registry {
                 id: r.id,
             });
         }
-        let handle = UpdateHandle::start(
-            msg.sp,
-            msg.plan,
-            self.settings.delivery.clone(),
-            ctx.address().recipient(),
-        );
+        let handle = UpdateHandle::start(msg.sp, msg.plan, self.context(ctx));
         crate::metrics::follow_update(handle.watch());
         let _ = self.started.send(handle.clone());
         self.updates.insert(id, (binding, handle.clone()));
@@ -283,11 +431,61 @@ impl Handler<UpdateEnded> for Registry {
             return;
         }
         self.finished.push_back(msg.0);
-        while self.finished.len() > self.history {
-            if let Some(oldest) = self.finished.pop_front() {
-                self.updates.remove(&oldest);
-            }
-        }
+        self.prune();
+    }
+}
+
+/// Finished updates, newest first.
+#[derive(Message)]
+#[rtype(result = "Vec<UpdateRecord>")]
+pub struct History {
+    /// Only this SP's (by name).
+    pub sp: Option<SpName>,
+    /// Only this component's.
+    pub component: Option<String>,
+    /// Only those finished at or after this (Unix ms).
+    pub since_unix_ms: Option<u64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Handler<History> for Registry {
+    type Result = MessageResult<History>;
+    fn handle(&mut self, msg: History, _: &mut Context<Self>) -> Self::Result {
+        let records = self
+            .finished
+            .iter()
+            .rev()
+            .filter_map(|id| self.updates.get(id))
+            .map(|(_, h)| h.record())
+            .filter(|r| msg.sp.as_ref().is_none_or(|sp| r.sp == *sp))
+            .filter(|r| msg.component.as_ref().is_none_or(|c| r.component == *c))
+            .filter(|r| {
+                msg.since_unix_ms
+                    .is_none_or(|t| r.finished_unix_ms.is_some_and(|f| f >= t))
+            })
+            .take(msg.limit)
+            .collect();
+        MessageResult(records)
+    }
+}
+
+/// Shutting down: take no new update; the ones running now.
+#[derive(Message)]
+#[rtype(result = "Vec<UpdateHandle>")]
+struct Stopping;
+
+impl Handler<Stopping> for Registry {
+    type Result = MessageResult<Stopping>;
+    fn handle(&mut self, _: Stopping, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        MessageResult(
+            self.updates
+                .values()
+                .filter(|(_, h)| h.is_running())
+                .map(|(_, h)| h.clone())
+                .collect(),
+        )
     }
 }
 
@@ -406,6 +604,8 @@ pub struct RegistryHandle {
     registry: Addr<Registry>,
     images: ImageStore,
     settings: SpSettings,
+    journal: Option<JournalHandle>,
+    spool: Option<Spool>,
 }
 
 /// Components updates can target.
@@ -442,9 +642,33 @@ pub fn parse_updatable(name: &str) -> Result<SpComponent, RegistryError> {
 const HOST_FLASH_RESERVED: usize = 64 * 1024;
 
 impl RegistryHandle {
-    /// Start the registry and an actor per SP (inside an actix system).
+    /// Start the registry and an actor per SP (inside an actix system),
+    /// keeping no state.
     pub fn start(config: RegistryConfig) -> io::Result<Self> {
+        Ok(Self::start_with_state(config, None)?.0)
+    }
+
+    /// Start the registry, an actor per SP and, with `state`, the journal:
+    /// updates it holds are taken up again (ended ones as history). Also
+    /// returns the journal's records that could not be read (left in
+    /// place).
+    pub fn start_with_state(
+        config: RegistryConfig,
+        state: Option<State>,
+    ) -> io::Result<(Self, Vec<String>)> {
         let (started, _) = broadcast::channel(1024);
+        let images = ImageStore::default();
+        let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+        let (journal, spool) = match state {
+            Some(State { store, spool }) => {
+                match store.load() {
+                    Ok((r, bad)) => (records, unreadable) = (r, bad),
+                    Err(e) => unreadable.push(e.to_string()),
+                }
+                (Some(JournalHandle::start(store)), Some(spool))
+            }
+            None => (None, None),
+        };
         let mut registry = Registry {
             sps: BTreeMap::new(),
             settings: config.settings.clone(),
@@ -452,16 +676,48 @@ impl RegistryHandle {
             updates: HashMap::new(),
             finished: VecDeque::new(),
             history: config.history,
+            history_max_age: config.history_max_age,
             started,
+            journal: journal.clone(),
+            spool: spool.clone(),
+            images: images.clone(),
+            stopping: false,
         };
         for entry in config.sps {
             registry.start_sp(entry)?;
         }
-        Ok(Self {
-            registry: registry.start(),
-            images: ImageStore::default(),
+        let registry = Registry::create(move |ctx| {
+            registry.restore(records, ctx);
+            registry
+        });
+        let handle = Self {
+            registry,
+            images,
             settings: config.settings,
-        })
+            journal,
+            spool,
+        };
+        Ok((handle, unreadable))
+    }
+
+    /// Shutting down: refuse new updates, journal where every running one
+    /// stands, and wait until that is written. The updates stay on their
+    /// SPs and are taken up again at the next start. Returns their
+    /// records.
+    pub async fn stop(&self) -> Result<Vec<UpdateRecord>, RegistryError> {
+        let running = self.registry.send(Stopping).await?;
+        for update in &running {
+            update.persist().await;
+        }
+        if let Some(j) = &self.journal {
+            j.flush().await;
+        }
+        Ok(running.iter().map(UpdateHandle::record).collect())
+    }
+
+    /// Finished updates, newest first.
+    pub async fn history(&self, query: History) -> Result<Vec<UpdateRecord>, RegistryError> {
+        Ok(self.registry.send(query).await?)
     }
 
     /// The image store (one copy per image).
@@ -526,10 +782,20 @@ impl RegistryHandle {
         let component = parse_updatable(component)?;
         let sp = self.sp(sp).await?;
         self.check_image(component, &image)?;
-        let images = self.images.clone();
-        let image = tokio::task::spawn_blocking(move || images.insert(image))
-            .await
-            .map_err(|_| RegistryError::Stopped)?;
+        let (images, spool) = (self.images.clone(), self.spool.clone());
+        let image = tokio::task::spawn_blocking(move || {
+            let image = images.insert(image);
+            match spool.map(|s| s.put(&image)) {
+                Some(Err(e)) => Err(e),
+                _ => Ok(image),
+            }
+        })
+        .await
+        .map_err(|_| RegistryError::Stopped)?
+        .map_err(|e| RegistryError::ImageUnreadable {
+            path: "(image sent in the request)".into(),
+            message: format!("cannot keep it in the spool: {e}"),
+        })?;
         self.start_update_image(&sp, component, slot, id, image)
             .await
     }
@@ -548,14 +814,22 @@ impl RegistryHandle {
         let component = parse_updatable(component)?;
         let sp = self.sp(sp).await?;
         let max = self.max_image_len(component);
-        let (images, file) = (self.images.clone(), path.to_path_buf());
-        let image = tokio::task::spawn_blocking(move || images.load_file(&file, max))
-            .await
-            .map_err(|_| RegistryError::Stopped)?
-            .map_err(|e| RegistryError::ImageUnreadable {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let (images, file, spool) = (self.images.clone(), path.to_path_buf(), self.spool.clone());
+        let image = tokio::task::spawn_blocking(move || {
+            let image = images.load_file(&file, max).map_err(|e| e.to_string())?;
+            if let Some(spool) = spool {
+                spool
+                    .put(&image)
+                    .map_err(|e| format!("cannot keep it in the spool: {e}"))?;
+            }
+            Ok::<_, String>(image)
+        })
+        .await
+        .map_err(|_| RegistryError::Stopped)?
+        .map_err(|message| RegistryError::ImageUnreadable {
+            path: path.display().to_string(),
+            message,
+        })?;
         self.start_update_image(&sp, component, slot, id, image)
             .await
     }

@@ -394,6 +394,17 @@ impl SpHandle {
         self.info.borrow().clone()
     }
 
+    /// The SP's identity, once it has answered discovery and told it;
+    /// `None` if the actor stops first.
+    pub async fn identified(&self) -> Option<SpIdentity> {
+        let mut info = self.info.clone();
+        let known = info
+            .wait_for(|i| i.reachable && i.identity.is_some())
+            .await
+            .ok()?;
+        known.identity.clone()
+    }
+
     /// Send `request` with the ordinary patience.
     pub async fn rpc(&self, request: MgsRequest) -> RpcResult {
         self.rpc_with(request, RpcKind::Normal).await

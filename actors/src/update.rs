@@ -10,6 +10,7 @@
 
 use crate::delivery::StreamEvent;
 use crate::image::{Image, ImageHash};
+use crate::journal::JournalHandle;
 use crate::rpc::RpcError;
 use crate::sp::{Deliver, DeliveryReport, RpcResult, SpHandle};
 use crate::update_state::{
@@ -54,6 +55,10 @@ impl Default for DeliverySettings {
     }
 }
 
+/// Journal an update's progress at most this often between phase changes
+/// (a restart resumes from the SP's own `bytes_received` anyway).
+const JOURNAL_EVERY: Duration = Duration::from_secs(2);
+
 /// Polls no closer than this, however near the erase's end looks.
 const MIN_ERASE_POLL: Duration = Duration::from_millis(10);
 
@@ -97,23 +102,30 @@ pub struct UpdatePlan {
     pub image: Arc<Image>,
 }
 
-/// A typed handle on an update: its published record, and abort.
+/// A typed handle on an update: its published record, and abort. An
+/// update read back from the journal after it ended has no actor.
 #[derive(Clone)]
 pub struct UpdateHandle {
     id: UpdateId,
-    addr: Addr<UpdateActor>,
+    addr: Option<Addr<UpdateActor>>,
     record: watch::Receiver<UpdateRecord>,
 }
 
+/// What an update actor needs besides its plan.
+#[derive(Clone)]
+pub struct UpdateContext {
+    /// Delivery settings.
+    pub settings: DeliverySettings,
+    /// Told when the update has ended.
+    pub ended: Recipient<UpdateEnded>,
+    /// Where the record is kept, if the daemon keeps state.
+    pub journal: Option<JournalHandle>,
+}
+
 impl UpdateHandle {
-    /// Start the actor for `plan` on `sp`; it reports its end to `ended`.
-    pub fn start(
-        sp: SpHandle,
-        plan: UpdatePlan,
-        settings: DeliverySettings,
-        ended: Recipient<UpdateEnded>,
-    ) -> Self {
-        let record = UpdateRecord::new(
+    /// Start the actor for `plan` on `sp`.
+    pub fn start(sp: SpHandle, plan: UpdatePlan, cx: UpdateContext) -> Self {
+        let mut record = UpdateRecord::new(
             plan.id.as_uuid(),
             sp.name().clone(),
             plan.component.to_string(),
@@ -122,17 +134,47 @@ impl UpdateHandle {
             plan.image.len() as u64,
             Instant::now(),
         );
+        record.sp_serial = sp.info().identity.map(|i| i.serial);
+        Self::spawn(sp, plan, record, Step::Starting, cx)
+    }
+
+    /// Take up again, after a restart, the journalled update `record`:
+    /// once `sp` answers, its status says where the update stands.
+    pub fn resume(sp: SpHandle, plan: UpdatePlan, record: UpdateRecord, cx: UpdateContext) -> Self {
+        Self::spawn(sp, plan, record, Step::Resuming, cx)
+    }
+
+    /// A handle on an update that has ended (read back from the journal).
+    pub fn ended(record: UpdateRecord) -> Self {
+        let (_, rx) = watch::channel(record.clone());
+        Self {
+            id: UpdateId::from(record.id),
+            addr: None,
+            record: rx,
+        }
+    }
+
+    fn spawn(
+        sp: SpHandle,
+        plan: UpdatePlan,
+        record: UpdateRecord,
+        step: Step,
+        cx: UpdateContext,
+    ) -> Self {
         let (tx, rx) = watch::channel(record.clone());
         let id = plan.id;
         let span = tracing::info_span!("update", sp = %sp.name(), update = %id, component = %plan.component);
+        let journaled = (record.phase, Instant::now());
         let addr = UpdateActor {
             sp,
-            ended,
+            ended: cx.ended,
+            journal: cx.journal,
+            journaled,
             plan,
-            settings,
+            settings: cx.settings,
             record,
             tx,
-            step: Step::Starting,
+            step,
             asking_resume: false,
             asking_refresh: false,
             streaming: false,
@@ -147,7 +189,7 @@ impl UpdateHandle {
         .start();
         Self {
             id,
-            addr,
+            addr: Some(addr),
             record: rx,
         }
     }
@@ -191,12 +233,28 @@ impl UpdateHandle {
     /// Ask the SP to abort this update. `None` if the update's actor has
     /// already ended (then the SP alone decides).
     pub async fn abort(&self) -> Option<Result<(), UpdateError>> {
-        self.addr.send(Abort).await.ok()
+        self.addr.as_ref()?.send(Abort).await.ok()
+    }
+
+    /// Journal the record as it is now and wait until it is written
+    /// (shutdown).
+    pub async fn persist(&self) {
+        if let Some(addr) = &self.addr {
+            let _ = addr.send(Persist).await;
+        }
     }
 }
 
+/// Journal the record now (shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Persist;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
+    /// Read back from the journal after a restart: waiting for the SP,
+    /// then for its status.
+    Resuming,
     /// The prepare is out.
     Starting,
     /// The SP erases.
@@ -214,6 +272,8 @@ enum Step {
 /// Why a status is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ask {
+    /// After a restart: where does the SP stand with our update?
+    Reconcile,
     /// The prepare went unanswered: does the SP hold our update anyway?
     Adopt,
     /// Erase polling, and the first look after the prepare.
@@ -230,6 +290,9 @@ enum Ask {
 pub struct UpdateActor {
     sp: SpHandle,
     ended: Recipient<UpdateEnded>,
+    journal: Option<JournalHandle>,
+    /// The phase last journalled, and when.
+    journaled: (Phase, Instant),
     plan: UpdatePlan,
     settings: DeliverySettings,
     record: UpdateRecord,
@@ -261,8 +324,21 @@ impl UpdateActor {
         self.plan.image.len() as u32
     }
 
+    /// Publish the record; journal it at a phase change, and at most
+    /// every [`JOURNAL_EVERY`] otherwise.
     fn publish(&mut self) {
         self.tx.send_replace(self.record.clone());
+        let (phase, at) = self.journaled;
+        if phase != self.record.phase || at.elapsed() >= JOURNAL_EVERY {
+            self.journal_now();
+        }
+    }
+
+    fn journal_now(&mut self) {
+        if let Some(journal) = &self.journal {
+            journal.write(self.record.clone());
+        }
+        self.journaled = (self.record.phase, Instant::now());
     }
 
     fn rpc(
@@ -356,11 +432,43 @@ impl UpdateActor {
         };
         info!(error = %error, "update not started");
         self.record.start_error = Some(error);
+        if let Some(j) = &self.journal {
+            j.forget(vec![self.record.id]);
+        }
         self.fail(
             FailureKind::of(&e),
             format!("the SP did not accept the prepare: {e}"),
             ctx,
         );
+    }
+
+    /// After a restart: once the SP answers (and is still the same SP), ask
+    /// where it stands with our update.
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let sp = self.sp.clone();
+        ctx.spawn(async move { sp.identified().await }.into_actor(self).map(
+            |identity, act, ctx| {
+                let _in_span = act.span.clone().entered();
+                let Some(identity) = identity else {
+                    let e = format!(
+                        "{}: the SP's actor stopped before the SP answered",
+                        act.name()
+                    );
+                    return act.fail(FailureKind::Other, e, ctx);
+                };
+                match &act.record.sp_serial {
+                    Some(serial) if *serial != identity.serial => {
+                        let e = format!(
+                            "{} is now the SP with serial {}; the update was for serial {serial}",
+                            act.name(),
+                            identity.serial
+                        );
+                        act.fail(FailureKind::SpReset, e, ctx)
+                    }
+                    _ => act.ask(Ask::Reconcile, ctx),
+                }
+            },
+        ));
     }
 
     /// The prepare went unanswered and the SP does not hold the update.
@@ -410,6 +518,29 @@ impl UpdateActor {
                 return self.prepare_lost(ctx);
             }
             info!("the SP holds the update: its prepare's ack was lost");
+            self.record.prepared();
+            self.step = Step::Erasing;
+        }
+        if why == Ask::Reconcile {
+            if let SpView::Gone(kind, why) = view {
+                return if self.record.phase == Phase::Starting {
+                    // The daemon stopped before the SP took the prepare:
+                    // nothing was started, and the id is free again.
+                    let e = RpcError::Stopped {
+                        sp: self.name().clone(),
+                    };
+                    self.refused(e, ctx)
+                } else {
+                    self.fail(kind, format!("while mgsd was down, {why}"), ctx)
+                };
+            }
+            self.record.resumed += 1;
+            crate::metrics::resumed(self.name().as_str(), &self.record.component);
+            info!(
+                sp_status = ?self.record.sp_status.as_ref().map(|s| &s.0),
+                phase = self.record.phase.as_str(),
+                "update taken up again after a restart"
+            );
             self.record.prepared();
             self.step = Step::Erasing;
         }
@@ -650,7 +781,38 @@ impl Actor for UpdateActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let _in_span = self.span.clone().entered();
-        self.prepare(ctx);
+        if self.step == Step::Resuming {
+            return self.reconcile(ctx);
+        }
+        // The intent is on disk before the SP hears of it, so a crash
+        // after the prepare leaves no update on the SP we do not know of.
+        let (journal, record) = (self.journal.clone(), self.record.clone());
+        self.journaled = (record.phase, Instant::now());
+        ctx.spawn(
+            async move {
+                if let Some(j) = journal {
+                    j.write_now(record).await
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                let _in_span = act.span.clone().entered();
+                act.prepare(ctx)
+            }),
+        );
+    }
+}
+
+impl Handler<Persist> for UpdateActor {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Persist, _: &mut Context<Self>) -> Self::Result {
+        let (journal, record) = (self.journal.clone(), self.record.clone());
+        self.journaled = (record.phase, Instant::now());
+        Box::pin(async move {
+            if let Some(j) = journal {
+                j.write_now(record).await
+            }
+        })
     }
 }
 

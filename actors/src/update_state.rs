@@ -7,12 +7,12 @@ use crate::delivery::ChunkCounts;
 use crate::rpc::RpcError;
 use crate::{SpName, UpdateError};
 use gateway_messages::{SpError, SpResponse, UpdateId, UpdateStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// Where an update is, from the daemon's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// The prepare is on its way; the SP has not accepted it yet.
@@ -63,7 +63,7 @@ impl Phase {
 }
 
 /// Why an update failed (a closed set, for metrics and scripts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The SP forgot the update: reset, power loss, or replaced by another.
@@ -112,13 +112,18 @@ impl FailureKind {
 }
 
 /// One update as the daemon delivers it. Its update actor holds the only
-/// copy and publishes it; everyone else reads the published value.
-#[derive(Debug, Clone, Serialize)]
+/// copy, publishes it and journals it; everyone else reads the published
+/// value. What is not serialised exists only while the daemon runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpdateRecord {
     /// Client-chosen id.
     pub id: uuid::Uuid,
     /// SP name.
     pub sp: SpName,
+    /// The SP's serial number when the update started (a resumed update
+    /// goes on only with the same SP).
+    #[serde(default)]
+    pub sp_serial: Option<String>,
     /// Component name.
     pub component: String,
     /// Target slot.
@@ -156,6 +161,9 @@ pub struct UpdateRecord {
     pub hash_verified: bool,
     /// From the first chunk to the last byte acknowledged (ms).
     pub delivered_in_ms: Option<u64>,
+    /// Times the update was taken up again after a daemon restart.
+    #[serde(default)]
+    pub resumed: u32,
     /// The SP's own status as last read, and when.
     #[serde(skip)]
     pub sp_status: Option<(SpUpdateState, Instant)>,
@@ -163,7 +171,7 @@ pub struct UpdateRecord {
     /// the id stays free.
     #[serde(skip)]
     pub start_error: Option<UpdateError>,
-    #[serde(skip)]
+    #[serde(skip, default = "Instant::now")]
     started: Instant,
     #[serde(skip)]
     delivery_started: Option<(Instant, u64)>,
@@ -195,6 +203,7 @@ impl UpdateRecord {
             slot,
             image_sha256,
             total_bytes,
+            sp_serial: None,
             phase: Phase::Starting,
             erase_progress: None,
             bytes_acked: 0,
@@ -209,12 +218,25 @@ impl UpdateRecord {
             last_error: None,
             hash_verified: false,
             delivered_in_ms: None,
+            resumed: 0,
             sp_status: None,
             start_error: None,
             started: now,
             delivery_started: None,
             finished: None,
         }
+    }
+
+    /// A record read back from the journal: its monotonic clock readings
+    /// are rebuilt from the wall-clock ones, as seen `now`.
+    pub fn restored(mut self, now: Instant) -> Self {
+        let now_unix = unix_ms();
+        let ago = |t: u64| Duration::from_millis(now_unix.saturating_sub(t));
+        self.started = now.checked_sub(ago(self.started_unix_ms)).unwrap_or(now);
+        self.finished = self
+            .finished_unix_ms
+            .map(|t| now.checked_sub(ago(t)).unwrap_or(now));
+        self
     }
 
     /// The SP accepted the prepare.

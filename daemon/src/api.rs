@@ -107,6 +107,21 @@ pub enum Command {
         /// Update id.
         id: uuid::Uuid,
     },
+    /// Finished updates, newest first.
+    History {
+        /// Only this SP's (name or serial).
+        #[serde(default)]
+        sp: Option<String>,
+        /// Only this component's.
+        #[serde(default)]
+        component: Option<String>,
+        /// Only those finished at or after this (Unix ms).
+        #[serde(default)]
+        since_unix_ms: Option<u64>,
+        /// At most this many (default 50).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
     /// Stream progress events of one update (until it ends) or of all.
     Watch {
         /// Only this update.

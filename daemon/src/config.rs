@@ -27,6 +27,12 @@ pub struct Config {
     /// Update bookkeeping.
     #[serde(default)]
     pub updates: UpdatesConfig,
+    /// Where state is kept across restarts.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Stopping.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
     /// The SPs, one table each.
     #[serde(default, rename = "sp")]
     pub sps: Vec<SpConfig>,
@@ -133,17 +139,55 @@ impl MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpdatesConfig {
-    /// Finished updates remembered (their ids stay bound; `watch` and
-    /// `update start` report them as they ended); the oldest is forgotten
-    /// first (default 1000).
+    /// Finished updates remembered (their ids stay bound; `watch`,
+    /// `history` and `update start` report them as they ended); the oldest
+    /// is forgotten first (default 1000).
     pub history: usize,
+    /// Finished updates older than this many days are forgotten too
+    /// (default 365).
+    pub history_max_age_days: u64,
 }
 
 impl Default for UpdatesConfig {
     fn default() -> Self {
         Self {
             history: actors::registry::DEFAULT_HISTORY,
+            history_max_age_days: 365,
         }
+    }
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Where every update's record is journalled and its image spooled,
+    /// so updates survive a restart (default `/var/lib/mgsd`, the unit's
+    /// `StateDirectory`). `""` keeps nothing: a restart forgets every
+    /// update.
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/mgsd"),
+        }
+    }
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, answer the control requests under way and journal
+    /// every running update, then exit, within this many ms (default 5000).
+    pub timeout_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { timeout_ms: 5000 }
     }
 }
 
@@ -331,6 +375,8 @@ mod tests {
                     assert_eq!(config.metrics, defaults.metrics);
                     assert_eq!(config.sp_defaults, defaults.sp_defaults);
                     assert_eq!(config.updates, defaults.updates);
+                    assert_eq!(config.state, defaults.state);
+                    assert_eq!(config.shutdown, defaults.shutdown);
                     assert_eq!(config.sps.len(), 2);
                 }
             }

@@ -66,6 +66,9 @@ pub struct ControlServer {
     handle: RegistryHandle,
     max_request_bytes: usize,
     started: Instant,
+    /// Requests being carried out (not `watch` streams): shutdown waits
+    /// for them to be answered.
+    busy: tokio::sync::watch::Sender<usize>,
 }
 
 impl ControlServer {
@@ -75,7 +78,13 @@ impl ControlServer {
             handle,
             max_request_bytes,
             started: Instant::now(),
+            busy: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Wait until no request is being carried out.
+    pub async fn drained(&self) {
+        let _ = self.busy.subscribe().wait_for(|n| *n == 0).await;
     }
 
     /// Accept connections forever.
@@ -152,6 +161,7 @@ impl ControlServer {
                 return;
             }
             let name = command_name(&request.command);
+            self.busy.send_modify(|n| *n += 1);
             let response = match self.execute(request.command).await {
                 Ok(value) => Response::ok(request.request_id, value),
                 Err((code, message)) => Response::error(request.request_id, code, message),
@@ -162,7 +172,9 @@ impl ControlServer {
                 .map_or("ok".to_string(), |e| error_name(e.code));
             metrics::counter!("mgsd_control_requests_total", "command" => name, "result" => result)
                 .increment(1);
-            if send(&mut write, &response).await.is_err() {
+            let sent = send(&mut write, &response).await;
+            self.busy.send_modify(|n| *n -= 1);
+            if sent.is_err() {
                 return;
             }
         }
@@ -426,6 +438,36 @@ impl ControlServer {
                     .map_err(registry_error)?;
                 Ok(json!({ "id": id, "aborted": true }))
             }
+            Command::History {
+                sp,
+                component,
+                since_unix_ms,
+                limit,
+            } => {
+                let sp = match sp {
+                    Some(sp) => Some(h.sp(&sp).await.map_err(registry_error)?.name().clone()),
+                    None => None,
+                };
+                let query = actors::registry::History {
+                    sp,
+                    component,
+                    since_unix_ms,
+                    limit: limit.unwrap_or(50),
+                };
+                let records = h.history(query).await.map_err(registry_error)?;
+                let rows = records.iter().map(|r| {
+                    let mut v = to_value(r);
+                    let duration = r
+                        .finished_unix_ms
+                        .map(|f| f.saturating_sub(r.started_unix_ms));
+                    v["duration_ms"] = json!(duration);
+                    v["mean_bytes_per_second"] = json!(duration
+                        .filter(|d| *d > 0)
+                        .map(|d| r.bytes_acked * 1000 / d));
+                    v
+                });
+                Ok(Value::Array(rows.collect()))
+            }
             Command::Watch { .. } => unreachable!("handled by the connection"),
         }
     }
@@ -519,6 +561,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::UpdateStart { .. } => "update_start",
         Command::UpdateStatus { .. } => "update_status",
         Command::UpdateAbort { .. } => "update_abort",
+        Command::History { .. } => "history",
         Command::Watch { .. } => "watch",
     }
 }
@@ -545,6 +588,7 @@ pub fn registry_error(e: RegistryError) -> (ErrorCode, String) {
             UpdateError::BadImage(_) => ErrorCode::BadImage,
             UpdateError::AbortRefused { .. } => ErrorCode::AbortRefused,
             UpdateError::Prepare(r) | UpdateError::Rpc(r) => rpc_code(r),
+            UpdateError::ShuttingDown => ErrorCode::ShuttingDown,
         },
         RegistryError::Rpc(r) => rpc_code(r),
     };

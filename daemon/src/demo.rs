@@ -9,13 +9,20 @@ use std::path::{Path, PathBuf};
 /// Size of the generated demo image.
 pub const DEMO_IMAGE_BYTES: usize = 8 * 1024 * 1024;
 
-/// Where the demo keeps its socket and image.
-pub fn demo_dir() -> PathBuf {
-    std::env::temp_dir().join("mgsd-demo")
+/// A running demo: the simulated rack, and a private directory (mode 0700,
+/// removed when the demo ends) for the socket, the image and the state.
+pub struct Demo {
+    /// The rack.
+    pub rack: SimRack,
+    /// The generated host-flash image.
+    pub image: PathBuf,
+    dir: tempfile::TempDir,
 }
 
-/// Start the simulated rack and point `config` at it.
-pub async fn start(config: &mut Config) -> std::io::Result<(SimRack, PathBuf)> {
+/// Start the simulated rack and point `config` at it. The socket and the
+/// state directory go into the demo's private directory unless `config`
+/// names others.
+pub async fn start(config: &mut Config) -> std::io::Result<Demo> {
     let rack = SimRack::start(RackConfig::standard(8, 2, 2)).await?;
     config.sps = rack
         .sps
@@ -26,14 +33,28 @@ pub async fn start(config: &mut Config) -> std::io::Result<(SimRack, PathBuf)> {
             interface: None,
         })
         .collect();
-    let dir = demo_dir();
-    std::fs::create_dir_all(&dir)?;
+    let dir = tempfile::Builder::new().prefix("mgsd-demo-").tempdir()?;
     if config.control.socket == crate::config::ControlConfig::default().socket {
-        config.control.socket = dir.join("mgsd.sock");
+        config.control.socket = dir.path().join("mgsd.sock");
     }
-    let image = dir.join("host-boot-flash.img");
+    if config.state == crate::config::StateConfig::default() {
+        config.state.dir = dir.path().join("state");
+    }
+    let image = dir.path().join("host-boot-flash.img");
     std::fs::write(&image, demo_image())?;
-    Ok((rack, image))
+    Ok(Demo { rack, image, dir })
+}
+
+impl Demo {
+    /// The demo's private directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What to print for a newcomer.
+    pub fn instructions(&self, socket: &Path) -> String {
+        instructions(socket, &self.image)
+    }
 }
 
 /// A host-flash image: the reserved first 64 KiB erased, then data.
@@ -47,7 +68,7 @@ pub fn demo_image() -> Vec<u8> {
 }
 
 /// What to print for a newcomer.
-pub fn instructions(socket: &Path, image: &Path) -> String {
+fn instructions(socket: &Path, image: &Path) -> String {
     format!(
         "\nmgsd demo: a simulated rack of 8 sleds, 2 switches and 2 power shelves is running.\n\
          Control socket: {socket}\n\n\
@@ -59,7 +80,8 @@ pub fn instructions(socket: &Path, image: &Path) -> String {
          \x20 mgsctl caboose sled-0\n\
          \x20 mgsctl update start sled-0 host-boot-flash --slot 1 --image {image} --watch\n\
          \x20 mgsctl update status sled-0 host-boot-flash\n\
-         \x20 mgsctl update status sled-0 host-boot-flash --json\n\n\
+         \x20 mgsctl update status sled-0 host-boot-flash --json\n\
+         \x20 mgsctl history\n\n\
          Ctrl-C stops the demo.\n",
         socket = socket.display(),
         image = image.display(),

@@ -11,6 +11,7 @@ pub mod systemd;
 
 use actors::{RegistryConfig, RegistryHandle};
 use std::future::Future;
+use std::time::Duration;
 use tracing::info;
 
 /// Why the daemon could not start.
@@ -61,21 +62,84 @@ pub async fn run(
     metrics::gauge!("mgsd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let mut registry_config = RegistryConfig::new(config.sp_entries()?, config.sp_defaults.clone());
     registry_config.history = config.updates.history;
-    let registry = RegistryHandle::start(registry_config).map_err(DaemonError::Sockets)?;
+    registry_config.history_max_age = Some(Duration::from_secs(
+        config.updates.history_max_age_days.saturating_mul(86_400),
+    ));
+    let state = open_state(&config.state.dir);
+    let (registry, unreadable) =
+        RegistryHandle::start_with_state(registry_config, state).map_err(DaemonError::Sockets)?;
+    for problem in unreadable {
+        tracing::error!(%problem, "journal record not read");
+    }
     let listener = control::bind(&config.control)?;
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");
     systemd::notify("READY=1");
     let _watchdog = systemd::watchdog();
     let server = control::ControlServer::new(registry.clone(), config.control.max_request_bytes);
-    let reload = reload_on_hangup(registry, config.source.clone());
+    let reload = reload_on_hangup(registry.clone(), config.source.clone());
     tokio::select! {
-        _ = server.serve(listener) => {}
+        _ = server.clone().serve(listener) => {}
         _ = reload => {}
-        _ = shutdown => info!("shutting down"),
+        _ = shutdown => {}
     }
+    // No new connections from here on (the listener is gone); requests
+    // under way are answered, an abort among them still reaches its SP.
     systemd::notify("STOPPING=1");
     control::remove_socket(&config.control.socket);
+    let limit = Duration::from_millis(config.shutdown.timeout_ms);
+    info!(within = ?limit, "shutting down");
+    let stopped = tokio::time::timeout(limit, async {
+        server.drained().await;
+        registry.stop().await
+    })
+    .await;
+    match stopped {
+        Ok(Ok(left)) if !left.is_empty() => {
+            let ids: Vec<String> = left
+                .iter()
+                .map(|r| format!("{} ({} {})", r.id, r.sp, r.component))
+                .collect();
+            let kept = if config.state.dir.as_os_str().is_empty() {
+                "no state directory is set, so the next start will not know of them"
+            } else {
+                "they are journalled and resume at the next start"
+            };
+            tracing::warn!(updates = left.len(), ids = ?ids, "stopping with updates under way: they stay on their SPs; {kept}");
+        }
+        Ok(_) => info!("stopped; no update under way"),
+        Err(_) => tracing::warn!(?limit, "could not finish stopping in time; exiting anyway"),
+    }
     Ok(())
+}
+
+/// Open the state directory `dir` (`""`: none). Whatever is wrong with it
+/// is logged with its path; the daemon then runs without (or with a fresh)
+/// journal rather than not at all.
+fn open_state(dir: &std::path::Path) -> Option<actors::registry::State> {
+    use actors::store::{Spool, Store};
+    if dir.as_os_str().is_empty() {
+        tracing::warn!("no state directory: a restart forgets every update");
+        return None;
+    }
+    let opened = Store::open(dir).and_then(|(store, problem)| {
+        if let Some(problem) = problem {
+            tracing::error!(%problem, "state directory");
+        }
+        Ok(actors::registry::State {
+            store,
+            spool: Spool::open(dir)?,
+        })
+    });
+    match opened {
+        Ok(state) => {
+            info!(dir = %dir.display(), "state directory");
+            Some(state)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the state directory; updates will not survive a restart");
+            None
+        }
+    }
 }
 
 /// On SIGHUP, re-read the configuration file and apply its `[[sp]]` list:

@@ -1,6 +1,9 @@
 //! End to end through the real control socket and the real `mgsctl`
 //! binary, against an in-process simulated rack.
 
+mod common;
+
+use common::mgsctl;
 use mgsd::config::Config;
 use serde_json::Value;
 use sp_sim::{RackConfig, SimRack, Timings};
@@ -34,11 +37,12 @@ async fn daemon(write_kib_per_s: u64) -> Daemon {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let mut text = format!(
-        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n\
+        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[state]\ndir = \"{}\"\n\
          [sp_defaults]\ndiscovery_interval_ms = 50\n\
          [sp_defaults.rpc]\nper_attempt_timeout_ms = 100\nmax_attempts = 10\n\
          [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\nhost_flash_capacity_mib = 4\n",
-        dir.join("mgsd.sock").display()
+        dir.join("mgsd.sock").display(),
+        dir.join("state").display()
     );
     for sp in &rack.sps {
         text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
@@ -70,21 +74,6 @@ async fn daemon(write_kib_per_s: u64) -> Daemon {
     panic!("daemon did not become ready");
 }
 
-async fn mgsctl(socket: &PathBuf, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `mgsctl --json ARGS`, expecting success; the `ok` value.
 async fn ok(d: &Daemon, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
@@ -108,9 +97,7 @@ async fn raw(d: &Daemon, line: &[u8]) -> Value {
 fn image(dir_hint: &str, len: usize) -> PathBuf {
     let path =
         std::env::temp_dir().join(format!("mgsd-test-img-{}-{dir_hint}", std::process::id()));
-    let mut img = vec![0xFFu8; 64 * 1024];
-    img.extend((0..len - img.len()).map(|i| (i * 31 % 251) as u8));
-    std::fs::write(&path, img).unwrap();
+    std::fs::write(&path, common::host_image(len, 0)).unwrap();
     path
 }
 

@@ -56,6 +56,8 @@ pub struct FaultStats {
     pub responses_dropped: u64,
     /// Prepare acks dropped by `drop_prepare_acks`.
     pub prepare_acks_dropped: u64,
+    /// Prepares the SP accepted: each starts an update from byte 0.
+    pub prepares: u64,
     /// Responses duplicated.
     pub responses_duplicated: u64,
     /// Responses corrupted.

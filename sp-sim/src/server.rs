@@ -327,6 +327,9 @@ fn handle(
             dev.accepted_prepare,
         )
     };
+    if prepared {
+        shared.faults().stats.prepares += 1;
+    }
     if (completed || prepared) && reply_len.is_some() {
         let mut f = shared.faults();
         if completed && f.config.drop_completion_ack {

@@ -80,6 +80,22 @@ enum Cmd {
     /// Firmware updates.
     #[command(subcommand)]
     Update(UpdateCmd),
+    /// Finished updates, newest first: outcome, duration, mean rate.
+    History {
+        /// Only this SP's (name or serial number).
+        #[arg(long)]
+        sp: Option<String>,
+        /// Only this component's.
+        #[arg(long)]
+        component: Option<String>,
+        /// Only those finished since: a time (2026-11-25T10:00:00Z) or how
+        /// long ago (90m, 12h, 7d).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<std::time::SystemTime>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Follow update progress events (one update, or all).
     Watch {
         /// Update id.
@@ -362,6 +378,30 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 id: *id,
             },
         )?,
+        Cmd::History {
+            sp,
+            component,
+            since,
+            limit,
+        } => {
+            let since_unix_ms = since.map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+            });
+            let v = call(
+                cli,
+                Command::History {
+                    sp: sp.clone(),
+                    component: component.clone(),
+                    since_unix_ms,
+                    limit: Some(*limit),
+                },
+            )?;
+            if !cli.json {
+                print_history(&v);
+            }
+            return Ok(());
+        }
         Cmd::Watch { id: Some(id) } => return watch_update(cli, *id),
         Cmd::Watch { id: None } => return watch_all(cli),
     };
@@ -426,6 +466,53 @@ fn print_list(v: &Value) {
             scalar(&sp["versions"]["sp"]),
             scalar(&sp["versions"]["rot"]),
             update
+        );
+    }
+}
+
+/// A point in time: RFC 3339 (`2026-11-25T10:00:00Z`), or a span ago
+/// (`90m`, `12h`, `7d`).
+fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return Ok(t);
+    }
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        format!("{text:?}: give a time (2026-11-25T10:00:00Z) or a span ago (12h, 7d)")
+    })?;
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .ok_or_else(|| format!("{text:?} is too long ago"))
+}
+
+fn print_history(v: &Value) {
+    println!(
+        "{:<20} {:<10} {:<16} {:<36} {:<9} {:>9} {:>10}  FAILURE",
+        "FINISHED (UTC)", "SP", "COMPONENT", "ID", "OUTCOME", "DURATION", "RATE"
+    );
+    for r in v.as_array().into_iter().flatten() {
+        let finished = r["finished_unix_ms"]
+            .as_u64()
+            .map(|ms| {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                humantime::format_rfc3339_seconds(t).to_string()
+            })
+            .unwrap_or_else(|| "-".into());
+        let duration = r["duration_ms"]
+            .as_u64()
+            .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
+        let rate = r["mean_bytes_per_second"]
+            .as_u64()
+            .map_or("-".into(), |b| format!("{:.1} MiB/s", b as f64 / 1048576.0));
+        println!(
+            "{:<20} {:<10} {:<16} {:<36} {:<9} {:>9} {:>10}  {}",
+            finished.trim_end_matches('Z'),
+            scalar(&r["sp"]),
+            scalar(&r["component"]),
+            scalar(&r["id"]),
+            scalar(&r["phase"]),
+            duration,
+            rate,
+            r["failure"].as_str().unwrap_or("")
         );
     }
 }

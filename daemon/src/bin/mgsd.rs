@@ -3,7 +3,6 @@
 use clap::Parser;
 use mgsd::config::{Config, LogFormat};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// Management gateway daemon: talks to every SP of a rack and serves
 /// operators and the control plane on a Unix socket.
@@ -23,13 +22,13 @@ struct Args {
     socket: Option<PathBuf>,
 }
 
-fn main() -> ExitCode {
+fn main() {
     let args = Args::parse();
     let mut config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mgsd: {e}");
-            return ExitCode::from(2);
+            std::process::exit(2);
         }
     };
     if let Some(socket) = args.socket {
@@ -46,16 +45,13 @@ fn main() -> ExitCode {
     }
     let system = actix::System::new();
     let result = system.block_on(async move {
-        let _rack = if args.demo {
-            let (rack, image) = match mgsd::demo::start(&mut config).await {
-                Ok(r) => r,
+        let _demo = if args.demo {
+            let demo = match mgsd::demo::start(&mut config).await {
+                Ok(d) => d,
                 Err(e) => return Err(format!("demo rack: {e}")),
             };
-            println!(
-                "{}",
-                mgsd::demo::instructions(&config.control.socket, &image)
-            );
-            Some(rack)
+            println!("{}", demo.instructions(&config.control.socket));
+            Some(demo)
         } else {
             None
         };
@@ -63,11 +59,13 @@ fn main() -> ExitCode {
             .await
             .map_err(|e| e.to_string())
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    // Exit now: a blocking read some client caused must not hold the
+    // process up (the runtime would wait for it).
+    std::process::exit(match result {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("mgsd: {e}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    })
 }

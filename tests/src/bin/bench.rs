@@ -153,9 +153,10 @@ impl Daemon {
     fn start(dir: &Path, sps: &[SimSp], window: usize) -> Self {
         let socket = dir.join(format!("mgsd-{window}-{}.sock", sps.len()));
         let mut config = format!(
-            "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n\
+            "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[state]\ndir = \"{}\"\n\
              [sp_defaults]\nwindow = {window}\ndiscovery_interval_ms = 100\n",
-            socket.display()
+            socket.display(),
+            dir.join(format!("state-{window}-{}", sps.len())).display()
         );
         for sp in sps {
             config += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);

@@ -1,0 +1,105 @@
+//! `Journal`: owns the update database ([`Store`]) on a thread of its own
+//! (an actix `SyncArbiter`), so SQLite never blocks the actors that talk
+//! to SPs. Update actors send it their records at every phase change and
+//! every few seconds of progress; the registry tells it what history to
+//! forget; shutdown waits for it to be done. Messages are handled in the
+//! order sent, so a `Flush` answered means every earlier write is in.
+
+use crate::store::Store;
+use crate::update_state::UpdateRecord;
+use actix::prelude::*;
+use std::sync::Mutex;
+use std::time::Instant;
+use tracing::error;
+
+/// The journal actor. See the module docs.
+pub struct Journal {
+    store: Store,
+}
+
+impl Actor for Journal {
+    type Context = SyncContext<Self>;
+}
+
+/// Write (or replace) a record.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Write(pub UpdateRecord);
+
+/// Forget these records.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget(pub Vec<uuid::Uuid>);
+
+/// Answered once every earlier message is handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+impl Handler<Write> for Journal {
+    type Result = ();
+    fn handle(&mut self, msg: Write, _: &mut SyncContext<Self>) {
+        let t = Instant::now();
+        match self.store.put(&msg.0) {
+            Ok(()) => crate::metrics::journal_write(t.elapsed()),
+            Err(e) => error!(update = %msg.0.id, error = %e, "could not journal the update"),
+        }
+    }
+}
+
+impl Handler<Forget> for Journal {
+    type Result = ();
+    fn handle(&mut self, msg: Forget, _: &mut SyncContext<Self>) {
+        if let Err(e) = self.store.remove(&msg.0) {
+            error!(error = %e, "could not remove old updates from the journal");
+        }
+    }
+}
+
+impl Handler<Flush> for Journal {
+    type Result = ();
+    fn handle(&mut self, _: Flush, _: &mut SyncContext<Self>) {}
+}
+
+/// A typed handle on the journal.
+#[derive(Clone)]
+pub struct JournalHandle {
+    addr: Addr<Journal>,
+}
+
+impl JournalHandle {
+    /// Start the journal's thread with `store`.
+    pub fn start(store: Store) -> Self {
+        let store = Mutex::new(Some(store));
+        let addr = SyncArbiter::start(1, move || Journal {
+            store: store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("one journal thread"),
+        });
+        Self { addr }
+    }
+
+    /// Journal `record` (in the background).
+    pub fn write(&self, record: UpdateRecord) {
+        self.addr.do_send(Write(record));
+    }
+
+    /// Journal `record` and wait until it is written.
+    pub async fn write_now(&self, record: UpdateRecord) {
+        let _ = self.addr.send(Write(record)).await;
+    }
+
+    /// Forget records `ids` (in the background).
+    pub fn forget(&self, ids: Vec<uuid::Uuid>) {
+        if !ids.is_empty() {
+            self.addr.do_send(Forget(ids));
+        }
+    }
+
+    /// Wait until everything sent so far is written.
+    pub async fn flush(&self) {
+        let _ = self.addr.send(Flush).await;
+    }
+}
