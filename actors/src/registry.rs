@@ -123,6 +123,9 @@ pub enum RegistryError {
         /// Why.
         message: String,
     },
+    /// The image could not be kept in the state directory's spool.
+    #[error("cannot keep the image for a restart: {0}")]
+    Spool(String),
     /// Opening an SP's socket failed.
     #[error("SP {sp}: cannot open its socket: {message}")]
     Socket {
@@ -782,20 +785,10 @@ impl RegistryHandle {
         let component = parse_updatable(component)?;
         let sp = self.sp(sp).await?;
         self.check_image(component, &image)?;
-        let (images, spool) = (self.images.clone(), self.spool.clone());
-        let image = tokio::task::spawn_blocking(move || {
-            let image = images.insert(image);
-            match spool.map(|s| s.put(&image)) {
-                Some(Err(e)) => Err(e),
-                _ => Ok(image),
-            }
-        })
-        .await
-        .map_err(|_| RegistryError::Stopped)?
-        .map_err(|e| RegistryError::ImageUnreadable {
-            path: "(image sent in the request)".into(),
-            message: format!("cannot keep it in the spool: {e}"),
-        })?;
+        let images = self.images.clone();
+        let image = tokio::task::spawn_blocking(move || images.insert(image))
+            .await
+            .map_err(|_| RegistryError::Stopped)?;
         self.start_update_image(&sp, component, slot, id, image)
             .await
     }
@@ -853,6 +846,14 @@ impl RegistryHandle {
         image: Arc<Image>,
     ) -> Result<UpdateRecord, RegistryError> {
         self.check_image(component, &image.data)?;
+        // On disk before the SP hears of it: a restart needs the bytes.
+        if let Some(spool) = self.spool.clone() {
+            let kept = image.clone();
+            tokio::task::spawn_blocking(move || spool.put(&kept))
+                .await
+                .map_err(|_| RegistryError::Stopped)?
+                .map_err(|e| RegistryError::Spool(e.to_string()))?;
+        }
         let plan = UpdatePlan {
             id: UpdateId::from(id),
             component,

@@ -335,10 +335,14 @@ impl UpdateActor {
     }
 
     fn journal_now(&mut self) {
+        self.journaled = (self.record.phase, Instant::now());
+        // A start the SP refused left nothing to journal (and is forgotten).
+        if self.record.start_error.is_some() {
+            return;
+        }
         if let Some(journal) = &self.journal {
             journal.write(self.record.clone());
         }
-        self.journaled = (self.record.phase, Instant::now());
     }
 
     fn rpc(

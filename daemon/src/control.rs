@@ -582,6 +582,7 @@ pub fn registry_error(e: RegistryError) -> (ErrorCode, String) {
         RegistryError::Stopped => ErrorCode::ShuttingDown,
         RegistryError::Socket { .. } => ErrorCode::Internal,
         RegistryError::ImageUnreadable { .. } => ErrorCode::ImageUnreadable,
+        RegistryError::Spool(_) => ErrorCode::Internal,
         RegistryError::Update(u) => match u {
             UpdateError::Conflict { .. } => ErrorCode::UpdateConflict,
             UpdateError::AlreadyRunning { .. } => ErrorCode::UpdateRunning,

@@ -402,6 +402,17 @@ async fn history_survives_restarts_and_retention_shrinks_it_and_the_spool() {
     let rack = SimRack::start(rack_config).await.unwrap();
     let setup = Setup::new("history", &rack, "[updates]\nhistory = 2");
     let spool = setup.state().join("images");
+    // A start the SP refuses (no slot 9) leaves nothing behind.
+    let refused = uuid::Uuid::new_v4().to_string();
+    {
+        let image = setup.image("refused.img", &host_image(100_000, 9));
+        let daemon = setup.start().await;
+        let args = [
+            "update", "start", "sled-0", HBF, "--slot", "9", "--image", &image, "--id", &refused,
+        ];
+        assert_eq!(mgsctl(&setup.socket(), &args).await.0, 5);
+        daemon.term().await;
+    }
     let mut ids = Vec::new();
     for n in 0..3 {
         let image = setup.image(&format!("host-{n}.img"), &host_image(200_000, 10 + n));
@@ -437,6 +448,7 @@ async fn history_survives_restarts_and_retention_shrinks_it_and_the_spool() {
     // The forgotten update's id is unknown now; its image left the spool.
     let (code, _, _) = mgsctl(&setup.socket(), &["watch", &ids[0]]).await;
     assert_eq!(code, 4);
+    assert_eq!(mgsctl(&setup.socket(), &["watch", &refused]).await.0, 4);
     let spooled = std::fs::read_dir(&spool).unwrap().count();
     assert_eq!(spooled, 2);
     // The human table shows them too.
