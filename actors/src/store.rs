@@ -260,6 +260,10 @@ impl Store {
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    /// Held while an image is written or the spool pruned: many clients
+    /// starting updates of one new image write it once, and pruning never
+    /// takes a file being written.
+    busy: Arc<std::sync::Mutex<()>>,
 }
 
 impl Spool {
@@ -270,7 +274,10 @@ impl Spool {
             path: dir.clone(),
             source,
         })?;
-        Ok(Spool { dir })
+        Ok(Spool {
+            dir,
+            busy: Arc::default(),
+        })
     }
 
     /// Where the image with `hash` lives.
@@ -281,6 +288,7 @@ impl Spool {
     /// Keep `image`, unless it is kept already: written to a temporary
     /// name, synced, renamed into place, the directory synced.
     pub fn put(&self, image: &Image) -> Result<(), StoreError> {
+        let _alone = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.path(&image.hash);
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == image.len() as u64) {
             return Ok(());
@@ -338,6 +346,7 @@ impl Spool {
     /// Remove every spooled image but those in `keep` (and leave files
     /// moved aside alone); the paths removed.
     pub fn retain(&self, keep: &HashSet<ImageHash>) -> Result<Vec<PathBuf>, StoreError> {
+        let _alone = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let io = |source| StoreError::Io {
             path: self.dir.clone(),
             source,
@@ -450,9 +459,13 @@ mod tests {
         let images = ImageStore::default();
         let a = images.insert(vec![1; 5000]);
         let b = images.insert(vec![2; 7000]);
-        spool.put(&a).unwrap();
+        // Many starts of one new image at once: one file, no clash.
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| spool.put(&a).unwrap());
+            }
+        });
         spool.put(&b).unwrap();
-        spool.put(&a).unwrap();
         let (ha, hb) = (a.hash, b.hash);
         drop((a, b));
         let fresh = ImageStore::default();
