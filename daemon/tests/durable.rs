@@ -149,6 +149,32 @@ async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool)
     }
 }
 
+/// A realistic SP, the daemon, and an update of `len` bytes started on it
+/// and past byte `past`.
+async fn update_under_way(
+    name: &str,
+    extra: &str,
+    len: usize,
+    past: u64,
+) -> (SimRack, Setup, Daemon, String) {
+    let rack = SimRack::start(realistic(1)).await.unwrap();
+    let setup = Setup::new(name, &rack, extra);
+    let image = setup.image("host.img", &host_image(len, len / MIB));
+    let daemon = setup.start().await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let start = [
+        "update", "start", "sled-0", HBF, "--image", &image, "--id", &id,
+    ];
+    setup.ok(&start).await;
+    until(
+        "delivery is under way",
+        Duration::from_secs(30),
+        async || setup.delivery("sled-0").await["bytes_acked"].as_u64() > Some(past),
+    )
+    .await;
+    (rack, setup, daemon, id)
+}
+
 #[actix::test]
 async fn sigkill_at_twenty_moments_never_starts_an_update_over() {
     let rack = SimRack::start(realistic(1)).await.unwrap();
@@ -228,20 +254,8 @@ async fn sigkill_at_twenty_moments_never_starts_an_update_over() {
 
 #[actix::test]
 async fn sigterm_mid_update_exits_in_time_and_the_next_start_finishes_it() {
-    let rack = SimRack::start(realistic(1)).await.unwrap();
-    let setup = Setup::new("term", &rack, "[shutdown]\ntimeout_ms = 2000");
-    let image = setup.image("host.img", &host_image(4 * MIB, 2));
-    let daemon = setup.start().await;
-    let id = uuid::Uuid::new_v4().to_string();
-    setup
-        .ok(&[
-            "update", "start", "sled-0", HBF, "--image", &image, "--id", &id,
-        ])
-        .await;
-    until("a megabyte is in", Duration::from_secs(30), async || {
-        setup.delivery("sled-0").await["bytes_acked"].as_u64() > Some(MIB as u64)
-    })
-    .await;
+    let (rack, setup, daemon, id) =
+        update_under_way("term", "[shutdown]\ntimeout_ms = 2000", 4 * MIB, MIB as u64).await;
     let (took, code) = daemon.term().await;
     assert!(took < Duration::from_millis(2500), "stopping took {took:?}");
     assert_eq!(code, Some(0));
@@ -263,20 +277,7 @@ async fn sigterm_mid_update_exits_in_time_and_the_next_start_finishes_it() {
 
 #[actix::test]
 async fn an_sp_reset_while_mgsd_is_down_fails_the_update_and_sends_nothing() {
-    let rack = SimRack::start(realistic(1)).await.unwrap();
-    let setup = Setup::new("reset", &rack, "");
-    let image = setup.image("host.img", &host_image(2 * MIB, 3));
-    let daemon = setup.start().await;
-    let id = uuid::Uuid::new_v4().to_string();
-    setup
-        .ok(&[
-            "update", "start", "sled-0", HBF, "--image", &image, "--id", &id,
-        ])
-        .await;
-    until("delivering", Duration::from_secs(30), async || {
-        setup.delivery("sled-0").await["bytes_acked"].as_u64() > Some(100_000)
-    })
-    .await;
+    let (rack, setup, daemon, id) = update_under_way("reset", "", 2 * MIB, 100_000).await;
     daemon.kill9().await;
     rack.sps[0].reset_now();
     let prepares = rack.sps[0].fault_stats().prepares;
