@@ -7,9 +7,18 @@
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+/// `pread`, retried when interrupted.
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
 
 /// SHA-256 of an image.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,26 +134,38 @@ impl ImageStore {
         images.get(hash).and_then(Weak::upgrade)
     }
 
-    /// Load the regular file at `path`, at most `max_len` bytes. Blocking:
+    /// Load the image in the open `file` (a descriptor a client passed):
+    /// a regular file of at most `max_len` bytes, else an
+    /// `InvalidInput` error saying why, before anything is read. Reads at
+    /// offsets, so the sender's file position does not matter. Blocking:
     /// call it off the actor threads. Loads of the same file (device,
     /// inode, size, modification time) that overlap share one reading.
-    pub fn load_file(&self, path: &Path, max_len: u64) -> std::io::Result<Arc<Image>> {
+    pub fn load(&self, file: &std::fs::File, max_len: u64) -> std::io::Result<Arc<Image>> {
         use std::io::{Error, ErrorKind};
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-        // Non-blocking, so naming a FIFO (or a device) cannot hang us in
-        // open(2); it is refused below as not a regular file.
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)?;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            let what = if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_char_device() || kind.is_block_device() {
+                "a device"
+            } else if kind.is_socket() {
+                "a socket"
+            } else if kind.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("the image must be a regular file; this is {what}"),
+            ));
         }
         if meta.len() > max_len {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("{} bytes; at most {max_len} fit", meta.len()),
+                format!("the image is {} bytes; at most {max_len} fit", meta.len()),
             ));
         }
         let key = (
@@ -160,7 +181,7 @@ impl ImageStore {
         };
         let loaded = shared
             .get_or_init(|| {
-                self.read(&mut file, max_len)
+                self.read(file, meta.len(), max_len)
                     .map_err(|e| (e.kind(), e.to_string()))
             })
             .clone();
@@ -172,15 +193,22 @@ impl ImageStore {
     }
 
     /// Hash `file` as it streams; read it into memory only if no image
-    /// with that hash is held.
-    fn read(&self, file: &mut std::fs::File, max_len: u64) -> std::io::Result<Arc<Image>> {
-        use std::io::{Error, ErrorKind, Seek};
+    /// with that hash is held. Never more than `max_len` bytes.
+    fn read(&self, file: &std::fs::File, len: u64, max_len: u64) -> std::io::Result<Arc<Image>> {
+        use std::io::{Error, ErrorKind};
+        let too_big = || Error::new(ErrorKind::InvalidInput, "the file grew past the limit");
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0u64;
         loop {
-            match file.read(&mut buf)? {
-                0 => break,
-                n => h.update(&buf[..n]),
+            let n = read_at(file, &mut buf, at)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            at += n as u64;
+            if at > max_len {
+                return Err(too_big());
             }
         }
         let hash = ImageHash(h.finalize().into());
@@ -192,14 +220,16 @@ impl ImageStore {
         if let Some(held) = self.get(&hash) {
             return Ok(held);
         }
-        file.rewind()?;
-        let mut data = Vec::with_capacity(file.metadata()?.len().min(max_len) as usize);
-        file.take(max_len + 1).read_to_end(&mut data)?;
-        if data.len() as u64 > max_len {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "the file grew past the limit",
-            ));
+        let mut data = Vec::with_capacity(len.min(max_len) as usize);
+        loop {
+            let n = read_at(file, &mut buf, data.len() as u64)?;
+            if n == 0 {
+                break;
+            }
+            if (data.len() + n) as u64 > max_len {
+                return Err(too_big());
+            }
+            data.extend_from_slice(&buf[..n]);
         }
         // Hashed again as read: if the file changed since the first pass,
         // what was read is what counts.
@@ -248,6 +278,7 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn one_copy_per_image_freed_with_its_last_user() {
@@ -270,30 +301,38 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("a.img");
         std::fs::write(&path, [5u8; 1000]).unwrap();
-        let a = store.load_file(&path, 1000).unwrap();
-        let b = store.load_file(&path, 1000).unwrap();
+        let open = |p: &std::path::Path| std::fs::File::open(p).unwrap();
+        let a = store.load(&open(&path), 1000).unwrap();
+        let b = store.load(&open(&path), 1000).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.hash, store.insert(vec![5; 1000]).hash);
-        let e = store.load_file(&path, 999).unwrap_err();
+        let e = store.load(&open(&path), 999).unwrap_err();
         assert!(e.to_string().contains("at most 999"), "{e}");
-        let e = store.load_file(&dir, 1000).unwrap_err();
-        assert!(e.to_string().contains("not a regular file"), "{e}");
-        // A FIFO with no writer: refused at once, not waited on.
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        let e = store.load(&open(&dir), 1000).unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+        let e = store.load(&open(Path::new("/dev/zero")), u64::MAX).unwrap_err();
+        assert!(e.to_string().contains("a device"), "{e}");
+        // A FIFO: refused at once, not read.
         let fifo = dir.join("fifo");
         assert!(std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap()
             .success());
-        let e = store.load_file(&fifo, 1000).unwrap_err();
-        assert!(e.to_string().contains("not a regular file"), "{e}");
-        assert!(store.load_file(&dir.join("none"), 1000).is_err());
+        let rw = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        let e = store.load(&rw, 1000).unwrap_err();
+        assert!(e.to_string().contains("a FIFO"), "{e}");
+        // Descriptor's position does not matter.
+        let mut moved = open(&path);
+        std::io::Seek::seek(&mut moved, std::io::SeekFrom::Start(500)).unwrap();
+        assert!(Arc::ptr_eq(&store.load(&moved, 1000).unwrap(), &a));
         // Many clients naming one new image at once: one copy.
         let big = dir.join("b.img");
         std::fs::write(&big, vec![9u8; 4 << 20]).unwrap();
         let loaded: Vec<_> = std::thread::scope(|s| {
             let loads: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| store.load_file(&big, 8 << 20).unwrap()))
+                .map(|_| s.spawn(|| store.load(&open(&big), 8 << 20).unwrap()))
                 .collect();
             loads.into_iter().map(|l| l.join().unwrap()).collect()
         });

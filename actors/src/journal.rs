@@ -5,7 +5,7 @@
 //! forget; shutdown waits for it to be done. Messages are handled in the
 //! order sent, so a `Flush` answered means every earlier write is in.
 
-use crate::store::Store;
+use crate::store::{AuditEntry, Store};
 use crate::update_state::UpdateRecord;
 use actix::prelude::*;
 use std::sync::Mutex;
@@ -30,6 +30,59 @@ pub struct Write(pub UpdateRecord);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Forget(pub Vec<uuid::Uuid>);
+
+/// Append an audit entry.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Audit(pub AuditEntry);
+
+/// Audit entries since a time (Unix ms), newest first, at most so many.
+#[derive(Message)]
+#[rtype(result = "Vec<AuditEntry>")]
+pub struct AuditLog {
+    /// Only entries at or after this (Unix ms).
+    pub since_unix_ms: u64,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Forget audit entries older than this (Unix ms), and the oldest beyond
+/// [`crate::store::AUDIT_KEEP`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PruneAudit(pub u64);
+
+impl Handler<Audit> for Journal {
+    type Result = ();
+    fn handle(&mut self, msg: Audit, _: &mut SyncContext<Self>) {
+        if let Err(e) = self.store.audit(&msg.0) {
+            error!(error = %e, "could not store the audit entry");
+        }
+    }
+}
+
+impl Handler<AuditLog> for Journal {
+    type Result = MessageResult<AuditLog>;
+    fn handle(&mut self, msg: AuditLog, _: &mut SyncContext<Self>) -> Self::Result {
+        MessageResult(
+            self.store
+                .audit_log(msg.since_unix_ms, msg.limit)
+                .unwrap_or_else(|e| {
+                    error!(error = %e, "could not read the audit log");
+                    Vec::new()
+                }),
+        )
+    }
+}
+
+impl Handler<PruneAudit> for Journal {
+    type Result = ();
+    fn handle(&mut self, msg: PruneAudit, _: &mut SyncContext<Self>) {
+        if let Err(e) = self.store.prune_audit(msg.0) {
+            error!(error = %e, "could not prune the audit log");
+        }
+    }
+}
 
 /// Answered once every earlier message is handled.
 #[derive(Message)]
@@ -96,6 +149,27 @@ impl JournalHandle {
         if !ids.is_empty() {
             self.addr.do_send(Forget(ids));
         }
+    }
+
+    /// Store an audit entry (in the background).
+    pub fn audit(&self, entry: AuditEntry) {
+        self.addr.do_send(Audit(entry));
+    }
+
+    /// Audit entries at or after `since_unix_ms`, newest first.
+    pub async fn audit_log(&self, since_unix_ms: u64, limit: usize) -> Vec<AuditEntry> {
+        self.addr
+            .send(AuditLog {
+                since_unix_ms,
+                limit,
+            })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Forget audit entries older than `before_unix_ms` (in the background).
+    pub fn prune_audit(&self, before_unix_ms: u64) {
+        self.addr.do_send(PruneAudit(before_unix_ms));
     }
 
     /// Wait until everything sent so far is written.

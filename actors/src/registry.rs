@@ -115,14 +115,9 @@ pub enum RegistryError {
     /// SP communication failure.
     #[error(transparent)]
     Rpc(#[from] RpcError),
-    /// The image file cannot be used.
-    #[error("image {path}: {message}")]
-    ImageUnreadable {
-        /// The path the client named.
-        path: String,
-        /// Why.
-        message: String,
-    },
+    /// The image's descriptor cannot be read.
+    #[error("cannot read the image: {0}")]
+    ImageUnreadable(String),
     /// The image could not be kept in the state directory's spool.
     #[error("cannot keep the image for a restart: {0}")]
     Spool(String),
@@ -302,6 +297,8 @@ impl Registry {
         }
         if let Some(j) = &self.journal {
             j.forget(forgotten);
+            // The audit log ages out with the history.
+            j.prune_audit(too_old.unwrap_or(0));
         }
         let Some(spool) = self.spool.clone() else {
             return;
@@ -718,6 +715,22 @@ impl RegistryHandle {
         Ok(running.iter().map(UpdateHandle::record).collect())
     }
 
+    /// Keep an audit entry, where there is a state directory.
+    pub fn audit(&self, entry: crate::store::AuditEntry) {
+        if let Some(j) = &self.journal {
+            j.audit(entry);
+        }
+    }
+
+    /// Audit entries at or after `since_unix_ms`, newest first (none
+    /// without a state directory).
+    pub async fn audit_log(&self, since_unix_ms: u64, limit: usize) -> Vec<crate::store::AuditEntry> {
+        match &self.journal {
+            Some(j) => j.audit_log(since_unix_ms, limit).await,
+            None => Vec::new(),
+        }
+    }
+
     /// Finished updates, newest first.
     pub async fn history(&self, query: History) -> Result<Vec<UpdateRecord>, RegistryError> {
         Ok(self.registry.send(query).await?)
@@ -793,46 +806,45 @@ impl RegistryHandle {
             .await
     }
 
-    /// [`RegistryHandle::start_update`] with the image in the file at
-    /// `path`, read only once the SP and component are known good, and
-    /// not at all if the store holds it already.
-    pub async fn start_update_file(
+    /// [`RegistryHandle::start_update`] with the image in `file`, a
+    /// descriptor the client opened with its own rights (the daemon never
+    /// opens a path a client names). Checked before it is read: a regular
+    /// file that fits the component. Read only once the SP and component
+    /// are known good, and not kept twice if the store holds it already.
+    pub async fn start_update_fd(
         &self,
         sp: &str,
         component: &str,
         slot: u16,
         id: uuid::Uuid,
-        path: &std::path::Path,
+        file: std::fs::File,
     ) -> Result<UpdateRecord, RegistryError> {
         let component = parse_updatable(component)?;
         let sp = self.sp(sp).await?;
         let max = self.max_image_len(component);
-        let (images, file, spool) = (self.images.clone(), path.to_path_buf(), self.spool.clone());
-        let image = tokio::task::spawn_blocking(move || {
-            let image = images.load_file(&file, max).map_err(|e| e.to_string())?;
-            if let Some(spool) = spool {
-                spool
-                    .put(&image)
-                    .map_err(|e| format!("cannot keep it in the spool: {e}"))?;
-            }
-            Ok::<_, String>(image)
-        })
-        .await
-        .map_err(|_| RegistryError::Stopped)?
-        .map_err(|message| RegistryError::ImageUnreadable {
-            path: path.display().to_string(),
-            message,
-        })?;
+        let images = self.images.clone();
+        let image = tokio::task::spawn_blocking(move || images.load(&file, max))
+            .await
+            .map_err(|_| RegistryError::Stopped)?
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidInput => {
+                    RegistryError::from(UpdateError::BadImage(format!("{component}: {e}")))
+                }
+                _ => RegistryError::ImageUnreadable(e.to_string()),
+            })?;
         self.start_update_image(&sp, component, slot, id, image)
             .await
     }
 
     /// The largest image `component` takes.
-    fn max_image_len(&self, component: SpComponent) -> u64 {
+    pub fn max_image_len(&self, component: SpComponent) -> u64 {
+        let d = &self.settings.delivery;
         if component == SpComponent::HOST_CPU_BOOT_FLASH {
-            u64::from(self.settings.delivery.host_flash_capacity_mib) * 1024 * 1024
+            u64::from(d.host_flash_capacity_mib) * 1024 * 1024
+        } else if component == SpComponent::SP_ITSELF {
+            u64::from(d.sp_image_capacity_kib) * 1024
         } else {
-            u64::from(u32::MAX)
+            u64::from(d.rot_image_capacity_kib) * 1024
         }
     }
 

@@ -138,6 +138,9 @@ pub struct SpInfo {
     /// When the SP last answered (refreshed every discovery interval).
     #[serde(skip)]
     pub last_heard: Option<Instant>,
+    /// The SP's last `SpState` answer and when it came.
+    #[serde(skip)]
+    pub state: Option<(Instant, SpResponse)>,
 }
 
 impl SpInfo {
@@ -302,7 +305,10 @@ pub struct SpActor {
     armed: Option<Instant>,
     pump_waker: Option<Waker>,
     pumping: bool,
+    /// A discovery or `SpState` request is under way.
     discovering: bool,
+    /// Told when the `SpState` under way is answered (or not).
+    state_waiters: Vec<oneshot::Sender<()>>,
     /// Mirrors of what is published, read on every datagram.
     reachable: bool,
     identified: bool,
@@ -350,6 +356,7 @@ impl SpHandle {
             srtt_us: None,
             rto_us: settings.rpc.per_attempt_timeout.as_micros() as u64,
             last_heard: None,
+            state: None,
         });
         let actor = SpActor {
             name: name.clone(),
@@ -369,6 +376,7 @@ impl SpHandle {
             pump_waker: None,
             pumping: false,
             discovering: false,
+            state_waiters: Vec::new(),
             reachable: false,
             identified: false,
             last_heard: None,
@@ -403,6 +411,17 @@ impl SpHandle {
             .await
             .ok()?;
         known.identity.clone()
+    }
+
+    /// What the SP actor knows, its `SpState` answer at most `max_age`
+    /// old if the SP is reachable and answers (else as old as it is).
+    /// Overlapping calls share one request; none is sent if the answer is
+    /// fresh enough.
+    pub async fn state(&self, max_age: Duration) -> SpInfo {
+        if let Ok(rx) = self.addr.send(RefreshState { max_age }).await {
+            let _ = rx.await;
+        }
+        self.info()
     }
 
     /// Send `request` with the ordinary patience.
@@ -838,6 +857,7 @@ impl SpActor {
                 Ok(_) => self.submit(MgsRequest::SpState, RpcKind::Normal, Reply::State),
                 Err(_) => {
                     self.discovering = false;
+                    self.state_waiters.clear();
                     if self.reachable {
                         warn!("SP did not answer discovery");
                         self.set_reachable(false);
@@ -849,6 +869,9 @@ impl SpActor {
                 if let Ok((response, _)) = result {
                     self.identified(&response);
                 }
+                // Dropped senders wake the waiters: answered or not, they
+                // read what is published now.
+                self.state_waiters.clear();
             }
             Reply::Version(component) => {
                 if let Ok((_, value)) = result {
@@ -893,7 +916,10 @@ impl SpActor {
             crate::metrics::discovered(self.name.as_str(), self.created.elapsed());
         }
         let rot_slot = identity.rot_active_slot.unwrap_or(0);
-        self.info.send_modify(|i| i.identity = Some(identity));
+        self.info.send_modify(|i| {
+            i.identity = Some(identity);
+            i.state = Some((Instant::now(), *response));
+        });
         for (component, slot) in [(SpComponent::SP_ITSELF, 0), (SpComponent::ROT, rot_slot)] {
             let request = MgsRequest::ReadComponentCaboose {
                 component,
@@ -1135,6 +1161,37 @@ impl Actor for SpActor {
             self.finish(id, Err(RpcError::Stopped { sp }));
         }
         self.stream = None;
+    }
+}
+
+/// Make the published state at most `max_age` old if the SP answers:
+/// the receiver closes once it is (at once if it already is, or if the
+/// SP is unreachable). Questions that overlap share one `SpState`.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+struct RefreshState {
+    max_age: Duration,
+}
+
+impl Handler<RefreshState> for SpActor {
+    type Result = MessageResult<RefreshState>;
+    fn handle(&mut self, msg: RefreshState, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let fresh = self
+            .info
+            .borrow()
+            .state
+            .is_some_and(|(at, _)| at.elapsed() <= msg.max_age);
+        if fresh || !self.reachable {
+            return MessageResult(rx);
+        }
+        self.state_waiters.push(tx);
+        if !self.discovering {
+            let _in_span = self.span.clone().entered();
+            self.discovering = true;
+            self.submit(MgsRequest::SpState, RpcKind::Normal, Reply::State);
+        }
+        MessageResult(rx)
     }
 }
 

@@ -85,7 +85,7 @@ pub struct Store {
 }
 
 /// Schema version in `PRAGMA user_version`.
-const SCHEMA: i64 = 1;
+const SCHEMA: i64 = 2;
 
 impl Store {
     /// Open (or create) `dir/mgsd.db`. A database SQLite cannot use is
@@ -160,7 +160,13 @@ impl Store {
                  record TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS updates_finished ON updates(finished_unix_ms);
-             PRAGMA user_version = 1;",
+             CREATE TABLE IF NOT EXISTS audit (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 time_unix_ms INTEGER NOT NULL,
+                 entry TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS audit_time ON audit(time_unix_ms);
+             PRAGMA user_version = 2;",
         )
         .map_err(db)?;
         Ok(Store {
@@ -253,6 +259,89 @@ impl Store {
             .map_err(self.db())?;
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
+}
+
+/// Audit entries kept at most, whatever their age.
+pub const AUDIT_KEEP: i64 = 100_000;
+
+impl Store {
+    /// Append an audit entry.
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let json = serde_json::to_string(entry).expect("entries serialise");
+        self.conn
+            .execute(
+                "INSERT INTO audit (time_unix_ms, entry) VALUES (?1, ?2)",
+                params![entry.time_unix_ms as i64, json],
+            )
+            .map(|_| ())
+            .map_err(self.db())
+    }
+
+    /// Audit entries at or after `since_unix_ms`, newest first, at most
+    /// `limit`.
+    pub fn audit_log(&self, since_unix_ms: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT entry FROM audit WHERE time_unix_ms >= ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(
+                params![since_unix_ms.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64],
+                |row| row.get::<_, String>(0),
+            )
+            .map_err(self.db())?;
+        let mut entries = Vec::new();
+        for row in rows {
+            // An entry that does not parse is skipped, not deleted.
+            if let Ok(e) = serde_json::from_str(&row.map_err(self.db())?) {
+                entries.push(e);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Forget audit entries older than `before_unix_ms`, and all but the
+    /// newest [`AUDIT_KEEP`].
+    pub fn prune_audit(&self, before_unix_ms: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM audit WHERE time_unix_ms < ?1
+                 OR seq <= (SELECT MAX(seq) FROM audit) - ?2",
+                params![before_unix_ms.min(i64::MAX as u64) as i64, AUDIT_KEEP],
+            )
+            .map(|_| ())
+            .map_err(self.db())
+    }
+}
+
+/// One operate command, or one refusal, on the control socket: who asked
+/// (the peer's credentials from the kernel), what, and what came of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// When it was answered.
+    pub time_unix_ms: u64,
+    /// The peer's user id.
+    pub uid: u32,
+    /// The peer's primary group id.
+    pub gid: u32,
+    /// The peer's process id (at connect time).
+    pub pid: Option<i32>,
+    /// The command (`update_start`, …; `connect` for a refused connection).
+    pub command: String,
+    /// The SP as the client named it.
+    pub sp: Option<String>,
+    /// The component.
+    pub component: Option<String>,
+    /// The update's id.
+    pub update_id: Option<uuid::Uuid>,
+    /// The image's SHA-256 (hex), once read.
+    pub image_sha256: Option<String>,
+    /// `ok`, or the error code.
+    pub result: String,
+    /// The error message, if any.
+    pub message: Option<String>,
 }
 
 /// The image spool: `dir/images/<sha256>`, each written atomically and

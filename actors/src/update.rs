@@ -41,6 +41,11 @@ pub struct DeliverySettings {
     /// Host-flash device size the SP hashes (MiB); also the largest
     /// host-flash image.
     pub host_flash_capacity_mib: u32,
+    /// Largest SP image (KiB): a bigger one is refused before it is read
+    /// or the SP asked.
+    pub sp_image_capacity_kib: u32,
+    /// Largest RoT or stage0 image (KiB), likewise.
+    pub rot_image_capacity_kib: u32,
     /// Read the host-flash hash back after an update and compare.
     pub verify_host_flash_hash: bool,
 }
@@ -50,6 +55,8 @@ impl Default for DeliverySettings {
         Self {
             status_poll_interval: Duration::from_millis(500),
             host_flash_capacity_mib: 32,
+            sp_image_capacity_kib: 2048,
+            rot_image_capacity_kib: 256,
             verify_host_flash_hash: true,
         }
     }

@@ -1,133 +1,304 @@
 //! The control protocol, shared by the server and `mgsctl`: one JSON object
 //! per line each way. See `docs/control-protocol.md`.
 
+use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Version of this protocol; requests may carry `"v"`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+// Each command's fields are declared once, here: `serde` reads them off
+// the wire (rejecting unknown fields), `clap` makes them `mgsctl`'s
+// arguments.
+
+/// No fields.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// One SP.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpArgs {
+    /// SP name or serial number.
+    pub sp: String,
+}
+
+/// One component of one SP.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// Component: sp, host-boot-flash, rot, stage0.
+    pub component: String,
+}
+
+/// `caboose`.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CabooseArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// Component.
+    #[arg(long, default_value = "sp")]
+    #[serde(default = "default_sp_component")]
+    pub component: String,
+    /// Slot (0: the running image).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub slot: u16,
+    /// One key (BORD, GITC, NAME, VERS); all four by default.
+    #[arg(long)]
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// `power_set`.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerSetArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// A0 (on) or A2 (off).
+    pub state: String,
+}
+
+/// `slot_set`.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotSetArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// Component.
+    pub component: String,
+    /// Slot.
+    pub slot: u16,
+    /// Also make it the persistent choice.
+    #[arg(long)]
+    #[serde(default)]
+    pub persist: bool,
+}
+
+/// `reset`.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// Component (`sp` reboots the SP).
+    #[arg(default_value = "sp")]
+    #[serde(default = "default_sp_component")]
+    pub component: String,
+}
+
+/// `update_start`. The image travels as an open file descriptor sent
+/// with the request line (`SCM_RIGHTS`), never as a path.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStartArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// Component: sp, host-boot-flash, rot, stage0.
+    pub component: String,
+    /// Target slot.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub slot: u16,
+    /// Update id (UUID); chosen for you if absent. Starting again with the
+    /// same id and image is safe.
+    #[arg(long)]
+    #[serde(default)]
+    pub id: Option<uuid::Uuid>,
+}
+
+/// `update_abort`.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAbortArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// Component.
+    pub component: String,
+    /// Update id.
+    pub id: uuid::Uuid,
+}
+
+/// `history`.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryArgs {
+    /// Only this SP's (name or serial number).
+    #[arg(long)]
+    #[serde(default)]
+    pub sp: Option<String>,
+    /// Only this component's.
+    #[arg(long)]
+    #[serde(default)]
+    pub component: Option<String>,
+    /// Only those finished since: a time (2026-11-25T10:00:00Z) or how
+    /// long ago (90m, 12h, 7d). On the wire: Unix ms.
+    #[arg(long = "since", value_name = "WHEN", value_parser = parse_since)]
+    #[serde(default)]
+    pub since_unix_ms: Option<u64>,
+    /// At most this many.
+    #[arg(long, default_value_t = DEFAULT_LIMIT)]
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+/// `audit`.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditArgs {
+    /// Only entries since: a time (2026-11-25T10:00:00Z) or how long ago
+    /// (90m, 12h, 7d). On the wire: Unix ms.
+    #[arg(long = "since", value_name = "WHEN", value_parser = parse_since)]
+    #[serde(default)]
+    pub since_unix_ms: Option<u64>,
+    /// At most this many.
+    #[arg(long, default_value_t = DEFAULT_LIMIT)]
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+/// `watch`.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchArgs {
+    /// Only this update (until it ends); every update if absent.
+    #[serde(default)]
+    pub id: Option<uuid::Uuid>,
+}
+
+/// Rows `history` and `audit` return unless told.
+pub const DEFAULT_LIMIT: usize = 50;
+
+/// Rows `history` and `audit` return at most.
+pub const MAX_LIMIT: usize = 10_000;
+
+fn default_limit() -> usize {
+    DEFAULT_LIMIT
+}
+
+/// A point in time as Unix ms: RFC 3339 (`2026-11-25T10:00:00Z`), or a
+/// span ago (`90m`, `12h`, `7d`).
+pub fn parse_since(text: &str) -> Result<u64, String> {
+    let at = match humantime::parse_rfc3339_weak(text) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(text).map_err(|_| {
+                format!("{text:?}: give a time (2026-11-25T10:00:00Z) or a span ago (12h, 7d)")
+            })?;
+            std::time::SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| format!("{text:?} is too long ago"))?
+        }
+    };
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64))
+}
+
 /// A request: `{"cmd": "...", ...fields}`, plus optional `"v"` and
 /// `"request_id"` (any JSON value, echoed in the response).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     /// Daemon and protocol versions.
-    Version,
+    Version(NoArgs),
     /// Liveness and a summary.
-    Health,
+    Health(NoArgs),
     /// Every SP with reachability, identity and firmware versions.
-    List,
-    /// One SP's state.
-    State {
-        /// SP name or serial.
-        sp: String,
-    },
+    List(NoArgs),
+    /// One SP's state, as its actor last read it.
+    State(SpArgs),
     /// Caboose values of a component slot.
-    Caboose {
-        /// SP name or serial.
-        sp: String,
-        /// Component (default `sp`).
-        #[serde(default = "default_sp_component")]
-        component: String,
-        /// Slot (default 0: the running image).
-        #[serde(default)]
-        slot: u16,
-        /// One key (`BORD`, `GITC`, `NAME`, `VERS`); all four by default.
-        #[serde(default)]
-        key: Option<String>,
-    },
+    Caboose(CabooseArgs),
     /// Host power state.
-    PowerGet {
-        /// SP name or serial.
-        sp: String,
-    },
-    /// Set the host power state (`A0` or `A2`).
-    PowerSet {
-        /// SP name or serial.
-        sp: String,
-        /// `A0`, `A1` or `A2`.
-        state: String,
-    },
+    PowerGet(SpArgs),
+    /// Set the host power state.
+    PowerSet(PowerSetArgs),
     /// Active and persistent slot of a component.
-    SlotGet {
-        /// SP name or serial.
-        sp: String,
-        /// Component.
-        component: String,
-    },
-    /// Set the active slot (and persist it with `persist`).
-    SlotSet {
-        /// SP name or serial.
-        sp: String,
-        /// Component.
-        component: String,
-        /// Slot.
-        slot: u16,
-        /// Also make it the persistent choice.
-        #[serde(default)]
-        persist: bool,
-    },
-    /// Reset a component (`sp` reboots the SP).
-    Reset {
-        /// SP name or serial.
-        sp: String,
-        /// Component (default `sp`).
-        #[serde(default = "default_sp_component")]
-        component: String,
-    },
+    SlotGet(ComponentArgs),
+    /// Set the active slot.
+    SlotSet(SlotSetArgs),
+    /// Reset a component.
+    Reset(ResetArgs),
     /// Start an update; returns once the SP accepted the prepare.
-    UpdateStart {
-        /// SP name or serial.
-        sp: String,
-        /// Component: `sp`, `host-boot-flash`, `rot`, `stage0`.
-        component: String,
-        /// Target slot (default 0).
-        #[serde(default)]
-        slot: u16,
-        /// Path of the image, readable by the daemon.
-        image: String,
-        /// Update id (a UUID); the daemon picks one if absent.
-        #[serde(default)]
-        id: Option<uuid::Uuid>,
-    },
+    UpdateStart(UpdateStartArgs),
     /// The SP's update status merged with the daemon's delivery view.
-    UpdateStatus {
-        /// SP name or serial.
-        sp: String,
-        /// Component.
-        component: String,
-    },
+    UpdateStatus(ComponentArgs),
     /// Abort an update (the SP aborts only its current update).
-    UpdateAbort {
-        /// SP name or serial.
-        sp: String,
-        /// Component.
-        component: String,
-        /// Update id.
-        id: uuid::Uuid,
-    },
+    UpdateAbort(UpdateAbortArgs),
     /// Finished updates, newest first.
-    History {
-        /// Only this SP's (name or serial).
-        #[serde(default)]
-        sp: Option<String>,
-        /// Only this component's.
-        #[serde(default)]
-        component: Option<String>,
-        /// Only those finished at or after this (Unix ms).
-        #[serde(default)]
-        since_unix_ms: Option<u64>,
-        /// At most this many (default 50).
-        #[serde(default)]
-        limit: Option<usize>,
-    },
+    History(HistoryArgs),
+    /// Operate commands and refusals, newest first.
+    Audit(AuditArgs),
     /// Stream progress events of one update (until it ends) or of all.
-    Watch {
-        /// Only this update.
-        #[serde(default)]
-        id: Option<uuid::Uuid>,
-    },
+    Watch(WatchArgs),
+}
+
+/// Who may send a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// Looks only.
+    Read,
+    /// Changes an SP (and is audited).
+    Operate,
+}
+
+impl Command {
+    /// Stable name (the wire's `cmd`, metric label, audit).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Version(_) => "version",
+            Command::Health(_) => "health",
+            Command::List(_) => "list",
+            Command::State(_) => "state",
+            Command::Caboose(_) => "caboose",
+            Command::PowerGet(_) => "power_get",
+            Command::PowerSet(_) => "power_set",
+            Command::SlotGet(_) => "slot_get",
+            Command::SlotSet(_) => "slot_set",
+            Command::Reset(_) => "reset",
+            Command::UpdateStart(_) => "update_start",
+            Command::UpdateStatus(_) => "update_status",
+            Command::UpdateAbort(_) => "update_abort",
+            Command::History(_) => "history",
+            Command::Audit(_) => "audit",
+            Command::Watch(_) => "watch",
+        }
+    }
+
+    /// Which peers may send it.
+    pub fn class(&self) -> Class {
+        match self {
+            Command::PowerSet(_)
+            | Command::SlotSet(_)
+            | Command::Reset(_)
+            | Command::UpdateStart(_)
+            | Command::UpdateAbort(_) => Class::Operate,
+            _ => Class::Read,
+        }
+    }
+
+    /// The SP, component and update id it names (for the audit).
+    pub fn target(&self) -> (Option<&str>, Option<&str>, Option<uuid::Uuid>) {
+        match self {
+            Command::PowerSet(a) => (Some(&a.sp), None, None),
+            Command::SlotSet(a) => (Some(&a.sp), Some(&a.component), None),
+            Command::Reset(a) => (Some(&a.sp), Some(&a.component), None),
+            Command::UpdateStart(a) => (Some(&a.sp), Some(&a.component), a.id),
+            Command::UpdateAbort(a) => (Some(&a.sp), Some(&a.component), Some(a.id)),
+            Command::State(a) | Command::PowerGet(a) => (Some(&a.sp), None, None),
+            Command::Caboose(a) => (Some(&a.sp), Some(&a.component), None),
+            Command::SlotGet(a) | Command::UpdateStatus(a) => (Some(&a.sp), Some(&a.component), None),
+            Command::Watch(a) => (None, None, a.id),
+            _ => (None, None, None),
+        }
+    }
 }
 
 fn default_sp_component() -> String {
@@ -177,6 +348,10 @@ pub enum ErrorCode {
     SpUnreachable,
     /// The daemon is stopping.
     ShuttingDown,
+    /// The peer's user and groups may not send this command.
+    PermissionDenied,
+    /// Too many connections: try again shortly.
+    Busy,
     /// Anything else.
     Internal,
 }
@@ -248,23 +423,47 @@ impl Response {
     }
 }
 
+/// A JSON object whose keys are all different (`serde_json` alone lets
+/// the last of two equal keys win, silently).
+struct UniqueKeys(serde_json::Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<UniqueKeys, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some((k, v)) = a.next_entry::<String, Value>()? {
+                    if map.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+                    }
+                    map.insert(k, v);
+                }
+                Ok(UniqueKeys(map))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// Parse one request line; on failure, the error response to send.
 pub fn parse_request(line: &str) -> Result<Request, Box<Response>> {
     let bad = |id: Option<Value>, code, msg: String| Box::new(Response::error(id, code, msg));
-    let value: Value = serde_json::from_str(line).map_err(|e| {
-        bad(
-            None,
-            ErrorCode::BadRequest,
-            format!("request is not valid JSON: {e}"),
-        )
+    if line.trim().is_empty() {
+        return Err(bad(None, ErrorCode::BadRequest, "empty request line".into()));
+    }
+    let UniqueKeys(mut map) = serde_json::from_str(line).map_err(|e| {
+        let what = if e.is_data() {
+            "request must be a JSON object with distinct keys"
+        } else {
+            "request is not valid JSON"
+        };
+        bad(None, ErrorCode::BadRequest, format!("{what}: {e}"))
     })?;
-    let Value::Object(mut map) = value else {
-        return Err(bad(
-            None,
-            ErrorCode::BadRequest,
-            "request must be a JSON object".into(),
-        ));
-    };
     let id = map.remove("request_id");
     match map.remove("v") {
         None => {}
@@ -284,6 +483,16 @@ pub fn parse_request(line: &str) -> Result<Request, Box<Response>> {
             id,
             ErrorCode::BadRequest,
             "request has no \"cmd\"".into(),
+        ));
+    }
+    if map.get("cmd") == Some(&Value::from("update_start")) && map.contains_key("image") {
+        return Err(bad(
+            id,
+            ErrorCode::BadRequest,
+            "update_start takes no \"image\" path: mgsd never opens files clients name. \
+             Send the open image file's descriptor with the request line (SCM_RIGHTS); \
+             see docs/control-protocol.md"
+                .into(),
         ));
     }
     let command = serde_json::from_value(Value::Object(map)).map_err(|e| {
@@ -312,13 +521,13 @@ mod tests {
         assert_eq!(r.request_id, Some(Value::from(7)));
         let id = uuid::Uuid::new_v4();
         let w = parse_request(&format!(r#"{{"cmd":"watch","id":"{id}"}}"#)).unwrap();
-        assert_eq!(w.command, Command::Watch { id: Some(id) });
+        assert_eq!(w.command, Command::Watch(WatchArgs { id: Some(id) }));
         assert_eq!(
             r.command,
-            Command::UpdateStatus {
+            Command::UpdateStatus(ComponentArgs {
                 sp: "sled-0".into(),
                 component: "rot".into()
-            }
+            })
         );
         let e = |line: &str| parse_request(line).unwrap_err().error.unwrap();
         assert_eq!(e("{").code, ErrorCode::BadRequest);
@@ -331,5 +540,32 @@ mod tests {
         let unknown = e(r#"{"cmd":"state","sp":"x","colour":"red"}"#);
         assert_eq!(unknown.code, ErrorCode::BadRequest);
         assert!(unknown.message.contains("colour"), "{}", unknown.message);
+        // Commands without fields reject unknown ones too.
+        for cmd in ["version", "health", "list"] {
+            let e = e(&format!(r#"{{"cmd":"{cmd}","verbose":true}}"#));
+            assert!(e.message.contains("verbose"), "{}", e.message);
+        }
+        let dup = e(r#"{"cmd":"list","cmd":"version"}"#);
+        assert!(dup.message.contains("duplicate key \"cmd\""), "{}", dup.message);
+        assert_eq!(e("  \t").code, ErrorCode::BadRequest);
+        let path = e(r#"{"cmd":"update_start","sp":"a","component":"sp","image":"/etc/shadow"}"#);
+        assert!(path.message.contains("descriptor"), "{}", path.message);
+    }
+
+    #[test]
+    fn every_command_round_trips_and_is_classed() {
+        let start = Command::UpdateStart(UpdateStartArgs {
+            sp: "sled-0".into(),
+            component: "sp".into(),
+            slot: 1,
+            id: None,
+        });
+        let line = serde_json::to_string(&start).unwrap();
+        assert_eq!(parse_request(&line).unwrap().command, start);
+        assert_eq!(start.class(), Class::Operate);
+        let list = parse_request(r#"{"cmd":"list"}"#).unwrap().command;
+        assert_eq!(list, Command::List(NoArgs {}));
+        assert_eq!(list.class(), Class::Read);
+        assert_eq!(serde_json::to_string(&list).unwrap(), r#"{"cmd":"list"}"#);
     }
 }

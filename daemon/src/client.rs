@@ -2,6 +2,8 @@
 
 use crate::api::{Command, Response, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -23,11 +25,36 @@ impl Client {
 
     /// Send `command` and read the first response line.
     pub fn request(&mut self, command: &Command) -> std::io::Result<Response> {
+        self.request_with(command, None)
+    }
+
+    /// Send `command` with the descriptor `fd` (the image of an
+    /// `update_start`) and read the first response line.
+    pub fn request_with(
+        &mut self,
+        command: &Command,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> std::io::Result<Response> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
         let mut value = serde_json::to_value(command)?;
         value["v"] = PROTOCOL_VERSION.into();
         let mut line = serde_json::to_vec(&value)?;
         line.push(b'\n');
-        self.writer.write_all(&line)?;
+        let mut sent = 0;
+        if let Some(fd) = fd {
+            // The descriptor travels with the line's first bytes.
+            let fds = [fd];
+            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            control.push(SendAncillaryMessage::ScmRights(&fds));
+            sent = rustix::net::sendmsg(
+                &self.writer,
+                &[std::io::IoSlice::new(&line)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )?;
+        }
+        self.writer.write_all(&line[sent..])?;
         self.next_response()?.ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,

@@ -47,18 +47,60 @@ pub struct Config {
 pub struct ControlConfig {
     /// Unix socket path (default `/run/mgsd/mgsd.sock`).
     pub socket: PathBuf,
-    /// Socket file mode, octal text (default `"0660"`).
+    /// Socket file mode, octal text (default `"0666"`: anyone may
+    /// connect; what they may do is decided by `[control.access]` from
+    /// the peer's credentials).
     pub socket_mode: String,
-    /// Longest request line accepted, bytes (default 65536).
+    /// Longest request line accepted, bytes (default 65536). A longer one
+    /// is discarded as it arrives, never buffered, and answered with an
+    /// error.
     pub max_request_bytes: usize,
+    /// Connections served at once (default 64); one more is told `busy`
+    /// and closed.
+    pub max_connections: usize,
+    /// Who may do what.
+    pub access: AccessConfig,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             socket: PathBuf::from("/run/mgsd/mgsd.sock"),
-            socket_mode: "0660".into(),
+            socket_mode: "0666".into(),
             max_request_bytes: 64 * 1024,
+            max_connections: 64,
+            access: AccessConfig::default(),
+        }
+    }
+}
+
+/// `[control.access]`: which peers (by the uid and gid the kernel reports
+/// for the connection, `SO_PEERCRED`) may read and which may operate.
+/// Users and groups are names (looked up in `/etc/passwd` and
+/// `/etc/group`) or decimal ids. A user is in a group if it is the
+/// peer's primary group or `/etc/group` lists the user as a member.
+/// Operating includes reading.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// May start and abort updates, reset, set power and slots (default
+    /// `["root"]`).
+    pub operate_users: Vec<String>,
+    /// Likewise, by group (default `["mgsd"]`).
+    pub operate_groups: Vec<String>,
+    /// May list, inspect, watch and read history and audit (default `[]`).
+    pub read_users: Vec<String>,
+    /// Likewise, by group (default `["mgsd-ro"]`).
+    pub read_groups: Vec<String>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            operate_users: vec!["root".into()],
+            operate_groups: vec!["mgsd".into()],
+            read_users: Vec::new(),
+            read_groups: vec!["mgsd-ro".into()],
         }
     }
 }
@@ -280,6 +322,9 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         self.control.mode().map_err(|e| e.to_string())?;
+        if self.control.max_connections == 0 {
+            return Err("control.max_connections: must be at least 1".into());
+        }
         self.metrics.listen_addr()?;
         let mut names = std::collections::BTreeSet::new();
         for sp in &self.sps {

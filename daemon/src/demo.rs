@@ -53,7 +53,7 @@ impl Demo {
 
     /// What to print for a newcomer.
     pub fn instructions(&self, socket: &Path) -> String {
-        instructions(socket, &self.image)
+        instructions(socket, &self.image, self.dir.path())
     }
 }
 
@@ -68,10 +68,11 @@ pub fn demo_image() -> Vec<u8> {
 }
 
 /// What to print for a newcomer.
-fn instructions(socket: &Path, image: &Path) -> String {
+fn instructions(socket: &Path, image: &Path, dir: &Path) -> String {
     format!(
         "\nmgsd demo: a simulated rack of 8 sleds, 2 switches and 2 power shelves is running.\n\
-         Control socket: {socket}\n\n\
+         Control socket: {socket}\n\
+         Private directory (mode 0700, removed when the demo stops): {dir}\n\n\
          In another shell, from this repository:\n\n\
          \x20 export MGSD_SOCKET={socket}\n\
          \x20 alias mgsctl='cargo run -q --release -p mgsd --bin mgsctl --'\n\
@@ -85,5 +86,6 @@ fn instructions(socket: &Path, image: &Path) -> String {
          Ctrl-C stops the demo.\n",
         socket = socket.display(),
         image = image.display(),
+        dir = dir.display(),
     )
 }

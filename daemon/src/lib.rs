@@ -75,7 +75,7 @@ pub async fn run(
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");
     systemd::notify("READY=1");
     let _watchdog = systemd::watchdog();
-    let server = control::ControlServer::new(registry.clone(), config.control.max_request_bytes);
+    let server = control::ControlServer::new(registry.clone(), &config.control);
     let reload = reload_on_hangup(registry.clone(), config.source.clone());
     tokio::select! {
         _ = server.clone().serve(listener) => {}

@@ -367,6 +367,34 @@ impl UpdateStatus {
     }
 }
 
+// What people read in errors and logs: ids as UUIDs (Debug keeps the
+// reference crate's rendering, which the golden files use).
+impl fmt::Display for UpdateStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("no update"),
+            Self::Preparing(p) => match p.progress {
+                Some(UpdatePreparationProgress { current, total }) => {
+                    write!(f, "update {} preparing, step {current} of {total}", p.id)
+                }
+                None => write!(f, "update {} preparing", p.id),
+            },
+            Self::SpUpdateAuxFlashChckScan { id, .. } => {
+                write!(f, "update {id} scanning aux flash")
+            }
+            Self::InProgress(s) => write!(
+                f,
+                "update {} in progress, {} of {} bytes received",
+                s.id, s.bytes_received, s.total_size
+            ),
+            Self::Complete(id) => write!(f, "update {id} complete"),
+            Self::Aborted(id) => write!(f, "update {id} aborted"),
+            Self::Failed { id, code } => write!(f, "update {id} failed (code {code:#x})"),
+            Self::RotError { id, error } => write!(f, "update {id} failed: RoT error {error:?}"),
+        }
+    }
+}
+
 /// Payload of [`UpdateStatus::Preparing`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, SerializedSize)]
 #[cfg_attr(test, derive(Arbitrary))]
@@ -631,7 +659,7 @@ pub enum SpError {
         sp_update_id: UpdateId,
     },
     /// An update blocks the request; its status is attached.
-    #[error("an update is in progress: {0:?}")]
+    #[error("an update is in progress ({0})")]
     UpdateInProgress(UpdateStatus),
     /// Chunk not at the next expected offset, or past the end.
     #[error("invalid update chunk")]

@@ -4,11 +4,12 @@
 //! reached; 4 unknown SP or update id; 5 invalid request (bad component,
 //! slot or image); 6 SP error or SP unreachable; 7 the update failed or was
 //! aborted (watched, or started again with its id after it ended);
-//! 8 conflict (update id in use, another update running, abort refused).
+//! 8 conflict (update id in use, another update running, abort refused);
+//! 9 permission denied (see the daemon's `[control.access]`).
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use mgsd::api::{Command, ErrorCode, Response};
+use mgsd::api::{self, Command, ErrorCode, Response};
 use mgsd::client::Client;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -34,8 +35,11 @@ struct Cli {
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 other error, 2 usage, 3 daemon unreachable, \
-4 unknown SP or update, 5 invalid request, 6 SP error or unreachable, 7 update failed or aborted, 8 conflict.";
+4 unknown SP or update, 5 invalid request, 6 SP error or unreachable, 7 update failed or aborted, 8 conflict, \
+9 permission denied.";
 
+// Each command's arguments are the wire's request structs (`mgsd::api`),
+// declared once; `run` maps each subcommand to its request in one line.
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Daemon and protocol versions.
@@ -44,25 +48,11 @@ enum Cmd {
     Health,
     /// All SPs: reachability, identity, firmware versions, running updates.
     List,
-    /// One SP's state.
-    State {
-        /// SP name or serial number.
-        sp: String,
-    },
+    /// One SP's state (as mgsd last read it, at most a second old when the
+    /// SP answers).
+    State(api::SpArgs),
     /// Caboose (firmware metadata) of a component slot.
-    Caboose {
-        /// SP name or serial number.
-        sp: String,
-        /// Component.
-        #[arg(long, default_value = "sp")]
-        component: String,
-        /// Slot (0: running image).
-        #[arg(long, default_value_t = 0)]
-        slot: u16,
-        /// One key (BORD, GITC, NAME, VERS); all by default.
-        #[arg(long)]
-        key: Option<String>,
-    },
+    Caboose(api::CabooseArgs),
     /// Host power state.
     #[command(subcommand)]
     Power(PowerCmd),
@@ -70,116 +60,64 @@ enum Cmd {
     #[command(subcommand)]
     Slot(SlotCmd),
     /// Reset a component (the SP itself by default).
-    Reset {
-        /// SP name or serial number.
-        sp: String,
-        /// Component.
-        #[arg(default_value = "sp")]
-        component: String,
-    },
+    Reset(api::ResetArgs),
     /// Firmware updates.
     #[command(subcommand)]
     Update(UpdateCmd),
     /// Finished updates, newest first: outcome, duration, mean rate.
-    History {
-        /// Only this SP's (name or serial number).
-        #[arg(long)]
-        sp: Option<String>,
-        /// Only this component's.
-        #[arg(long)]
-        component: Option<String>,
-        /// Only those finished since: a time (2026-11-25T10:00:00Z) or how
-        /// long ago (90m, 12h, 7d).
-        #[arg(long, value_parser = parse_since)]
-        since: Option<std::time::SystemTime>,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
+    History(api::HistoryArgs),
+    /// Who started, aborted, reset or refused what, newest first.
+    Audit(api::AuditArgs),
     /// Follow update progress events (one update, or all).
-    Watch {
-        /// Update id.
-        id: Option<uuid::Uuid>,
-    },
+    Watch(WatchCli),
 }
 
 #[derive(Debug, Subcommand)]
 enum PowerCmd {
     /// Read the host power state.
-    Get {
-        /// SP name or serial number.
-        sp: String,
-    },
+    Get(api::SpArgs),
     /// Set the host power state (A0 or A2).
-    Set {
-        /// SP name or serial number.
-        sp: String,
-        /// A0 (on) or A2 (off).
-        state: String,
-    },
+    Set(api::PowerSetArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum SlotCmd {
     /// Active and persistent slot of a component.
-    Get {
-        /// SP name or serial number.
-        sp: String,
-        /// Component.
-        component: String,
-    },
+    Get(api::ComponentArgs),
     /// Select a slot.
-    Set {
-        /// SP name or serial number.
-        sp: String,
-        /// Component.
-        component: String,
-        /// Slot.
-        slot: u16,
-        /// Also make it the persistent choice.
-        #[arg(long)]
-        persist: bool,
-    },
+    Set(api::SlotSetArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum UpdateCmd {
     /// Start an update; returns once the SP accepted it (see --watch).
-    Start {
-        /// SP name or serial number.
-        sp: String,
-        /// sp, host-boot-flash, rot or stage0.
-        component: String,
-        /// Image file (read by the daemon).
-        #[arg(long)]
-        image: PathBuf,
-        /// Target slot.
-        #[arg(long, default_value_t = 0)]
-        slot: u16,
-        /// Update id (UUID); chosen for you if absent. Starting again with
-        /// the same id and image is safe.
-        #[arg(long)]
-        id: Option<uuid::Uuid>,
-        /// Show progress and exit 0 only once the update is complete.
-        #[arg(long)]
-        watch: bool,
-    },
+    Start(StartCli),
     /// The SP's status of a component and the daemon's delivery view.
-    Status {
-        /// SP name or serial number.
-        sp: String,
-        /// Component.
-        component: String,
-    },
+    Status(api::ComponentArgs),
     /// Abort an update (the SP aborts only if the id is its current update).
-    Abort {
-        /// SP name or serial number.
-        sp: String,
-        /// Component.
-        component: String,
-        /// Update id.
-        id: uuid::Uuid,
-    },
+    Abort(api::UpdateAbortArgs),
+}
+
+/// `update start`: the request, plus what only the client side knows.
+#[derive(Debug, clap::Args)]
+struct StartCli {
+    #[command(flatten)]
+    request: api::UpdateStartArgs,
+    /// Image file. mgsctl opens it with your rights and hands the daemon
+    /// the open file, so any file you can read works (even under the
+    /// daemon's sandbox).
+    #[arg(long)]
+    image: PathBuf,
+    /// Show progress and exit 0 only once the update is complete.
+    #[arg(long)]
+    watch: bool,
+}
+
+/// `watch`.
+#[derive(Debug, clap::Args)]
+struct WatchCli {
+    /// Update id; every update if absent.
+    id: Option<uuid::Uuid>,
 }
 
 /// A failure and its exit code.
@@ -193,6 +131,8 @@ fn exit_code(code: ErrorCode) -> u8 {
         | ImageUnreadable | BadImage => 5,
         SpError | SpUnreachable => 6,
         UpdateConflict | UpdateRunning | AbortRefused => 8,
+        PermissionDenied => 9,
+        Busy => 3,
         ShuttingDown | Internal => 1,
     }
 }
@@ -226,10 +166,10 @@ fn connect(cli: &Cli) -> Result<Client, Failure> {
 }
 
 /// One request, one answer; prints it and maps errors to exit codes.
-fn call(cli: &Cli, command: Command) -> Result<Value, Failure> {
+fn call(cli: &Cli, command: &Command) -> Result<Value, Failure> {
     let mut client = connect(cli)?;
     let response = client
-        .request(&command)
+        .request(command)
         .map_err(|e| Failure(3, format!("talking to mgsd: {e}")))?;
     settle(cli, response)
 }
@@ -246,169 +186,121 @@ fn settle(cli: &Cli, response: Response) -> Result<Value, Failure> {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
-    let value = match &cli.cmd {
-        Cmd::Version => call(cli, Command::Version)?,
-        Cmd::Health => call(cli, Command::Health)?,
-        Cmd::List => {
-            let v = call(cli, Command::List)?;
-            if !cli.json {
-                print_list(&v);
-            }
-            return Ok(());
-        }
-        Cmd::State { sp } => call(cli, Command::State { sp: sp.clone() })?,
-        Cmd::Caboose {
-            sp,
-            component,
-            slot,
-            key,
-        } => call(
-            cli,
-            Command::Caboose {
-                sp: sp.clone(),
-                component: component.clone(),
-                slot: *slot,
-                key: key.clone(),
-            },
-        )?,
-        Cmd::Power(PowerCmd::Get { sp }) => call(cli, Command::PowerGet { sp: sp.clone() })?,
-        Cmd::Power(PowerCmd::Set { sp, state }) => call(
-            cli,
-            Command::PowerSet {
-                sp: sp.clone(),
-                state: state.clone(),
-            },
-        )?,
-        Cmd::Slot(SlotCmd::Get { sp, component }) => call(
-            cli,
-            Command::SlotGet {
-                sp: sp.clone(),
-                component: component.clone(),
-            },
-        )?,
-        Cmd::Slot(SlotCmd::Set {
-            sp,
-            component,
-            slot,
-            persist,
-        }) => call(
-            cli,
-            Command::SlotSet {
-                sp: sp.clone(),
-                component: component.clone(),
-                slot: *slot,
-                persist: *persist,
-            },
-        )?,
-        Cmd::Reset { sp, component } => call(
-            cli,
-            Command::Reset {
-                sp: sp.clone(),
-                component: component.clone(),
-            },
-        )?,
-        Cmd::Update(UpdateCmd::Start {
-            sp,
-            component,
-            image,
-            slot,
-            id,
-            watch,
-        }) => {
-            // The daemon reads the file: give it an absolute path.
-            let image = std::path::absolute(image).unwrap_or_else(|_| image.clone());
-            let v = call(
-                cli,
-                Command::UpdateStart {
-                    sp: sp.clone(),
-                    component: component.clone(),
-                    slot: *slot,
-                    image: image.display().to_string(),
-                    id: *id,
-                },
-            )?;
-            let id = v["id"].as_str().and_then(|s| s.parse().ok());
-            // The same id again names the same update, in whatever state
-            // it is: one that already ended is reported as it ended.
-            match v["phase"].as_str() {
-                Some("complete") => {
-                    if !cli.json {
-                        println!(
-                            "update {} already complete: {sp} {component} slot {slot}",
-                            scalar(&v["id"])
-                        );
-                    }
-                    return Ok(());
-                }
-                Some("failed" | "aborted") => return finished(cli, &v),
-                _ => {}
-            }
-            if !cli.json {
-                println!(
-                    "update {} started: {} {} slot {}",
-                    v["id"].as_str().unwrap_or("?"),
-                    sp,
-                    component,
-                    slot
-                );
-            }
-            return match (watch, id) {
-                (true, Some(id)) => watch_update(cli, id),
-                _ => Ok(()),
-            };
-        }
-        Cmd::Update(UpdateCmd::Status { sp, component }) => {
-            let v = call(
-                cli,
-                Command::UpdateStatus {
-                    sp: sp.clone(),
-                    component: component.clone(),
-                },
-            )?;
-            if !cli.json {
-                print_status(&v);
-            }
-            return Ok(());
-        }
-        Cmd::Update(UpdateCmd::Abort { sp, component, id }) => call(
-            cli,
-            Command::UpdateAbort {
-                sp: sp.clone(),
-                component: component.clone(),
-                id: *id,
-            },
-        )?,
-        Cmd::History {
-            sp,
-            component,
-            since,
-            limit,
-        } => {
-            let since_unix_ms = since.map(|t| {
-                t.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64)
-            });
-            let v = call(
-                cli,
-                Command::History {
-                    sp: sp.clone(),
-                    component: component.clone(),
-                    since_unix_ms,
-                    limit: Some(*limit),
-                },
-            )?;
-            if !cli.json {
-                print_history(&v);
-            }
-            return Ok(());
-        }
-        Cmd::Watch { id: Some(id) } => return watch_update(cli, *id),
-        Cmd::Watch { id: None } => return watch_all(cli),
+    let command = match &cli.cmd {
+        Cmd::Version => Command::Version(api::NoArgs {}),
+        Cmd::Health => Command::Health(api::NoArgs {}),
+        Cmd::List => Command::List(api::NoArgs {}),
+        Cmd::State(a) => Command::State(a.clone()),
+        Cmd::Caboose(a) => Command::Caboose(a.clone()),
+        Cmd::Power(PowerCmd::Get(a)) => Command::PowerGet(a.clone()),
+        Cmd::Power(PowerCmd::Set(a)) => Command::PowerSet(a.clone()),
+        Cmd::Slot(SlotCmd::Get(a)) => Command::SlotGet(a.clone()),
+        Cmd::Slot(SlotCmd::Set(a)) => Command::SlotSet(a.clone()),
+        Cmd::Reset(a) => Command::Reset(a.clone()),
+        Cmd::Update(UpdateCmd::Start(a)) => return start(cli, a),
+        Cmd::Update(UpdateCmd::Status(a)) => Command::UpdateStatus(a.clone()),
+        Cmd::Update(UpdateCmd::Abort(a)) => Command::UpdateAbort(a.clone()),
+        Cmd::History(a) => Command::History(a.clone()),
+        Cmd::Audit(a) => Command::Audit(a.clone()),
+        Cmd::Watch(WatchCli { id: Some(id) }) => return watch_update(cli, *id),
+        Cmd::Watch(WatchCli { id: None }) => return watch_all(cli),
     };
-    if !cli.json {
-        print_value(&value, 0);
+    let value = call(cli, &command)?;
+    if cli.json {
+        return Ok(());
+    }
+    match command {
+        Command::List(_) => print_list(&value),
+        Command::UpdateStatus(_) => print_status(&value),
+        Command::History(_) => print_history(&value),
+        Command::Audit(_) => print_audit(&value),
+        _ => print_value(&value, 0),
     }
     Ok(())
+}
+
+/// `update start`: open the image with the caller's rights, hand the
+/// daemon the open file.
+fn start(cli: &Cli, a: &StartCli) -> Result<(), Failure> {
+    let image = open_image(&a.image)?;
+    let mut client = connect(cli)?;
+    let command = Command::UpdateStart(a.request.clone());
+    let response = client
+        .request_with(&command, Some(std::os::fd::AsFd::as_fd(&image)))
+        .map_err(|e| Failure(3, format!("talking to mgsd: {e}")))?;
+    drop(image);
+    let v = settle(cli, response)?;
+    let (sp, component, slot) = (&a.request.sp, &a.request.component, a.request.slot);
+    // The same id again names the same update, in whatever state it is:
+    // one that already ended is reported as it ended.
+    match v["phase"].as_str() {
+        Some("complete") => {
+            if !cli.json {
+                println!(
+                    "update {} already complete: {sp} {component} slot {slot}",
+                    scalar(&v["id"])
+                );
+            }
+            return Ok(());
+        }
+        Some("failed" | "aborted") => return finished(cli, &v),
+        _ => {}
+    }
+    if !cli.json {
+        println!(
+            "update {} started: {sp} {component} slot {slot}",
+            scalar(&v["id"])
+        );
+    }
+    match (a.watch, v["id"].as_str().and_then(|s| s.parse().ok())) {
+        (true, Some(id)) => watch_update(cli, id),
+        _ => Ok(()),
+    }
+}
+
+/// Open `path` for reading as the caller: a regular file (a FIFO or a
+/// device is refused here rather than hanging or streaming forever).
+fn open_image(path: &std::path::Path) -> Result<std::fs::File, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bad = |why: String| Failure(5, format!("image {}: {why}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    Ok(file)
+}
+
+fn print_audit(v: &Value) {
+    println!(
+        "{:<20} {:>6} {:>6} {:>8} {:<13} {:<10} {:<16} {:<36} RESULT",
+        "TIME (UTC)", "UID", "GID", "PID", "COMMAND", "SP", "COMPONENT", "UPDATE"
+    );
+    for e in v.as_array().into_iter().flatten() {
+        let time = e["time_unix_ms"]
+            .as_u64()
+            .map(|ms| {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                humantime::format_rfc3339_seconds(t).to_string()
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:>6} {:>6} {:>8} {:<13} {:<10} {:<16} {:<36} {}",
+            time.trim_end_matches('Z'),
+            scalar(&e["uid"]),
+            scalar(&e["gid"]),
+            scalar(&e["pid"]),
+            scalar(&e["command"]),
+            scalar(&e["sp"]),
+            scalar(&e["component"]),
+            scalar(&e["update_id"]),
+            scalar(&e["result"])
+        );
+    }
 }
 
 fn print_value(v: &Value, indent: usize) {
@@ -468,20 +360,6 @@ fn print_list(v: &Value) {
             update
         );
     }
-}
-
-/// A point in time: RFC 3339 (`2026-11-25T10:00:00Z`), or a span ago
-/// (`90m`, `12h`, `7d`).
-fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
-        return Ok(t);
-    }
-    let ago = humantime::parse_duration(text).map_err(|_| {
-        format!("{text:?}: give a time (2026-11-25T10:00:00Z) or a span ago (12h, 7d)")
-    })?;
-    std::time::SystemTime::now()
-        .checked_sub(ago)
-        .ok_or_else(|| format!("{text:?} is too long ago"))
 }
 
 fn print_history(v: &Value) {
@@ -582,7 +460,7 @@ fn print_status(v: &Value) {
 fn watch_update(cli: &Cli, id: uuid::Uuid) -> Result<(), Failure> {
     let mut client = connect(cli)?;
     let first = client
-        .request(&Command::Watch { id: Some(id) })
+        .request(&Command::Watch(api::WatchArgs { id: Some(id) }))
         .map_err(|e| Failure(3, e.to_string()))?;
     let mut bars = Bars::new(cli.json);
     let mut response = first;
@@ -629,7 +507,7 @@ fn finished(cli: &Cli, record: &Value) -> Result<(), Failure> {
 fn watch_all(cli: &Cli) -> Result<(), Failure> {
     let mut client = connect(cli)?;
     let mut response = client
-        .request(&Command::Watch { id: None })
+        .request(&Command::Watch(api::WatchArgs { id: None }))
         .map_err(|e| Failure(3, e.to_string()))?;
     loop {
         if cli.json {

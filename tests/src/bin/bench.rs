@@ -27,7 +27,7 @@
 //!    latency meanwhile, the daemon's peak RSS.
 
 use gateway_messages::SpComponent;
-use mgsd::api::{Command, Response};
+use mgsd::api::{self, Command, Response};
 use mgsd::client::Client;
 use mgsd_tests::host_image;
 use mgsd_tests::raw_udp::request_ack_rate;
@@ -173,7 +173,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(mut c) = Client::connect(&daemon.socket) {
-                if let Ok(h) = ok(c.request(&Command::Health)) {
+                if let Ok(h) = ok(c.request(&Command::Health(api::NoArgs {}))) {
                     if h["reachable"] == sps.len() {
                         return daemon;
                     }
@@ -229,16 +229,17 @@ fn ok(response: std::io::Result<Response>) -> Result<Value, String> {
 fn update(d: &Daemon, sp: &str, image: &Path) -> (Value, Duration, Duration) {
     let id = uuid::Uuid::new_v4();
     let t0 = Instant::now();
-    ok(d.client().request(&Command::UpdateStart {
+    let file = std::fs::File::open(image).expect("open the image");
+    let start = Command::UpdateStart(api::UpdateStartArgs {
         sp: sp.into(),
         component: HBF.into(),
         slot: 1,
-        image: image.display().to_string(),
         id: Some(id),
-    }))
+    });
+    ok(d.client().request_with(&start, Some(std::os::fd::AsFd::as_fd(&file))))
     .unwrap_or_else(|e| panic!("start on {sp}: {e}"));
     let mut c = d.client();
-    let mut r = c.request(&Command::Watch { id: Some(id) }).expect("watch");
+    let mut r = c.request(&Command::Watch(api::WatchArgs { id: Some(id) })).expect("watch");
     let mut delivered = None;
     loop {
         let record = r.event.as_ref().or(r.ok.as_ref()).cloned();
@@ -289,10 +290,10 @@ fn status_load(
                 break;
             }
             let t = Instant::now();
-            ok(c.request(&Command::UpdateStatus {
+            ok(c.request(&Command::UpdateStatus(api::ComponentArgs {
                 sp: sp.clone(),
                 component: HBF.into(),
-            }))
+            })))
             .expect("status");
             latencies.push(t.elapsed());
             std::thread::sleep(Duration::from_millis(2));
@@ -464,7 +465,7 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
             let mut runs: Vec<_> = (0..rounds).map(|_| update(&d, "sled-0", &image)).collect();
             runs.sort_by_key(|r| r.2);
             let (record, _, done) = &runs[runs.len() / 2];
-            let list = ok(d.client().request(&Command::List)).expect("list");
+            let list = ok(d.client().request(&Command::List(api::NoArgs {}))).expect("list");
             println!(
                 "   {what:<16} {:>6.2} s = {:.2} x lossless ({:.2} s); rewinds {}, chunks resent {}, timeouts {}; srtt {} µs, RTO {} µs",
                 done.as_secs_f64(),

@@ -1,0 +1,465 @@
+//! The control socket: a Unix stream socket speaking newline-delimited JSON
+//! (`api`). This module accepts connections, frames their lines
+//! ([`framing`]), decides from the peer's credentials what it may do
+//! ([`access`]), audits what changes SPs, and hands each command to its
+//! handler ([`sps`], [`updates`]). A bad request gets an error response
+//! and changes nothing; the connection and the daemon keep serving.
+
+mod access;
+mod framing;
+mod sps;
+mod updates;
+
+pub use access::{Access, Peer};
+
+use crate::api::{parse_request, Class, Command, ErrorCode, Response};
+use crate::config::ControlConfig;
+use actors::registry::RegistryHandle;
+use actors::store::AuditEntry;
+use actors::{RegistryError, RpcError, UpdateError};
+use framing::{Frame, Framer};
+use gateway_messages::SpError;
+use serde_json::Value;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, info, warn};
+
+/// Why the control socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Another daemon answers on the socket.
+    #[error("{0}: another mgsd is already listening on this socket")]
+    InUse(PathBuf),
+    /// Something that is not a socket is in the way.
+    #[error("{0}: exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    /// Bind, chmod or directory trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Bind the control socket, replacing a stale one safely.
+pub fn bind(config: &ControlConfig) -> Result<UnixListener, ControlError> {
+    let path = &config.socket;
+    let io = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse(path.clone()));
+            }
+            info!(socket = %path.display(), "removing stale control socket");
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        Ok(_) => return Err(ControlError::NotASocket(path.clone())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    let mode = config.mode().unwrap_or(0o660);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Serves control connections.
+#[derive(Clone)]
+pub struct ControlServer {
+    handle: RegistryHandle,
+    max_request_bytes: usize,
+    access: Arc<Access>,
+    /// Places for connections; one more is told `busy`.
+    connections: Arc<tokio::sync::Semaphore>,
+    started: Instant,
+    /// Requests being carried out (not `watch` streams): shutdown waits
+    /// for them to be answered.
+    busy: tokio::sync::watch::Sender<usize>,
+}
+
+/// What a handler answers.
+type Outcome = Result<Value, (ErrorCode, String)>;
+
+/// How long a connection that will be refused (too many, or a peer with
+/// no access) may take to send its first line: it is read, so the client
+/// is not cut off mid-write and sees the reason.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
+/// Bytes read from a connection at a time.
+const READ_BUFFER: usize = 16 * 1024;
+
+impl ControlServer {
+    /// A server over `handle`, with `config`'s limits and access lists.
+    pub fn new(handle: RegistryHandle, config: &ControlConfig) -> Self {
+        let access = Access::new(config.access.clone());
+        for name in access.unknown_names() {
+            warn!(%name, "control access: no such {name} in the user database; it grants nothing");
+        }
+        Self {
+            handle,
+            max_request_bytes: config.max_request_bytes,
+            access: Arc::new(access),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+            started: Instant::now(),
+            busy: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Wait until no request is being carried out.
+    pub async fn drained(&self) {
+        let _ = self.busy.subscribe().wait_for(|n| *n == 0).await;
+    }
+
+    /// Accept connections forever.
+    pub async fn serve(self, listener: UnixListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let server = self.clone();
+                    actix::spawn(async move { server.connection(stream).await });
+                }
+                Err(e) => {
+                    warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn connection(self, stream: UnixStream) {
+        let peer = match stream.peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid(),
+            },
+            Err(e) => {
+                warn!(error = %e, "control connection without peer credentials; closed");
+                return;
+            }
+        };
+        let Some(class) = self.access.class(&peer) else {
+            return self.refuse_peer(stream, peer).await;
+        };
+        let Ok(_place) = self.connections.clone().try_acquire_owned() else {
+            metrics::counter!("mgsd_control_refusals_total", "reason" => "busy").increment(1);
+            let message = "mgsd serves too many connections (control.max_connections); try again";
+            return refuse(stream, ErrorCode::Busy, message.into()).await;
+        };
+        let (read, mut write) = stream.into_split();
+        let mut framer = Framer::new(self.max_request_bytes);
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let frame = loop {
+                if let Some(frame) = framer.next_frame() {
+                    break frame;
+                }
+                match framing::fill(read.as_ref(), &mut framer, &mut buf).await {
+                    Ok(true) => {}
+                    _ => return,
+                }
+            };
+            let (line, fds) = match frame {
+                Frame::Line(line, fds) => (line, fds),
+                Frame::TooLong => {
+                    let r = Response::error(
+                        None,
+                        ErrorCode::RequestTooLarge,
+                        format!("request line exceeds {} bytes", self.max_request_bytes),
+                    );
+                    count("invalid", &r);
+                    if send(&mut write, &r).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let parsed = std::str::from_utf8(&line)
+                .map_err(|_| {
+                    Box::new(Response::error(
+                        None,
+                        ErrorCode::BadRequest,
+                        "request is not UTF-8",
+                    ))
+                })
+                .and_then(parse_request);
+            let request = match parsed {
+                Ok(r) => r,
+                Err(response) => {
+                    count("invalid", &response);
+                    if send(&mut write, &response).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let command = request.command;
+            debug!(command = ?command, uid = peer.uid, "control request");
+            if command.class() > class {
+                let r = Response::error(request.request_id, ErrorCode::PermissionDenied, denied(&peer, Some(&command)));
+                self.refused(&peer, Some(&command), &r);
+                if send(&mut write, &r).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            if let Command::Watch(w) = command {
+                metrics::counter!("mgsd_control_requests_total", "command" => "watch", "result" => "ok").increment(1);
+                updates::watch(&self, &mut write, request.request_id, w.id).await;
+                return;
+            }
+            let name = command.name();
+            let audited = (command.class() == Class::Operate).then(|| self.audit_entry(&peer, &command));
+            self.busy.send_modify(|n| *n += 1);
+            let response = match self.execute(command, fds).await {
+                Ok(value) => Response::ok(request.request_id, value),
+                Err((code, message)) => Response::error(request.request_id, code, message),
+            };
+            count(name, &response);
+            if let Some(entry) = audited {
+                self.audit(entry, &response);
+            }
+            let sent = send(&mut write, &response).await;
+            self.busy.send_modify(|n| *n -= 1);
+            if sent.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A peer in neither access list: its first request is answered
+    /// `permission_denied` (and audited), then the connection closes.
+    async fn refuse_peer(&self, stream: UnixStream, peer: Peer) {
+        let (first, mut write) = first_line(stream, self.max_request_bytes).await;
+        let command = first.and_then(|l| parse_request(&l).ok()).map(|r| r.command);
+        let r = Response::error(None, ErrorCode::PermissionDenied, denied(&peer, None));
+        self.refused(&peer, command.as_ref(), &r);
+        let _ = send(&mut write, &r).await;
+    }
+
+    /// Count, log and audit a refusal.
+    fn refused(&self, peer: &Peer, command: Option<&Command>, response: &Response) {
+        let name = command.map_or("connect", Command::name);
+        metrics::counter!("mgsd_control_refusals_total", "reason" => "permission_denied").increment(1);
+        count(name, response);
+        let entry = match command {
+            Some(c) => self.audit_entry(peer, c),
+            None => AuditEntry {
+                uid: peer.uid,
+                gid: peer.gid,
+                pid: peer.pid,
+                command: name.into(),
+                ..AuditEntry::default()
+            },
+        };
+        self.audit(entry, response);
+    }
+
+    /// The audit entry of `command` from `peer`, before it is carried out.
+    fn audit_entry(&self, peer: &Peer, command: &Command) -> AuditEntry {
+        let (sp, component, update_id) = command.target();
+        AuditEntry {
+            time_unix_ms: 0,
+            uid: peer.uid,
+            gid: peer.gid,
+            pid: peer.pid,
+            command: command.name().into(),
+            sp: sp.map(String::from),
+            component: component.map(String::from),
+            update_id,
+            image_sha256: None,
+            result: String::new(),
+            message: None,
+        }
+    }
+
+    /// Complete `entry` with what `response` says, log it (target
+    /// `audit`) and keep it in the state store.
+    fn audit(&self, mut entry: AuditEntry, response: &Response) {
+        entry.time_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match (&response.ok, &response.error) {
+            (Some(v), _) => {
+                entry.result = "ok".into();
+                if let Some(id) = v.get("id").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
+                    entry.update_id = Some(id);
+                }
+                entry.image_sha256 = v.get("image_sha256").and_then(Value::as_str).map(String::from);
+            }
+            (_, Some(e)) => {
+                entry.result = error_name(e.code);
+                entry.message = Some(e.message.clone());
+            }
+            _ => {}
+        }
+        info!(
+            target: "audit",
+            uid = entry.uid,
+            gid = entry.gid,
+            pid = entry.pid,
+            command = %entry.command,
+            sp = entry.sp.as_deref(),
+            component = entry.component.as_deref(),
+            update_id = entry.update_id.map(|u| u.to_string()),
+            image_sha256 = entry.image_sha256.as_deref(),
+            result = %entry.result,
+            message = entry.message.as_deref(),
+            "control command"
+        );
+        self.handle.audit(entry);
+    }
+
+    async fn execute(&self, command: Command, fds: Vec<OwnedFd>) -> Outcome {
+        match command {
+            Command::Version(_) => sps::version(),
+            Command::Health(_) => sps::health(self).await,
+            Command::List(_) => sps::list(self).await,
+            Command::State(a) => sps::state(self, a).await,
+            Command::Caboose(a) => sps::caboose(self, a).await,
+            Command::PowerGet(a) => sps::power_get(self, a).await,
+            Command::PowerSet(a) => sps::power_set(self, a).await,
+            Command::SlotGet(a) => sps::slot_get(self, a).await,
+            Command::SlotSet(a) => sps::slot_set(self, a).await,
+            Command::Reset(a) => sps::reset(self, a).await,
+            Command::UpdateStart(a) => updates::start(self, a, fds).await,
+            Command::UpdateStatus(a) => updates::status(self, a).await,
+            Command::UpdateAbort(a) => updates::abort(self, a).await,
+            Command::History(a) => updates::history(self, a).await,
+            Command::Audit(a) => updates::audit(self, a).await,
+            Command::Watch(_) => unreachable!("handled by the connection"),
+        }
+    }
+}
+
+fn denied(peer: &Peer, command: Option<&Command>) -> String {
+    let who = format!("uid {} (gid {})", peer.uid, peer.gid);
+    match command {
+        Some(c) => format!(
+            "permission denied: {who} may not {} (see [control.access]: operate_users, operate_groups)",
+            c.name()
+        ),
+        None => format!(
+            "permission denied: {who} is in none of mgsd's access lists (see [control.access])"
+        ),
+    }
+}
+
+/// Count a response in `mgsd_control_requests_total`.
+fn count(command: &'static str, response: &Response) {
+    let result = response.error.as_ref().map_or("ok".to_string(), |e| error_name(e.code));
+    metrics::counter!("mgsd_control_requests_total", "command" => command, "result" => result)
+        .increment(1);
+}
+
+/// The first line a connection sends within [`REFUSAL_WAIT`], if any.
+async fn first_line(stream: UnixStream, max: usize) -> (Option<String>, OwnedWriteHalf) {
+    let (read, write) = stream.into_split();
+    let mut framer = Framer::new(max);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let line = tokio::time::timeout(REFUSAL_WAIT, async {
+        loop {
+            if let Some(frame) = framer.next_frame() {
+                return match frame {
+                    Frame::Line(l, _) => String::from_utf8(l).ok(),
+                    Frame::TooLong => None,
+                };
+            }
+            if !matches!(framing::fill(read.as_ref(), &mut framer, &mut buf).await, Ok(true)) {
+                return None;
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    (line, write)
+}
+
+/// Answer a connection's first line with one error, then close.
+async fn refuse(stream: UnixStream, code: ErrorCode, message: String) {
+    let (_, mut write) = first_line(stream, 0).await;
+    let _ = send(&mut write, &Response::error(None, code, message)).await;
+}
+
+async fn send(write: &mut OwnedWriteHalf, response: &Response) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec());
+    line.push(b'\n');
+    write.write_all(&line).await
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn error_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Map every registry error to its stable code.
+pub fn registry_error(e: RegistryError) -> (ErrorCode, String) {
+    let code = match &e {
+        RegistryError::UnknownSp(_) => ErrorCode::UnknownSp,
+        RegistryError::BadComponent { .. } => ErrorCode::BadComponent,
+        RegistryError::UnknownUpdate(_) => ErrorCode::UnknownUpdate,
+        RegistryError::Stopped => ErrorCode::ShuttingDown,
+        RegistryError::Socket { .. } => ErrorCode::Internal,
+        RegistryError::ImageUnreadable(_) => ErrorCode::ImageUnreadable,
+        RegistryError::Spool(_) => ErrorCode::Internal,
+        RegistryError::Update(u) => match u {
+            UpdateError::Conflict { .. } => ErrorCode::UpdateConflict,
+            UpdateError::AlreadyRunning { .. } => ErrorCode::UpdateRunning,
+            UpdateError::BadImage(_) => ErrorCode::BadImage,
+            UpdateError::AbortRefused { .. } => ErrorCode::AbortRefused,
+            UpdateError::Prepare(r) | UpdateError::Rpc(r) => rpc_code(r),
+            UpdateError::ShuttingDown => ErrorCode::ShuttingDown,
+        },
+        RegistryError::Rpc(r) => rpc_code(r),
+    };
+    (code, e.to_string())
+}
+
+fn rpc_code(e: &RpcError) -> ErrorCode {
+    match e {
+        RpcError::Sp {
+            error: SpError::InvalidSlotForComponent,
+            ..
+        } => ErrorCode::BadSlot,
+        RpcError::Sp {
+            error: SpError::RequestUnsupportedForComponent,
+            ..
+        } => ErrorCode::BadComponent,
+        RpcError::Sp {
+            error: SpError::UpdateIsTooLarge,
+            ..
+        } => ErrorCode::BadImage,
+        RpcError::Sp { .. } | RpcError::Busy { .. } | RpcError::Unexpected { .. } => {
+            ErrorCode::SpError
+        }
+        RpcError::Timeout { .. } | RpcError::NotDiscovered { .. } | RpcError::Io { .. } => {
+            ErrorCode::SpUnreachable
+        }
+        RpcError::Stopped { .. } => ErrorCode::ShuttingDown,
+    }
+}
+
+/// Remove the socket file on shutdown (only if it is still ours).
+pub fn remove_socket(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
