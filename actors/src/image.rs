@@ -311,7 +311,9 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
         let e = store.load(&open(&dir), 1000).unwrap_err();
         assert!(e.to_string().contains("a directory"), "{e}");
-        let e = store.load(&open(Path::new("/dev/zero")), u64::MAX).unwrap_err();
+        let e = store
+            .load(&open(Path::new("/dev/zero")), u64::MAX)
+            .unwrap_err();
         assert!(e.to_string().contains("a device"), "{e}");
         // A FIFO: refused at once, not read.
         let fifo = dir.join("fifo");
@@ -320,7 +322,11 @@ mod tests {
             .status()
             .unwrap()
             .success());
-        let rw = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        let rw = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
         let e = store.load(&rw, 1000).unwrap_err();
         assert!(e.to_string().contains("a FIFO"), "{e}");
         // Descriptor's position does not matter.

@@ -724,7 +724,11 @@ impl RegistryHandle {
 
     /// Audit entries at or after `since_unix_ms`, newest first (none
     /// without a state directory).
-    pub async fn audit_log(&self, since_unix_ms: u64, limit: usize) -> Vec<crate::store::AuditEntry> {
+    pub async fn audit_log(
+        &self,
+        since_unix_ms: u64,
+        limit: usize,
+    ) -> Vec<crate::store::AuditEntry> {
         match &self.journal {
             Some(j) => j.audit_log(since_unix_ms, limit).await,
             None => Vec::new(),

@@ -58,6 +58,11 @@ pub struct SpSettings {
     /// the SP unreachable).
     #[serde(rename = "idle_rediscover_ms", with = "crate::rpc::millis")]
     pub idle_rediscover: Duration,
+    /// Read the SP's state again this often while it is reachable: what
+    /// `list` and `state` show is never older than this (plus a round
+    /// trip), however many clients ask.
+    #[serde(rename = "state_refresh_ms", with = "crate::rpc::millis")]
+    pub state_refresh: Duration,
     /// Update delivery.
     pub delivery: DeliverySettings,
 }
@@ -69,6 +74,7 @@ impl Default for SpSettings {
             window: 3,
             discovery_interval: Duration::from_secs(1),
             idle_rediscover: Duration::from_secs(60),
+            state_refresh: Duration::from_secs(10),
             delivery: DeliverySettings::default(),
         }
     }
@@ -413,15 +419,13 @@ impl SpHandle {
         known.identity.clone()
     }
 
-    /// What the SP actor knows, its `SpState` answer at most `max_age`
-    /// old if the SP is reachable and answers (else as old as it is).
-    /// Overlapping calls share one request; none is sent if the answer is
-    /// fresh enough.
-    pub async fn state(&self, max_age: Duration) -> SpInfo {
-        if let Ok(rx) = self.addr.send(RefreshState { max_age }).await {
+    /// Read the SP's state now (after a command that changes it), and
+    /// wait until it is published or the SP did not answer. Overlapping
+    /// calls share one request.
+    pub async fn refresh_state(&self) {
+        if let Ok(rx) = self.addr.send(RefreshState).await {
             let _ = rx.await;
         }
-        self.info()
     }
 
     /// Send `request` with the ordinary patience.
@@ -906,6 +910,16 @@ impl SpActor {
         self.info.send_modify(|i| i.addr = Some(from));
     }
 
+    /// Ask the SP's state, unless a discovery or state request is under
+    /// way already.
+    fn read_state(&mut self) {
+        if !self.discovering {
+            let _in_span = self.span.clone().entered();
+            self.discovering = true;
+            self.submit(MgsRequest::SpState, RpcKind::Normal, Reply::State);
+        }
+    }
+
     fn identified(&mut self, response: &SpResponse) {
         let Some(identity) = SpIdentity::from_state(response) else {
             return;
@@ -916,10 +930,20 @@ impl SpActor {
             crate::metrics::discovered(self.name.as_str(), self.created.elapsed());
         }
         let rot_slot = identity.rot_active_slot.unwrap_or(0);
+        // Versions are read again only when the firmware may have changed.
+        let mut same_firmware = false;
         self.info.send_modify(|i| {
+            same_firmware = i.identity.as_ref().is_some_and(|old| {
+                old.hubris_archive_id == identity.hubris_archive_id
+                    && old.rot_active_slot == identity.rot_active_slot
+            }) && i.versions.sp.is_some()
+                && i.versions.rot.is_some();
             i.identity = Some(identity);
             i.state = Some((Instant::now(), *response));
         });
+        if same_firmware {
+            return;
+        }
         for (component, slot) in [(SpComponent::SP_ITSELF, 0), (SpComponent::ROT, rot_slot)] {
             let request = MgsRequest::ReadComponentCaboose {
                 component,
@@ -999,6 +1023,13 @@ impl SpActor {
             self.discovering = true;
             let probe = RpcKind::Within(self.settings.discovery_interval);
             self.submit(MgsRequest::Discover, probe, Reply::Discover);
+        } else if self.reachable {
+            let stale = self.info.borrow().state.is_none_or(|(at, _)| {
+                now.saturating_duration_since(at) >= self.settings.state_refresh
+            });
+            if stale {
+                self.read_state();
+            }
         }
     }
 }
@@ -1164,32 +1195,20 @@ impl Actor for SpActor {
     }
 }
 
-/// Make the published state at most `max_age` old if the SP answers:
-/// the receiver closes once it is (at once if it already is, or if the
-/// SP is unreachable). Questions that overlap share one `SpState`.
+/// Read the SP's state now: the receiver closes once the answer is
+/// published, or the SP did not answer (at once if it is unreachable).
+/// Questions that overlap share one `SpState`.
 #[derive(Message)]
 #[rtype(result = "oneshot::Receiver<()>")]
-struct RefreshState {
-    max_age: Duration,
-}
+struct RefreshState;
 
 impl Handler<RefreshState> for SpActor {
     type Result = MessageResult<RefreshState>;
-    fn handle(&mut self, msg: RefreshState, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: RefreshState, _: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let fresh = self
-            .info
-            .borrow()
-            .state
-            .is_some_and(|(at, _)| at.elapsed() <= msg.max_age);
-        if fresh || !self.reachable {
-            return MessageResult(rx);
-        }
-        self.state_waiters.push(tx);
-        if !self.discovering {
-            let _in_span = self.span.clone().entered();
-            self.discovering = true;
-            self.submit(MgsRequest::SpState, RpcKind::Normal, Reply::State);
+        if self.reachable {
+            self.state_waiters.push(tx);
+            self.read_state();
         }
         MessageResult(rx)
     }

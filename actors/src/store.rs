@@ -279,16 +279,21 @@ impl Store {
 
     /// Audit entries at or after `since_unix_ms`, newest first, at most
     /// `limit`.
-    pub fn audit_log(&self, since_unix_ms: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    pub fn audit_log(
+        &self,
+        since_unix_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT entry FROM audit WHERE time_unix_ms >= ?1 ORDER BY seq DESC LIMIT ?2",
-            )
+            .prepare("SELECT entry FROM audit WHERE time_unix_ms >= ?1 ORDER BY seq DESC LIMIT ?2")
             .map_err(self.db())?;
         let rows = stmt
             .query_map(
-                params![since_unix_ms.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64],
+                params![
+                    since_unix_ms.min(i64::MAX as u64) as i64,
+                    limit.min(i64::MAX as usize) as i64
+                ],
                 |row| row.get::<_, String>(0),
             )
             .map_err(self.db())?;

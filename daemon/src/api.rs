@@ -294,7 +294,9 @@ impl Command {
             Command::UpdateAbort(a) => (Some(&a.sp), Some(&a.component), Some(a.id)),
             Command::State(a) | Command::PowerGet(a) => (Some(&a.sp), None, None),
             Command::Caboose(a) => (Some(&a.sp), Some(&a.component), None),
-            Command::SlotGet(a) | Command::UpdateStatus(a) => (Some(&a.sp), Some(&a.component), None),
+            Command::SlotGet(a) | Command::UpdateStatus(a) => {
+                (Some(&a.sp), Some(&a.component), None)
+            }
             Command::Watch(a) => (None, None, a.id),
             _ => (None, None, None),
         }
@@ -435,7 +437,10 @@ impl<'de> Deserialize<'de> for UniqueKeys {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<UniqueKeys, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<UniqueKeys, A::Error> {
                 let mut map = serde_json::Map::new();
                 while let Some((k, v)) = a.next_entry::<String, Value>()? {
                     if map.contains_key(&k) {
@@ -454,7 +459,11 @@ impl<'de> Deserialize<'de> for UniqueKeys {
 pub fn parse_request(line: &str) -> Result<Request, Box<Response>> {
     let bad = |id: Option<Value>, code, msg: String| Box::new(Response::error(id, code, msg));
     if line.trim().is_empty() {
-        return Err(bad(None, ErrorCode::BadRequest, "empty request line".into()));
+        return Err(bad(
+            None,
+            ErrorCode::BadRequest,
+            "empty request line".into(),
+        ));
     }
     let UniqueKeys(mut map) = serde_json::from_str(line).map_err(|e| {
         let what = if e.is_data() {
@@ -546,7 +555,11 @@ mod tests {
             assert!(e.message.contains("verbose"), "{}", e.message);
         }
         let dup = e(r#"{"cmd":"list","cmd":"version"}"#);
-        assert!(dup.message.contains("duplicate key \"cmd\""), "{}", dup.message);
+        assert!(
+            dup.message.contains("duplicate key \"cmd\""),
+            "{}",
+            dup.message
+        );
         assert_eq!(e("  \t").code, ErrorCode::BadRequest);
         let path = e(r#"{"cmd":"update_start","sp":"a","component":"sp","image":"/etc/shadow"}"#);
         assert!(path.message.contains("descriptor"), "{}", path.message);

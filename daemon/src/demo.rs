@@ -33,7 +33,11 @@ pub async fn start(config: &mut Config) -> std::io::Result<Demo> {
             interface: None,
         })
         .collect();
-    let dir = tempfile::Builder::new().prefix("mgsd-demo-").tempdir()?;
+    // mkdtemp: a new name, never a path someone could have planted.
+    let dir = tempfile::Builder::new()
+        .prefix("mgsd-demo-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()?;
     if config.control.socket == crate::config::ControlConfig::default().socket {
         config.control.socket = dir.path().join("mgsd.sock");
     }

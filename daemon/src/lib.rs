@@ -59,6 +59,10 @@ pub async fn run(
         "mgsd_control_requests_total",
         "Control socket requests by command and result."
     );
+    metrics::describe_counter!(
+        "mgsd_control_refusals_total",
+        "Control connections or requests refused, by reason (permission_denied, busy)."
+    );
     metrics::gauge!("mgsd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let mut registry_config = RegistryConfig::new(config.sp_entries()?, config.sp_defaults.clone());
     registry_config.history = config.updates.history;

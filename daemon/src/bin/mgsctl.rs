@@ -142,12 +142,8 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, message)) => {
-            if cli.json {
-                // The JSON error was already printed on stdout.
-                eprintln!("mgsctl: {message}");
-            } else {
-                eprintln!("mgsctl: {message}");
-            }
+            // With --json the daemon's error line is on stdout already.
+            eprintln!("mgsctl: {message}");
             ExitCode::from(code)
         }
     }

@@ -52,7 +52,12 @@ impl UserDb {
                 let gid = f.get(2)?.parse().ok()?;
                 let members = f
                     .get(3)
-                    .map(|m| m.split(',').filter(|m| !m.is_empty()).map(String::from).collect())
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|m| !m.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 Some((f[0].to_string(), gid, members))
             })
@@ -122,12 +127,13 @@ impl Access {
         let users = c.operate_users.iter().chain(&c.read_users);
         let unknown_users = users.filter(|u| {
             u.parse::<u32>().is_err()
-                && !passwd.lines().any(|l| l.split(':').next() == Some(u.as_str()))
+                && !passwd
+                    .lines()
+                    .any(|l| l.split(':').next() == Some(u.as_str()))
         });
         let group_names = c.operate_groups.iter().chain(&c.read_groups);
-        let unknown_groups = group_names.filter(|g| {
-            g.parse::<u32>().is_err() && !groups.iter().any(|(name, _, _)| name == *g)
-        });
+        let unknown_groups = group_names
+            .filter(|g| g.parse::<u32>().is_err() && !groups.iter().any(|(name, _, _)| name == *g));
         unknown_users
             .map(|u| format!("user {u}"))
             .chain(unknown_groups.map(|g| format!("group {g}")))
@@ -162,15 +168,35 @@ mod tests {
     fn users_and_groups_by_name_id_membership_and_primary_group() {
         let dir = tempfile::tempdir().unwrap();
         let a = access(dir.path());
-        let peer = |uid, gid| Peer { uid, gid, pid: None };
+        let peer = |uid, gid| Peer {
+            uid,
+            gid,
+            pid: None,
+        };
         assert_eq!(a.class(&peer(0, 0)), Some(Class::Operate), "root by name");
-        assert_eq!(a.class(&peer(1000, 1000)), Some(Class::Operate), "member of mgsd");
-        assert_eq!(a.class(&peer(1001, 1001)), Some(Class::Read), "member of mgsd-ro");
-        assert_eq!(a.class(&peer(1002, 901)), Some(Class::Read), "primary group mgsd-ro");
+        assert_eq!(
+            a.class(&peer(1000, 1000)),
+            Some(Class::Operate),
+            "member of mgsd"
+        );
+        assert_eq!(
+            a.class(&peer(1001, 1001)),
+            Some(Class::Read),
+            "member of mgsd-ro"
+        );
+        assert_eq!(
+            a.class(&peer(1002, 901)),
+            Some(Class::Read),
+            "primary group mgsd-ro"
+        );
         assert_eq!(a.class(&peer(1003, 1003)), Some(Class::Read), "uid listed");
         assert_eq!(a.class(&peer(1002, 1002)), None, "in neither");
         assert_eq!(a.class(&peer(4242, 4242)), None, "no such user");
-        let none = Access::with_files(AccessConfig::default(), "/nonexistent".into(), "/nonexistent".into());
+        let none = Access::with_files(
+            AccessConfig::default(),
+            "/nonexistent".into(),
+            "/nonexistent".into(),
+        );
         assert_eq!(none.class(&peer(0, 0)), None, "names need the database");
         assert_eq!(a.unknown_names(), Vec::<String>::new());
         assert_eq!(none.unknown_names().len(), 3);

@@ -176,7 +176,10 @@ mod tests {
         let mut f = Framer::new(16);
         f.push(b"{\"a\":1}\n{\"b\"", vec![]);
         f.push(b":2}\n", vec![]);
-        assert_eq!(lines(&mut f), [("{\"a\":1}".into(), 0), ("{\"b\":2}".into(), 0)]);
+        assert_eq!(
+            lines(&mut f),
+            [("{\"a\":1}".into(), 0), ("{\"b\":2}".into(), 0)]
+        );
         // The end of one line and a whole line sent with a descriptor.
         f.push(b"x", vec![]);
         f.push(b"y\nstart\n", vec![fd()]);
@@ -199,7 +202,10 @@ mod tests {
         assert_eq!(got, [("<too long>".into(), 0), ("ok".into(), 1)]);
         // Exactly the limit fits; one more does not.
         f.push(b"12345678\n123456789\n", vec![]);
-        assert_eq!(lines(&mut f), [("12345678".into(), 0), ("<too long>".into(), 0)]);
+        assert_eq!(
+            lines(&mut f),
+            [("12345678".into(), 0), ("<too long>".into(), 0)]
+        );
     }
 
     #[test]

@@ -207,7 +207,11 @@ impl ControlServer {
             let command = request.command;
             debug!(command = ?command, uid = peer.uid, "control request");
             if command.class() > class {
-                let r = Response::error(request.request_id, ErrorCode::PermissionDenied, denied(&peer, Some(&command)));
+                let r = Response::error(
+                    request.request_id,
+                    ErrorCode::PermissionDenied,
+                    denied(&peer, Some(&command)),
+                );
                 self.refused(&peer, Some(&command), &r);
                 if send(&mut write, &r).await.is_err() {
                     return;
@@ -220,7 +224,8 @@ impl ControlServer {
                 return;
             }
             let name = command.name();
-            let audited = (command.class() == Class::Operate).then(|| self.audit_entry(&peer, &command));
+            let audited =
+                (command.class() == Class::Operate).then(|| self.audit_entry(&peer, &command));
             self.busy.send_modify(|n| *n += 1);
             let response = match self.execute(command, fds).await {
                 Ok(value) => Response::ok(request.request_id, value),
@@ -242,7 +247,9 @@ impl ControlServer {
     /// `permission_denied` (and audited), then the connection closes.
     async fn refuse_peer(&self, stream: UnixStream, peer: Peer) {
         let (first, mut write) = first_line(stream, self.max_request_bytes).await;
-        let command = first.and_then(|l| parse_request(&l).ok()).map(|r| r.command);
+        let command = first
+            .and_then(|l| parse_request(&l).ok())
+            .map(|r| r.command);
         let r = Response::error(None, ErrorCode::PermissionDenied, denied(&peer, None));
         self.refused(&peer, command.as_ref(), &r);
         let _ = send(&mut write, &r).await;
@@ -251,7 +258,8 @@ impl ControlServer {
     /// Count, log and audit a refusal.
     fn refused(&self, peer: &Peer, command: Option<&Command>, response: &Response) {
         let name = command.map_or("connect", Command::name);
-        metrics::counter!("mgsd_control_refusals_total", "reason" => "permission_denied").increment(1);
+        metrics::counter!("mgsd_control_refusals_total", "reason" => "permission_denied")
+            .increment(1);
         count(name, response);
         let entry = match command {
             Some(c) => self.audit_entry(peer, c),
@@ -293,10 +301,17 @@ impl ControlServer {
         match (&response.ok, &response.error) {
             (Some(v), _) => {
                 entry.result = "ok".into();
-                if let Some(id) = v.get("id").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
+                if let Some(id) = v
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok())
+                {
                     entry.update_id = Some(id);
                 }
-                entry.image_sha256 = v.get("image_sha256").and_then(Value::as_str).map(String::from);
+                entry.image_sha256 = v
+                    .get("image_sha256")
+                    .and_then(Value::as_str)
+                    .map(String::from);
             }
             (_, Some(e)) => {
                 entry.result = error_name(e.code);
@@ -358,7 +373,10 @@ fn denied(peer: &Peer, command: Option<&Command>) -> String {
 
 /// Count a response in `mgsd_control_requests_total`.
 fn count(command: &'static str, response: &Response) {
-    let result = response.error.as_ref().map_or("ok".to_string(), |e| error_name(e.code));
+    let result = response
+        .error
+        .as_ref()
+        .map_or("ok".to_string(), |e| error_name(e.code));
     metrics::counter!("mgsd_control_requests_total", "command" => command, "result" => result)
         .increment(1);
 }
@@ -376,7 +394,10 @@ async fn first_line(stream: UnixStream, max: usize) -> (Option<String>, OwnedWri
                     Frame::TooLong => None,
                 };
             }
-            if !matches!(framing::fill(read.as_ref(), &mut framer, &mut buf).await, Ok(true)) {
+            if !matches!(
+                framing::fill(read.as_ref(), &mut framer, &mut buf).await,
+                Ok(true)
+            ) {
                 return None;
             }
         }

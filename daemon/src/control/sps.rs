@@ -3,15 +3,12 @@
 //! cabooses, power, slots and resets.
 
 use super::{registry_error, to_value, ControlServer, Outcome};
-use crate::api::{CabooseArgs, ComponentArgs, ErrorCode, PowerSetArgs, ResetArgs, SlotSetArgs, SpArgs};
+use crate::api::{
+    CabooseArgs, ComponentArgs, ErrorCode, PowerSetArgs, ResetArgs, SlotSetArgs, SpArgs,
+};
 use actors::{RegistryError, RpcError};
 use gateway_messages::{MgsRequest, PowerState, SpComponent, SpError, SpResponse};
 use serde_json::{json, Value};
-use std::time::Duration;
-
-/// `state` asks the SP again only when what its actor knows is older than
-/// this; questions that overlap share that one request.
-const STATE_MAX_AGE: Duration = Duration::from_secs(1);
 
 pub(super) fn version() -> Outcome {
     Ok(json!({
@@ -58,11 +55,10 @@ pub(super) async fn list(s: &ControlServer) -> Outcome {
     Ok(Value::Array(rows.collect()))
 }
 
-/// What the SP's actor knows, read again only if older than
-/// [`STATE_MAX_AGE`] and the SP is reachable.
+/// What the SP's actor knows (it reads the state every
+/// `state_refresh_ms`): no SP is asked.
 pub(super) async fn state(s: &ControlServer, a: SpArgs) -> Outcome {
-    let sp = s.handle.sp(&a.sp).await.map_err(registry_error)?;
-    let info = sp.state(STATE_MAX_AGE).await;
+    let info = s.handle.info(&a.sp).await.map_err(registry_error)?;
     let Some((at, response)) = info.state else {
         return Err((
             ErrorCode::SpUnreachable,
@@ -136,9 +132,7 @@ pub(super) async fn power_set(s: &ControlServer, a: PowerSetArgs) -> Outcome {
     };
     // What `list` and `state` show follows soon.
     if let Ok(sp) = s.handle.sp(&a.sp).await {
-        actix::spawn(async move {
-            sp.state(Duration::ZERO).await;
-        });
+        actix::spawn(async move { sp.refresh_state().await });
     }
     Ok(json!({ "power_state": format!("{state:?}"), "changed": changed }))
 }
@@ -181,7 +175,11 @@ pub(super) async fn reset(s: &ControlServer, a: ResetArgs) -> Outcome {
     Ok(json!({ "sp": a.sp, "component": a.component, "reset": true }))
 }
 
-async fn rpc(s: &ControlServer, sp: &str, request: MgsRequest) -> Result<SpResponse, (ErrorCode, String)> {
+async fn rpc(
+    s: &ControlServer,
+    sp: &str,
+    request: MgsRequest,
+) -> Result<SpResponse, (ErrorCode, String)> {
     s.handle
         .rpc(sp, request)
         .await

@@ -2,7 +2,10 @@
 //! descriptor), status, abort, watch, history, and the audit log.
 
 use super::{registry_error, send, to_value, ControlServer, Outcome};
-use crate::api::{AuditArgs, ComponentArgs, ErrorCode, HistoryArgs, Response, UpdateAbortArgs, UpdateStartArgs, MAX_LIMIT};
+use crate::api::{
+    AuditArgs, ComponentArgs, ErrorCode, HistoryArgs, Response, UpdateAbortArgs, UpdateStartArgs,
+    MAX_LIMIT,
+};
 use serde_json::{json, Value};
 use std::os::fd::OwnedFd;
 use tokio::net::unix::OwnedWriteHalf;
@@ -55,7 +58,14 @@ pub(super) async fn abort(s: &ControlServer, a: UpdateAbortArgs) -> Outcome {
 /// Finished updates, newest first, with duration and mean rate.
 pub(super) async fn history(s: &ControlServer, a: HistoryArgs) -> Outcome {
     let sp = match a.sp {
-        Some(sp) => Some(s.handle.sp(&sp).await.map_err(registry_error)?.name().clone()),
+        Some(sp) => Some(
+            s.handle
+                .sp(&sp)
+                .await
+                .map_err(registry_error)?
+                .name()
+                .clone(),
+        ),
         None => None,
     };
     let query = actors::registry::History {
@@ -176,7 +186,6 @@ async fn watch_all(s: &ControlServer, write: &mut OwnedWriteHalf, req_id: Option
     }
 }
 
-
 /// Each record an update publishes, through its final one. An update the
 /// SP never accepted is not shown.
 fn follow(
@@ -201,4 +210,3 @@ fn follow(
         }
     })
 }
-

@@ -236,10 +236,13 @@ fn update(d: &Daemon, sp: &str, image: &Path) -> (Value, Duration, Duration) {
         slot: 1,
         id: Some(id),
     });
-    ok(d.client().request_with(&start, Some(std::os::fd::AsFd::as_fd(&file))))
+    ok(d.client()
+        .request_with(&start, Some(std::os::fd::AsFd::as_fd(&file))))
     .unwrap_or_else(|e| panic!("start on {sp}: {e}"));
     let mut c = d.client();
-    let mut r = c.request(&Command::Watch(api::WatchArgs { id: Some(id) })).expect("watch");
+    let mut r = c
+        .request(&Command::Watch(api::WatchArgs { id: Some(id) }))
+        .expect("watch");
     let mut delivered = None;
     loop {
         let record = r.event.as_ref().or(r.ok.as_ref()).cloned();
