@@ -96,7 +96,9 @@ expect 'mgsd_update_completions_total{sp="sled-0",component="host-boot-flash"}' 
 expect 'mgsd_active_updates' 0
 expect 'mgsd_build_info' 1
 expect 'count(mgsd_sp_firmware_info{component="sp"} == 1)' 12
-expect 'sum(mgsd_sp_rtt_seconds_count) > 0' "$(query 'sum(mgsd_sp_rtt_seconds_count)')"
+# SPs' state is read every few seconds, so the count moves: only ask that
+# round trips were measured.
+expect 'sum(mgsd_sp_rtt_seconds_count) > bool 0' 1
 
 echo "== promtool check metrics"
 python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
