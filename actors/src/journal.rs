@@ -5,6 +5,7 @@
 //! forget; shutdown waits for it to be done. Messages are handled in the
 //! order sent, so a `Flush` answered means every earlier write is in.
 
+use crate::rollout_state::RolloutRecord;
 use crate::store::{AuditEntry, Store};
 use crate::update_state::UpdateRecord;
 use actix::prelude::*;
@@ -31,6 +32,22 @@ pub struct Write(pub UpdateRecord);
 #[rtype(result = "()")]
 pub struct Forget(pub Vec<uuid::Uuid>);
 
+/// Write (or replace) a rollout's record.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WriteRollout(pub RolloutRecord);
+
+impl Handler<WriteRollout> for Journal {
+    type Result = ();
+    fn handle(&mut self, msg: WriteRollout, _: &mut SyncContext<Self>) {
+        let t = Instant::now();
+        match self.store.put_rollout(&msg.0) {
+            Ok(()) => crate::metrics::journal_write(t.elapsed()),
+            Err(e) => error!(rollout = %msg.0.id, error = %e, "could not journal the rollout"),
+        }
+    }
+}
+
 /// Append an audit entry.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -46,8 +63,8 @@ pub struct AuditLog {
     pub limit: usize,
 }
 
-/// Forget audit entries older than this (Unix ms), and the oldest beyond
-/// [`crate::store::AUDIT_KEEP`].
+/// Forget audit entries and ended rollouts older than this (Unix ms), and
+/// the oldest audit entries beyond [`crate::store::AUDIT_KEEP`].
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PruneAudit(pub u64);
@@ -80,6 +97,9 @@ impl Handler<PruneAudit> for Journal {
     fn handle(&mut self, msg: PruneAudit, _: &mut SyncContext<Self>) {
         if let Err(e) = self.store.prune_audit(msg.0) {
             error!(error = %e, "could not prune the audit log");
+        }
+        if let Err(e) = self.store.prune_rollouts(msg.0) {
+            error!(error = %e, "could not prune old rollouts");
         }
     }
 }
@@ -149,6 +169,16 @@ impl JournalHandle {
         if !ids.is_empty() {
             self.addr.do_send(Forget(ids));
         }
+    }
+
+    /// Journal a rollout's record (in the background).
+    pub fn write_rollout(&self, record: RolloutRecord) {
+        self.addr.do_send(WriteRollout(record));
+    }
+
+    /// Journal a rollout's record and wait until it is written.
+    pub async fn write_rollout_now(&self, record: RolloutRecord) {
+        let _ = self.addr.send(WriteRollout(record)).await;
     }
 
     /// Store an audit entry (in the background).

@@ -21,6 +21,8 @@ pub mod image;
 pub mod journal;
 pub mod metrics;
 pub mod registry;
+pub mod rollout;
+pub mod rollout_state;
 pub mod rpc;
 pub mod sp;
 pub mod store;

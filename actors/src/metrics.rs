@@ -2,6 +2,7 @@
 //! from closed sets: configured SP names, component names, request kinds,
 //! outcomes, phases and failure reasons; never update ids.
 
+use crate::rollout_state::{Counts, RolloutPhase, RolloutRecord, TargetState};
 use crate::update_state::{FailureKind, Phase, UpdateRecord};
 use gateway_messages::MgsRequest;
 use metrics::{
@@ -53,9 +54,27 @@ pub const FIRMWARE_INFO: &str = "mgsd_sp_firmware_info";
 pub const UPDATE_RESUMED: &str = "mgsd_update_resumed_total";
 /// Time to write one update record to the journal.
 pub const JOURNAL_WRITE: &str = "mgsd_journal_write_seconds";
+/// Gauge: rollout targets by `state`, over every rollout since start.
+pub const ROLLOUT_TARGETS: &str = "mgsd_rollout_targets";
+/// Gauge: rollouts by `state` (phase), since start.
+pub const ROLLOUT_STATE: &str = "mgsd_rollout_state";
+/// Counter: rollouts stopped by their failure rule.
+pub const ROLLOUT_STOPS: &str = "mgsd_rollout_stops_total";
 
 /// Register help texts and units (call once at start).
 pub fn describe() {
+    describe_gauge!(
+        ROLLOUT_TARGETS,
+        "Rollout targets by state, over every rollout since the daemon started."
+    );
+    describe_gauge!(
+        ROLLOUT_STATE,
+        "Rollouts by state (running, waiting, paused, stopping, stopped, aborting, aborted, complete)."
+    );
+    describe_counter!(
+        ROLLOUT_STOPS,
+        "Rollouts that stopped starting targets because too many failed."
+    );
     describe_gauge!(
         SP_REACHABLE,
         "Whether the SP answered recently (1) or not (0)."
@@ -331,6 +350,54 @@ pub fn follow_update(mut rx: watch::Receiver<UpdateRecord>) {
                 was = Some(r.phase);
             }
             if r.phase.is_terminal() || rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Each rollout's phase and target counts, for the gauges over all.
+static ROLLOUTS: std::sync::Mutex<std::collections::BTreeMap<uuid::Uuid, (RolloutPhase, Counts)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Keep the rollout gauges in step with a rollout's record, until it
+/// ends.
+pub fn follow_rollout(mut rx: watch::Receiver<RolloutRecord>) {
+    actix::spawn(async move {
+        let mut was = None;
+        loop {
+            let (id, phase, counts) = {
+                let r = rx.borrow_and_update();
+                (r.id, r.phase, r.counts())
+            };
+            if phase == RolloutPhase::Stopping && was.is_some_and(|w| w != phase) {
+                counter!(ROLLOUT_STOPS).increment(1);
+            }
+            was = Some(phase);
+            let all: Vec<(RolloutPhase, Counts)> = {
+                let mut rollouts = ROLLOUTS.lock().unwrap_or_else(|e| e.into_inner());
+                rollouts.insert(id, (phase, counts));
+                rollouts.values().copied().collect()
+            };
+            for p in RolloutPhase::ALL {
+                let n = all.iter().filter(|(q, _)| *q == p).count();
+                gauge!(ROLLOUT_STATE, "state" => p.as_str()).set(n as f64);
+            }
+            for s in TargetState::ALL {
+                let n: usize = all
+                    .iter()
+                    .map(|(_, c)| match s {
+                        TargetState::Pending => c.pending,
+                        TargetState::Running => c.running,
+                        TargetState::Complete => c.complete,
+                        TargetState::Failed => c.failed,
+                        TargetState::Aborted => c.aborted,
+                        TargetState::Skipped => c.skipped,
+                    })
+                    .sum();
+                gauge!(ROLLOUT_TARGETS, "state" => s.as_str()).set(n as f64);
+            }
+            if phase.is_terminal() || rx.changed().await.is_err() {
                 return;
             }
         }

@@ -9,6 +9,10 @@
 
 use crate::image::{Image, ImageHash, ImageStore};
 use crate::journal::JournalHandle;
+use crate::rollout::RolloutHandle;
+use crate::rollout_state::{
+    wave_sizes, RolloutPhase, RolloutRecord, RolloutSpec, Target, TargetState,
+};
 use crate::rpc::RpcError;
 use crate::sp::{RpcKind, SpHandle, SpInfo, SpSettings, SpTarget};
 use crate::store::{Spool, Store};
@@ -55,6 +59,9 @@ pub struct RegistryConfig {
     pub history: usize,
     /// Forget finished updates older than this, too.
     pub history_max_age: Option<Duration>,
+    /// The scrimlet's own sled: no rollout takes it unless it says
+    /// `allow_self`.
+    pub own_sp: Option<String>,
 }
 
 impl RegistryConfig {
@@ -66,6 +73,7 @@ impl RegistryConfig {
             transport: Arc::new(udp_transport),
             history: DEFAULT_HISTORY,
             history_max_age: None,
+            own_sp: None,
         }
     }
 }
@@ -132,6 +140,12 @@ pub enum RegistryError {
     /// The daemon is shutting down.
     #[error("daemon is shutting down")]
     Stopped,
+    /// A rollout plan is wrong; every problem, each naming its line.
+    #[error("the plan is not valid: {}", .0.join("; "))]
+    Plan(Vec<String>),
+    /// No rollout with that id.
+    #[error("unknown rollout id {0}")]
+    UnknownRollout(uuid::Uuid),
 }
 
 impl From<MailboxError> for RegistryError {
@@ -177,6 +191,7 @@ pub struct Registry {
     images: ImageStore,
     /// Shutting down: no new updates.
     stopping: bool,
+    rollouts: HashMap<uuid::Uuid, RolloutHandle>,
 }
 
 /// How often old history is looked for when no update ends.
@@ -260,6 +275,51 @@ impl Registry {
         self.prune();
     }
 
+    /// A handle on this registry, for the rollouts it starts.
+    fn handle_of(&self, ctx: &Context<Self>) -> RegistryHandle {
+        RegistryHandle {
+            registry: ctx.address(),
+            images: self.images.clone(),
+            settings: self.settings.clone(),
+            journal: self.journal.clone(),
+            spool: self.spool.clone(),
+            own_sp: None,
+        }
+    }
+
+    /// Take up the journalled rollouts: each goes on where it was (its
+    /// running targets' updates are the same ones, resumed above).
+    fn restore_rollouts(&mut self, records: Vec<RolloutRecord>, ctx: &Context<Self>) {
+        for mut record in records {
+            let mut images = HashMap::new();
+            if !record.phase.is_terminal() {
+                record.resumed += 1;
+                info!(rollout = %record.id, phase = record.phase.as_str(), "resuming the rollout");
+                for t in &record.targets {
+                    let Some(hash) = ImageHash::from_hex(&t.image_sha256) else {
+                        continue;
+                    };
+                    if images.contains_key(&t.image_sha256) {
+                        continue;
+                    }
+                    match self.spool.as_ref().map(|s| s.get(&hash, &self.images)) {
+                        Some(Ok(image)) => {
+                            images.insert(t.image_sha256.clone(), image);
+                        }
+                        Some(Err(e)) => {
+                            warn!(rollout = %record.id, error = %e, "a rollout's image cannot be read back")
+                        }
+                        None => {}
+                    }
+                }
+            }
+            let id = record.id;
+            let handle =
+                RolloutHandle::start(record, images, self.handle_of(ctx), self.journal.clone());
+            self.rollouts.insert(id, handle);
+        }
+    }
+
     /// The SP and image a journalled update needs to go on.
     fn resumable(&self, b: &Binding) -> Result<(SpHandle, Arc<Image>), String> {
         let (_, sp) = self
@@ -305,6 +365,16 @@ impl Registry {
         };
         let mut keep: HashSet<ImageHash> = self.updates.values().map(|(b, _)| b.image).collect();
         keep.extend(self.images.held());
+        // A rollout under way needs the images of targets not started yet.
+        for r in self.rollouts.values().map(RolloutHandle::record) {
+            if !r.phase.is_terminal() {
+                keep.extend(
+                    r.targets
+                        .iter()
+                        .filter_map(|t| ImageHash::from_hex(&t.image_sha256)),
+                );
+            }
+        }
         tokio::task::spawn_blocking(move || match spool.retain(&keep) {
             Ok(removed) if !removed.is_empty() => {
                 info!(
@@ -432,6 +502,66 @@ impl Handler<UpdateEnded> for Registry {
         }
         self.finished.push_back(msg.0);
         self.prune();
+    }
+}
+
+/// Start a rollout, or find it started already with the same plan.
+#[derive(Message)]
+#[rtype(result = "Result<RolloutHandle, UpdateError>")]
+struct BeginRollout {
+    record: RolloutRecord,
+    images: HashMap<String, Arc<Image>>,
+}
+
+impl Handler<BeginRollout> for Registry {
+    type Result = Result<RolloutHandle, UpdateError>;
+    fn handle(&mut self, msg: BeginRollout, ctx: &mut Context<Self>) -> Self::Result {
+        if self.stopping {
+            return Err(UpdateError::ShuttingDown);
+        }
+        let id = msg.record.id;
+        if let Some(existing) = self.rollouts.get(&id) {
+            return if existing.record().plan_sha256 == msg.record.plan_sha256 {
+                Ok(existing.clone())
+            } else {
+                Err(UpdateError::Conflict {
+                    id,
+                    detail: "it already names a rollout of another plan".into(),
+                })
+            };
+        }
+        if self.updates.contains_key(&UpdateId::from(id)) {
+            return Err(UpdateError::Conflict {
+                id,
+                detail: "it already names an update".into(),
+            });
+        }
+        info!(rollout = %id, targets = msg.record.targets.len(), waves = msg.record.waves, "rollout started");
+        let handle = RolloutHandle::start(
+            msg.record,
+            msg.images,
+            self.handle_of(ctx),
+            self.journal.clone(),
+        );
+        self.rollouts.insert(id, handle.clone());
+        Ok(handle)
+    }
+}
+
+/// One rollout, or all (oldest first).
+#[derive(Message)]
+#[rtype(result = "Vec<RolloutHandle>")]
+struct Rollouts(Option<uuid::Uuid>);
+
+impl Handler<Rollouts> for Registry {
+    type Result = MessageResult<Rollouts>;
+    fn handle(&mut self, msg: Rollouts, _: &mut Context<Self>) -> Self::Result {
+        let mut all: Vec<RolloutHandle> = match msg.0 {
+            Some(id) => self.rollouts.get(&id).cloned().into_iter().collect(),
+            None => self.rollouts.values().cloned().collect(),
+        };
+        all.sort_by_key(|h| h.record().created_unix_ms);
+        MessageResult(all)
     }
 }
 
@@ -606,6 +736,7 @@ pub struct RegistryHandle {
     settings: SpSettings,
     journal: Option<JournalHandle>,
     spool: Option<Spool>,
+    own_sp: Option<String>,
 }
 
 /// Components updates can target.
@@ -658,11 +789,18 @@ impl RegistryHandle {
     ) -> io::Result<(Self, Vec<String>)> {
         let (started, _) = broadcast::channel(1024);
         let images = ImageStore::default();
-        let (mut records, mut unreadable) = (Vec::new(), Vec::new());
+        let (mut records, mut unreadable, mut rollouts) = (Vec::new(), Vec::new(), Vec::new());
         let (journal, spool) = match state {
             Some(State { store, spool }) => {
                 match store.load() {
                     Ok((r, bad)) => (records, unreadable) = (r, bad),
+                    Err(e) => unreadable.push(e.to_string()),
+                }
+                match store.load_rollouts() {
+                    Ok((r, bad)) => {
+                        rollouts = r;
+                        unreadable.extend(bad);
+                    }
                     Err(e) => unreadable.push(e.to_string()),
                 }
                 (Some(JournalHandle::start(store)), Some(spool))
@@ -682,12 +820,14 @@ impl RegistryHandle {
             spool: spool.clone(),
             images: images.clone(),
             stopping: false,
+            rollouts: HashMap::new(),
         };
         for entry in config.sps {
             registry.start_sp(entry)?;
         }
         let registry = Registry::create(move |ctx| {
             registry.restore(records, ctx);
+            registry.restore_rollouts(rollouts, ctx);
             registry
         });
         let handle = Self {
@@ -696,6 +836,7 @@ impl RegistryHandle {
             settings: config.settings,
             journal,
             spool,
+            own_sp: config.own_sp,
         };
         Ok((handle, unreadable))
     }
@@ -713,6 +854,232 @@ impl RegistryHandle {
             j.flush().await;
         }
         Ok(running.iter().map(UpdateHandle::record).collect())
+    }
+
+    /// Start the rollout `id` of `spec` (its targets name `images` by
+    /// index), or find it started already with the same plan. The whole
+    /// plan is checked first, and every problem named with its line;
+    /// nothing is sent to any SP unless it is all good.
+    pub async fn start_rollout(
+        &self,
+        id: uuid::Uuid,
+        spec: RolloutSpec<usize>,
+        images: Vec<Arc<Image>>,
+    ) -> Result<RolloutRecord, RegistryError> {
+        let sps: Vec<SpHandle> = self
+            .registry
+            .send(ListSps)
+            .await?
+            .into_iter()
+            .map(|(sp, _)| sp)
+            .collect();
+        let record = self.plan(id, &spec, &images, &sps)?;
+        if let Some(spool) = self.spool.clone() {
+            let kept = images.clone();
+            tokio::task::spawn_blocking(move || kept.iter().try_for_each(|i| spool.put(i)))
+                .await
+                .map_err(|_| RegistryError::Stopped)?
+                .map_err(|e| RegistryError::Spool(e.to_string()))?;
+        }
+        let images = images
+            .into_iter()
+            .map(|i| (i.hash.to_string(), i))
+            .collect();
+        let handle = self
+            .registry
+            .send(BeginRollout { record, images })
+            .await??;
+        Ok(handle.record())
+    }
+
+    /// Check `spec` against the SPs and images, and make the rollout's
+    /// first record.
+    fn plan(
+        &self,
+        id: uuid::Uuid,
+        spec: &RolloutSpec<usize>,
+        images: &[Arc<Image>],
+        sps: &[SpHandle],
+    ) -> Result<RolloutRecord, RegistryError> {
+        let mut problems = Vec::new();
+        if spec.max_concurrent == 0 {
+            problems.push("max_concurrent must be at least 1".to_string());
+        }
+        if spec.stop_after_failures == 0 {
+            problems.push("stop_after_failures must be at least 1".to_string());
+        }
+        if spec.targets.is_empty() {
+            problems.push("the plan has no [[target]]".to_string());
+        }
+        let find = |name: &str| {
+            sps.iter().find(|sp| {
+                sp.name().as_str() == name || sp.info().identity.is_some_and(|i| i.serial == name)
+            })
+        };
+        let own = self
+            .own_sp
+            .as_deref()
+            .and_then(find)
+            .map(|sp| sp.name().clone());
+        let mut targets: Vec<Target> = Vec::new();
+        let mut seen: HashMap<(SpName, String), Option<u32>> = HashMap::new();
+        for ts in &spec.targets {
+            let at = ts
+                .line
+                .map_or("a [[target]]".to_string(), |l| format!("line {l}"));
+            let selectors = usize::from(!ts.sps.is_empty())
+                + usize::from(ts.kind.is_some())
+                + usize::from(ts.all);
+            if selectors != 1 {
+                problems.push(format!("{at}: give exactly one of sps, kind and all"));
+                continue;
+            }
+            let chosen: Vec<SpName> = if ts.all {
+                sps.iter().map(|sp| sp.name().clone()).collect()
+            } else if let Some(kind) = &ts.kind {
+                let prefix = format!("{kind}-");
+                let of_kind: Vec<SpName> = sps
+                    .iter()
+                    .map(|sp| sp.name().clone())
+                    .filter(|n| n.as_str().starts_with(&prefix))
+                    .collect();
+                if of_kind.is_empty() {
+                    problems.push(format!("{at}: no SP is of kind {kind:?} (named {prefix}…)"));
+                }
+                of_kind
+            } else {
+                ts.sps
+                    .iter()
+                    .filter_map(|name| match find(name) {
+                        Some(sp) => Some(sp.name().clone()),
+                        None => {
+                            problems.push(format!("{at}: unknown SP {name:?}"));
+                            None
+                        }
+                    })
+                    .collect()
+            };
+            let component = match parse_updatable(&ts.component) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.push(format!("{at}: {e}"));
+                    continue;
+                }
+            };
+            let Some(image) = images.get(ts.image) else {
+                problems.push(format!(
+                    "{at}: image {} was not sent ({} descriptors came)",
+                    ts.image,
+                    images.len()
+                ));
+                continue;
+            };
+            if let Err(e) = self.check_image(component, &image.data) {
+                problems.push(format!("{at}: {e}"));
+                continue;
+            }
+            for sp in chosen {
+                if let Some(first) = seen.insert((sp.clone(), ts.component.clone()), ts.line) {
+                    let first = first.map_or(String::new(), |l| format!(" (line {l})"));
+                    problems.push(format!(
+                        "{at}: {sp} {} is a target twice{first}",
+                        ts.component
+                    ));
+                    continue;
+                }
+                if own.as_ref() == Some(&sp) && !spec.allow_self {
+                    problems.push(format!(
+                        "{at}: {sp} is the scrimlet's own sled (rollout.own_sp); add allow_self = true to update it"
+                    ));
+                    continue;
+                }
+                targets.push(Target {
+                    update_id: crate::rollout_state::target_update_id(
+                        id,
+                        sp.as_str(),
+                        &ts.component,
+                        ts.slot,
+                    ),
+                    sp,
+                    component: ts.component.clone(),
+                    slot: ts.slot,
+                    image_sha256: image.hash.to_string(),
+                    total_bytes: image.len() as u64,
+                    wave: 0,
+                    line: ts.line,
+                    state: TargetState::Pending,
+                    phase: None,
+                    bytes_acked: 0,
+                    rate_bytes_per_second: None,
+                    eta_s: None,
+                    started_unix_ms: None,
+                    finished_unix_ms: None,
+                    failure: None,
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RegistryError::Plan(problems));
+        }
+        let sizes = wave_sizes(targets.len(), spec.canary, &spec.waves);
+        let mut i = 0;
+        for (wave, size) in sizes.iter().enumerate() {
+            for t in &mut targets[i..i + size] {
+                t.wave = wave;
+            }
+            i += size;
+        }
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for t in &targets {
+            h.update(format!(
+                "{}/{}/{}/{};",
+                t.sp, t.component, t.slot, t.image_sha256
+            ));
+        }
+        let options = format!(
+            "{}/{:?}/{}/{:?}/{:?}",
+            spec.max_concurrent,
+            sizes,
+            spec.stop_after_failures,
+            spec.pause_between_waves,
+            spec.after
+        );
+        h.update(options);
+        let plan_sha256: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(RolloutRecord {
+            id,
+            plan_sha256,
+            phase: RolloutPhase::Running,
+            reason: None,
+            max_concurrent: spec.max_concurrent,
+            stop_after_failures: spec.stop_after_failures,
+            pause_between_waves: spec.pause_between_waves,
+            after: spec.after,
+            waves: sizes.len(),
+            current_wave: 0,
+            resume_at_unix_ms: None,
+            created_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            finished_unix_ms: None,
+            resumed: 0,
+            targets,
+        })
+    }
+
+    /// One rollout.
+    pub async fn rollout(&self, id: uuid::Uuid) -> Result<RolloutHandle, RegistryError> {
+        self.registry
+            .send(Rollouts(Some(id)))
+            .await?
+            .pop()
+            .ok_or(RegistryError::UnknownRollout(id))
+    }
+
+    /// Every rollout since the journal's retention, oldest first.
+    pub async fn rollouts(&self) -> Result<Vec<RolloutHandle>, RegistryError> {
+        Ok(self.registry.send(Rollouts(None)).await?)
     }
 
     /// Keep an audit entry, where there is a state directory.

@@ -9,6 +9,7 @@
 //! problem reported with its path.
 
 use crate::image::{Image, ImageHash, ImageStore};
+use crate::rollout_state::RolloutRecord;
 use crate::update_state::UpdateRecord;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -166,6 +167,12 @@ impl Store {
                  entry TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS audit_time ON audit(time_unix_ms);
+             CREATE TABLE IF NOT EXISTS rollouts (
+                 id TEXT PRIMARY KEY NOT NULL,
+                 created_unix_ms INTEGER NOT NULL,
+                 finished_unix_ms INTEGER,
+                 record TEXT NOT NULL
+             );
              PRAGMA user_version = 2;",
         )
         .map_err(db)?;
@@ -258,6 +265,63 @@ impl Store {
             .optional()
             .map_err(self.db())?;
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+}
+
+impl Store {
+    /// Write (or replace) a rollout's record.
+    pub fn put_rollout(&self, r: &RolloutRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(r).expect("records serialise");
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO rollouts (id, created_unix_ms, finished_unix_ms, record)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    r.id.to_string(),
+                    r.created_unix_ms as i64,
+                    r.finished_unix_ms.map(|t| t as i64),
+                    json
+                ],
+            )
+            .map(|_| ())
+            .map_err(self.db())
+    }
+
+    /// Every rollout, oldest first; rows that do not parse are left where
+    /// they are and named.
+    pub fn load_rollouts(&self) -> Result<(Vec<RolloutRecord>, Vec<String>), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, record FROM rollouts ORDER BY created_unix_ms")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(self.db())?;
+        let (mut records, mut bad) = (Vec::new(), Vec::new());
+        for row in rows {
+            let (id, json) = row.map_err(self.db())?;
+            match serde_json::from_str(&json) {
+                Ok(r) => records.push(r),
+                Err(e) => bad.push(format!(
+                    "{}: rollout {id} does not parse ({e}); left in place",
+                    self.path.display()
+                )),
+            }
+        }
+        Ok((records, bad))
+    }
+
+    /// Forget rollouts that ended before `before_unix_ms`.
+    pub fn prune_rollouts(&self, before_unix_ms: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM rollouts WHERE finished_unix_ms < ?1",
+                [before_unix_ms.min(i64::MAX as u64) as i64],
+            )
+            .map(|_| ())
+            .map_err(self.db())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The control protocol, shared by the server and `mgsctl`: one JSON object
 //! per line each way. See `docs/control-protocol.md`.
 
+pub use actors::rollout_state::{RolloutSpec, TargetSpec};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -172,6 +173,27 @@ pub struct WatchArgs {
     pub id: Option<uuid::Uuid>,
 }
 
+/// `rollout_start`. The plan's images travel as descriptors sent with
+/// the request line, in the order of the indices its targets name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutStartArgs {
+    /// Rollout id (UUID); chosen for you if absent. Starting again with
+    /// the same id and plan is safe.
+    #[serde(default)]
+    pub id: Option<uuid::Uuid>,
+    /// The plan.
+    pub plan: RolloutSpec<usize>,
+}
+
+/// One rollout, by id.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutArgs {
+    /// Rollout id.
+    pub id: uuid::Uuid,
+}
+
 /// Rows `history` and `audit` return unless told.
 pub const DEFAULT_LIMIT: usize = 50;
 
@@ -238,6 +260,20 @@ pub enum Command {
     Audit(AuditArgs),
     /// Stream progress events of one update (until it ends) or of all.
     Watch(WatchArgs),
+    /// Start a rollout of a plan; returns once it is checked and started.
+    RolloutStart(RolloutStartArgs),
+    /// A rollout's record, counts, rate and ETA.
+    RolloutStatus(RolloutArgs),
+    /// Stream a rollout's records until it ends.
+    RolloutWatch(RolloutArgs),
+    /// Start no new target until resumed.
+    RolloutPause(RolloutArgs),
+    /// Go on after a pause.
+    RolloutResume(RolloutArgs),
+    /// Abort: no new target, running target updates aborted on their SPs.
+    RolloutAbort(RolloutArgs),
+    /// Every rollout, oldest first.
+    RolloutList(NoArgs),
 }
 
 /// Who may send a command.
@@ -269,6 +305,13 @@ impl Command {
             Command::History(_) => "history",
             Command::Audit(_) => "audit",
             Command::Watch(_) => "watch",
+            Command::RolloutStart(_) => "rollout_start",
+            Command::RolloutStatus(_) => "rollout_status",
+            Command::RolloutWatch(_) => "rollout_watch",
+            Command::RolloutPause(_) => "rollout_pause",
+            Command::RolloutResume(_) => "rollout_resume",
+            Command::RolloutAbort(_) => "rollout_abort",
+            Command::RolloutList(_) => "rollout_list",
         }
     }
 
@@ -279,7 +322,11 @@ impl Command {
             | Command::SlotSet(_)
             | Command::Reset(_)
             | Command::UpdateStart(_)
-            | Command::UpdateAbort(_) => Class::Operate,
+            | Command::UpdateAbort(_)
+            | Command::RolloutStart(_)
+            | Command::RolloutPause(_)
+            | Command::RolloutResume(_)
+            | Command::RolloutAbort(_) => Class::Operate,
             _ => Class::Read,
         }
     }
@@ -298,6 +345,12 @@ impl Command {
                 (Some(&a.sp), Some(&a.component), None)
             }
             Command::Watch(a) => (None, None, a.id),
+            Command::RolloutStart(a) => (None, None, a.id),
+            Command::RolloutStatus(a)
+            | Command::RolloutWatch(a)
+            | Command::RolloutPause(a)
+            | Command::RolloutResume(a)
+            | Command::RolloutAbort(a) => (None, None, Some(a.id)),
             _ => (None, None, None),
         }
     }
@@ -354,6 +407,14 @@ pub enum ErrorCode {
     PermissionDenied,
     /// Too many connections: try again shortly.
     Busy,
+    /// A rollout plan names unknown SPs, a target twice, an image too
+    /// large for its component… (every problem, each with its line).
+    BadPlan,
+    /// No rollout by that id.
+    UnknownRollout,
+    /// The rollout cannot do that now (resume when not paused, abort
+    /// when ended).
+    RolloutState,
     /// Anything else.
     Internal,
 }

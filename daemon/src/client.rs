@@ -35,18 +35,31 @@ impl Client {
         command: &Command,
         fd: Option<BorrowedFd<'_>>,
     ) -> std::io::Result<Response> {
+        self.request_with_fds(command, fd.as_slice())
+    }
+
+    /// Send `command` with the descriptors `fds` (the images of a
+    /// `rollout_start`, in index order) and read the first response line.
+    pub fn request_with_fds(
+        &mut self,
+        command: &Command,
+        fds: &[BorrowedFd<'_>],
+    ) -> std::io::Result<Response> {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
         let mut value = serde_json::to_value(command)?;
         value["v"] = PROTOCOL_VERSION.into();
         let mut line = serde_json::to_vec(&value)?;
         line.push(b'\n');
         let mut sent = 0;
-        if let Some(fd) = fd {
-            // The descriptor travels with the line's first bytes.
-            let fds = [fd];
-            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        if !fds.is_empty() {
+            // The descriptors travel with the line's first bytes.
+            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(16))];
             let mut control = SendAncillaryBuffer::new(&mut space);
-            control.push(SendAncillaryMessage::ScmRights(&fds));
+            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(std::io::Error::other(
+                    "at most 16 descriptors go with one request",
+                ));
+            }
             sent = rustix::net::sendmsg(
                 &self.writer,
                 &[std::io::IoSlice::new(&line)],

@@ -33,6 +33,9 @@ pub struct Config {
     /// Stopping.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Rollouts.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
     /// The SPs, one table each.
     #[serde(default, rename = "sp")]
     pub sps: Vec<SpConfig>,
@@ -216,6 +219,15 @@ impl Default for StateConfig {
             dir: PathBuf::from("/var/lib/mgsd"),
         }
     }
+}
+
+/// `[rollout]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutConfig {
+    /// The scrimlet's own sled (name or serial), which a rollout updates
+    /// only if its plan says `allow_self = true` (default `""`: none).
+    pub own_sp: String,
 }
 
 /// `[shutdown]`.
@@ -422,6 +434,7 @@ mod tests {
                     assert_eq!(config.updates, defaults.updates);
                     assert_eq!(config.state, defaults.state);
                     assert_eq!(config.shutdown, defaults.shutdown);
+                    assert_eq!(config.rollout, defaults.rollout);
                     assert_eq!(config.sps.len(), 2);
                 }
             }

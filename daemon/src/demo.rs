@@ -46,6 +46,7 @@ pub async fn start(config: &mut Config) -> std::io::Result<Demo> {
     }
     let image = dir.path().join("host-boot-flash.img");
     std::fs::write(&image, demo_image())?;
+    std::fs::write(dir.path().join("rollout.toml"), DEMO_PLAN)?;
     Ok(Demo { rack, image, dir })
 }
 
@@ -60,6 +61,23 @@ impl Demo {
         instructions(socket, &self.image, self.dir.path())
     }
 }
+
+/// A rollout of every demo sled's host boot flash: the canary alone, then
+/// waves of 3, 3 at a time.
+const DEMO_PLAN: &str = "\
+# Every demo sled's host boot flash: sled-0 alone first (the canary), then
+# waves of 3, at most 3 at a time; stop at the first failure.
+max_concurrent = 3
+canary = 1
+waves = [3, 3]
+stop_after_failures = 1
+
+[[target]]
+kind = \"sled\"
+component = \"host-boot-flash\"
+slot = 1
+image = \"host-boot-flash.img\"
+";
 
 /// A host-flash image: the reserved first 64 KiB erased, then data.
 pub fn demo_image() -> Vec<u8> {
@@ -86,7 +104,8 @@ fn instructions(socket: &Path, image: &Path, dir: &Path) -> String {
          \x20 mgsctl update start sled-0 host-boot-flash --slot 1 --image {image} --watch\n\
          \x20 mgsctl update status sled-0 host-boot-flash\n\
          \x20 mgsctl update status sled-0 host-boot-flash --json\n\
-         \x20 mgsctl history\n\n\
+         \x20 mgsctl history\n\
+         \x20 mgsctl rollout start {dir}/rollout.toml --watch   # every sled, canary first\n\n\
          Ctrl-C stops the demo.\n",
         socket = socket.display(),
         image = image.display(),

@@ -69,6 +69,7 @@ pub async fn run(
     registry_config.history_max_age = Some(Duration::from_secs(
         config.updates.history_max_age_days.saturating_mul(86_400),
     ));
+    registry_config.own_sp = Some(config.rollout.own_sp.clone()).filter(|s| !s.is_empty());
     let state = open_state(&config.state.dir);
     let (registry, unreadable) =
         RegistryHandle::start_with_state(registry_config, state).map_err(DaemonError::Sockets)?;

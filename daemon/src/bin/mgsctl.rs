@@ -9,7 +9,7 @@
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use mgsd::api::{self, Command, ErrorCode, Response};
+use mgsd::api::{self, Command, ErrorCode, Response, RolloutSpec};
 use mgsd::client::Client;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -70,6 +70,44 @@ enum Cmd {
     Audit(api::AuditArgs),
     /// Follow update progress events (one update, or all).
     Watch(WatchCli),
+    /// Rack rollouts: many SPs updated as one plan, with a canary, waves,
+    /// a concurrency cap and a stop rule (see docs/rollouts.md).
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum RolloutCmd {
+    /// Check a plan (a TOML file) and start it; the images it names are
+    /// opened here, with your rights, and handed to the daemon.
+    Start(RolloutStartCli),
+    /// Targets, counts, rate and ETA.
+    Status(api::RolloutArgs),
+    /// Follow a rollout: a bar per running target and one for the total.
+    Watch(api::RolloutArgs),
+    /// Start no new target until resumed (running ones go on).
+    Pause(api::RolloutArgs),
+    /// Go on after a pause.
+    Resume(api::RolloutArgs),
+    /// Start no new target and abort the running ones on their SPs.
+    Abort(api::RolloutArgs),
+    /// Every rollout, oldest first.
+    List,
+}
+
+/// `rollout start`.
+#[derive(Debug, clap::Args)]
+struct RolloutStartCli {
+    /// The plan file (TOML). Image paths in it are relative to its
+    /// directory.
+    plan: PathBuf,
+    /// Rollout id (UUID); chosen for you if absent. Starting again with
+    /// the same id and plan is safe.
+    #[arg(long)]
+    id: Option<uuid::Uuid>,
+    /// Follow it, and exit 0 only if every target completes.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +170,9 @@ fn exit_code(code: ErrorCode) -> u8 {
         SpError | SpUnreachable => 6,
         UpdateConflict | UpdateRunning | AbortRefused => 8,
         PermissionDenied => 9,
+        BadPlan => 5,
+        UnknownRollout => 4,
+        RolloutState => 8,
         Busy => 3,
         ShuttingDown | Internal => 1,
     }
@@ -200,6 +241,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Cmd::Audit(a) => Command::Audit(a.clone()),
         Cmd::Watch(WatchCli { id: Some(id) }) => return watch_update(cli, *id),
         Cmd::Watch(WatchCli { id: None }) => return watch_all(cli),
+        Cmd::Rollout(RolloutCmd::Start(a)) => return rollout_start(cli, a),
+        Cmd::Rollout(RolloutCmd::Status(a)) => Command::RolloutStatus(a.clone()),
+        Cmd::Rollout(RolloutCmd::Watch(a)) => return rollout_watch(cli, a.id),
+        Cmd::Rollout(RolloutCmd::Pause(a)) => Command::RolloutPause(a.clone()),
+        Cmd::Rollout(RolloutCmd::Resume(a)) => Command::RolloutResume(a.clone()),
+        Cmd::Rollout(RolloutCmd::Abort(a)) => Command::RolloutAbort(a.clone()),
+        Cmd::Rollout(RolloutCmd::List) => Command::RolloutList(api::NoArgs {}),
     };
     let value = call(cli, &command)?;
     if cli.json {
@@ -210,6 +258,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::UpdateStatus(_) => print_status(&value),
         Command::History(_) => print_history(&value),
         Command::Audit(_) => print_audit(&value),
+        Command::RolloutStatus(_)
+        | Command::RolloutPause(_)
+        | Command::RolloutResume(_)
+        | Command::RolloutAbort(_) => print_rollout(&value),
+        Command::RolloutList(_) => print_rollouts(&value),
         _ => print_value(&value, 0),
     }
     Ok(())
@@ -269,6 +322,250 @@ fn open_image(path: &std::path::Path) -> Result<std::fs::File, Failure> {
         return Err(bad("not a regular file".into()));
     }
     Ok(file)
+}
+
+/// Read a plan file, open the images it names (relative to its
+/// directory): the plan with images as descriptor indices, and the files.
+fn load_plan(path: &std::path::Path) -> Result<(RolloutSpec<usize>, Vec<std::fs::File>), Failure> {
+    let bad = |why: String| Failure(5, format!("plan {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let spec: RolloutSpec<PathBuf> = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    // Each [[target]] header's line, so the daemon's errors can name it.
+    let lines: Vec<u32> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[target]]"))
+        .map(|(i, _)| i as u32 + 1)
+        .collect();
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut files = Vec::new();
+    let mut targets = Vec::new();
+    let count = spec.targets.len();
+    for (n, t) in spec.targets.into_iter().enumerate() {
+        let image = base.join(&t.image);
+        let index = match paths.iter().position(|p| *p == image) {
+            Some(i) => i,
+            None => {
+                files.push(open_image(&image)?);
+                paths.push(image);
+                paths.len() - 1
+            }
+        };
+        targets.push(api::TargetSpec {
+            sps: t.sps,
+            kind: t.kind,
+            all: t.all,
+            component: t.component,
+            slot: t.slot,
+            image: index,
+            // Trusted only if every target is a [[target]] table.
+            line: lines.get(n).copied().filter(|_| lines.len() == count),
+        });
+    }
+    let plan = RolloutSpec {
+        max_concurrent: spec.max_concurrent,
+        canary: spec.canary,
+        waves: spec.waves,
+        stop_after_failures: spec.stop_after_failures,
+        pause_between_waves: spec.pause_between_waves,
+        after: spec.after,
+        allow_self: spec.allow_self,
+        targets,
+    };
+    Ok((plan, files))
+}
+
+/// `rollout start`: the plan with its images' descriptors.
+fn rollout_start(cli: &Cli, a: &RolloutStartCli) -> Result<(), Failure> {
+    let (plan, files) = load_plan(&a.plan)?;
+    let mut client = connect(cli)?;
+    let fds: Vec<std::os::fd::BorrowedFd<'_>> =
+        files.iter().map(std::os::fd::AsFd::as_fd).collect();
+    let command = Command::RolloutStart(api::RolloutStartArgs { id: a.id, plan });
+    let response = client
+        .request_with_fds(&command, &fds)
+        .map_err(|e| Failure(3, format!("talking to mgsd: {e}")))?;
+    drop(files);
+    let v = settle(cli, response)?;
+    let id: Option<uuid::Uuid> = v["id"].as_str().and_then(|s| s.parse().ok());
+    if !cli.json {
+        let c = &v["counts"];
+        println!(
+            "rollout {} started: {} targets in {} waves (canary first), {} at a time",
+            scalar(&v["id"]),
+            v["targets"].as_array().map_or(0, Vec::len),
+            scalar(&v["waves"]),
+            scalar(&v["max_concurrent"]),
+        );
+        if c["complete"].as_u64().unwrap_or(0) > 0 || v["phase"] != "running" {
+            println!("(already under way: {})", scalar(&v["phase"]));
+        }
+    }
+    match (a.watch, id) {
+        (true, Some(id)) => rollout_watch(cli, id),
+        _ => Ok(()),
+    }
+}
+
+/// Follow a rollout: a bar per running target and a total bar; exit 0
+/// only if every target completed.
+fn rollout_watch(cli: &Cli, id: uuid::Uuid) -> Result<(), Failure> {
+    let mut client = connect(cli)?;
+    let mut response = client
+        .request(&Command::RolloutWatch(api::RolloutArgs { id }))
+        .map_err(|e| Failure(3, e.to_string()))?;
+    let multi = indicatif::MultiProgress::new();
+    if cli.json {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let total = multi.add(ProgressBar::new(1));
+    total.set_style(style("total      [{bar:40}] {bytes}/{total_bytes} {msg}"));
+    let mut bars: std::collections::HashMap<String, ProgressBar> = Default::default();
+    loop {
+        let Some(record) = response.event.clone() else {
+            total.finish_and_clear();
+            for (_, b) in bars.drain() {
+                b.finish_and_clear();
+            }
+            let record = settle(cli, response)?;
+            if !cli.json {
+                print_rollout(&record);
+            }
+            let c = &record["counts"];
+            return if record["phase"] == "complete" && c["failed"].as_u64() == Some(0) {
+                Ok(())
+            } else {
+                Err(Failure(
+                    7,
+                    format!(
+                        "rollout {} {}: {}",
+                        scalar(&record["id"]),
+                        scalar(&record["phase"]),
+                        record["reason"]
+                            .as_str()
+                            .unwrap_or("not every target completed")
+                    ),
+                ))
+            };
+        };
+        if cli.json {
+            println!("{}", serde_json::to_string(&response).unwrap_or_default());
+        }
+        let targets = record["targets"].as_array().cloned().unwrap_or_default();
+        let sum = |k: &str| targets.iter().filter_map(|t| t[k].as_u64()).sum::<u64>();
+        total.set_length(sum("total_bytes").max(1));
+        total.set_position(sum("bytes_acked"));
+        let c = &record["counts"];
+        total.set_message(format!(
+            "{} done, {} running, {} failed, {} pending; {} eta {}",
+            scalar(&c["complete"]),
+            scalar(&c["running"]),
+            scalar(&c["failed"]),
+            scalar(&c["pending"]),
+            rate(&record["rate_bytes_per_second"]),
+            eta(&record["eta_s"]),
+        ));
+        for t in &targets {
+            let key = format!("{} {}", scalar(&t["sp"]), scalar(&t["component"]));
+            if t["state"] == "running" {
+                let bar = bars.entry(key.clone()).or_insert_with(|| {
+                    let b = multi.insert_before(&total, ProgressBar::new(1));
+                    b.set_style(style(&format!(
+                        "{key:<28} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{msg}}"
+                    )));
+                    b
+                });
+                bar.set_length(t["total_bytes"].as_u64().unwrap_or(1));
+                bar.set_position(t["bytes_acked"].as_u64().unwrap_or(0));
+                bar.set_message(format!(
+                    "{} {} eta {}",
+                    scalar(&t["phase"]),
+                    rate(&t["rate_bytes_per_second"]),
+                    eta(&t["eta_s"])
+                ));
+            } else if let Some(b) = bars.remove(&key) {
+                b.finish_and_clear();
+                if t["state"] != "pending" {
+                    let _ = multi.println(format!("{key}: {}", scalar(&t["state"])));
+                }
+            }
+        }
+        response = match client.next_response() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(Failure(3, "mgsd closed the connection".into())),
+            Err(e) => return Err(Failure(3, e.to_string())),
+        };
+    }
+}
+
+fn rate(v: &Value) -> String {
+    v.as_u64()
+        .map_or("-".into(), |b| format!("{:.1} MiB/s", b as f64 / 1048576.0))
+}
+
+fn eta(v: &Value) -> String {
+    v.as_u64().map_or("-".into(), |s| {
+        humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+    })
+}
+
+fn print_rollout(v: &Value) {
+    let c = &v["counts"];
+    println!(
+        "rollout {}: {} (wave {} of {}), {} complete, {} running, {} failed, {} pending, {} skipped; {} eta {}",
+        scalar(&v["id"]),
+        scalar(&v["phase"]),
+        v["current_wave"].as_u64().unwrap_or(0) + 1,
+        scalar(&v["waves"]),
+        scalar(&c["complete"]),
+        scalar(&c["running"]),
+        scalar(&c["failed"]),
+        scalar(&c["pending"]),
+        scalar(&c["skipped"]),
+        rate(&v["rate_bytes_per_second"]),
+        eta(&v["eta_s"]),
+    );
+    if let Some(reason) = v["reason"].as_str() {
+        println!("  {reason}");
+    }
+    println!(
+        "  {:<10} {:<16} {:>4} {:<9} {:<10} {:>5} {:>11} {:>8}  FAILURE",
+        "SP", "COMPONENT", "WAVE", "STATE", "PHASE", "DONE", "RATE", "ETA"
+    );
+    for t in v["targets"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<10} {:<16} {:>4} {:<9} {:<10} {:>4}% {:>11} {:>8}  {}",
+            scalar(&t["sp"]),
+            scalar(&t["component"]),
+            scalar(&t["wave"]),
+            scalar(&t["state"]),
+            scalar(&t["phase"]),
+            percent(t),
+            rate(&t["rate_bytes_per_second"]),
+            eta(&t["eta_s"]),
+            t["failure"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn print_rollouts(v: &Value) {
+    println!(
+        "{:<36} {:<9} {:>7} {:>8} {:>6} {:>7}",
+        "ID", "PHASE", "TARGETS", "COMPLETE", "FAILED", "RUNNING"
+    );
+    for r in v.as_array().into_iter().flatten() {
+        let c = &r["counts"];
+        println!(
+            "{:<36} {:<9} {:>7} {:>8} {:>6} {:>7}",
+            scalar(&r["id"]),
+            scalar(&r["phase"]),
+            r["targets"].as_array().map_or(0, Vec::len),
+            scalar(&c["complete"]),
+            scalar(&c["failed"]),
+            scalar(&c["running"]),
+        );
+    }
 }
 
 fn print_audit(v: &Value) {

@@ -14,9 +14,9 @@
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
-/// Descriptors a connection may hold before its lines are read; more are
-/// closed at once.
-const MAX_FDS: usize = 4;
+/// Descriptors a connection may hold before its lines are read (a
+/// rollout's distinct images); more are closed at once.
+pub const MAX_FDS: usize = 16;
 
 /// One request line, or the news that one was too long.
 #[derive(Debug)]
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn descriptors_of_a_line_not_taken_are_closed_and_few_are_held() {
         let mut f = Framer::new(64);
-        f.push(b"one\n", (0..10).map(|_| fd()).collect());
+        f.push(b"one\n", (0..MAX_FDS + 6).map(|_| fd()).collect());
         assert_eq!(lines(&mut f), [("one".into(), MAX_FDS)]);
         f.push(b"partial", vec![fd()]);
         f.push(b"\n", vec![]);

@@ -7,6 +7,7 @@
 
 mod access;
 mod framing;
+mod rollouts;
 mod sps;
 mod updates;
 
@@ -223,6 +224,11 @@ impl ControlServer {
                 updates::watch(&self, &mut write, request.request_id, w.id).await;
                 return;
             }
+            if let Command::RolloutWatch(a) = command {
+                metrics::counter!("mgsd_control_requests_total", "command" => "rollout_watch", "result" => "ok").increment(1);
+                rollouts::watch(&self, &mut write, request.request_id, a).await;
+                return;
+            }
             let name = command.name();
             let audited =
                 (command.class() == Class::Operate).then(|| self.audit_entry(&peer, &command));
@@ -353,7 +359,15 @@ impl ControlServer {
             Command::UpdateAbort(a) => updates::abort(self, a).await,
             Command::History(a) => updates::history(self, a).await,
             Command::Audit(a) => updates::audit(self, a).await,
-            Command::Watch(_) => unreachable!("handled by the connection"),
+            Command::RolloutStart(a) => rollouts::start(self, a, fds).await,
+            Command::RolloutStatus(a) => rollouts::status(self, a).await,
+            Command::RolloutPause(a) => rollouts::pause(self, a).await,
+            Command::RolloutResume(a) => rollouts::resume(self, a).await,
+            Command::RolloutAbort(a) => rollouts::abort(self, a).await,
+            Command::RolloutList(_) => rollouts::list(self).await,
+            Command::Watch(_) | Command::RolloutWatch(_) => {
+                unreachable!("handled by the connection")
+            }
         }
     }
 }
@@ -440,6 +454,8 @@ pub fn registry_error(e: RegistryError) -> (ErrorCode, String) {
         RegistryError::Stopped => ErrorCode::ShuttingDown,
         RegistryError::Socket { .. } => ErrorCode::Internal,
         RegistryError::ImageUnreadable(_) => ErrorCode::ImageUnreadable,
+        RegistryError::Plan(_) => ErrorCode::BadPlan,
+        RegistryError::UnknownRollout(_) => ErrorCode::UnknownRollout,
         RegistryError::Spool(_) => ErrorCode::Internal,
         RegistryError::Update(u) => match u {
             UpdateError::Conflict { .. } => ErrorCode::UpdateConflict,

@@ -1,0 +1,401 @@
+//! `RolloutActor`: one per rollout. Owns the rollout's [`RolloutRecord`]
+//! (published on a `watch`, journalled at every change of state and at
+//! most every few seconds of progress) and the images of its targets. It
+//! starts each target's update through the registry, the same owner as
+//! single updates (with an id derived from the rollout's, so a start made
+//! again after a restart is the same update), follows it, runs the
+//! after-action, and keeps to the plan's waves, concurrency cap and stop
+//! rule. Pause, resume and abort are messages to it; the clients that
+//! asked are never needed.
+
+use crate::image::Image;
+use crate::journal::JournalHandle;
+use crate::registry::{parse_updatable, RegistryError, RegistryHandle};
+use crate::rollout_state::{After, RolloutPhase, RolloutRecord, TargetState};
+use crate::update_state::Phase;
+use crate::UpdateError;
+use gateway_messages::MgsRequest;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{info, warn, Instrument};
+
+/// Journal progress at most this often between changes of state.
+const JOURNAL_EVERY: Duration = Duration::from_secs(2);
+
+/// What a client may ask of a running rollout.
+enum Command {
+    Pause(oneshot::Sender<bool>),
+    Resume(oneshot::Sender<bool>),
+    Abort(oneshot::Sender<bool>),
+}
+
+/// What a target's driver reports.
+enum Event {
+    /// Its update's phase and bytes acknowledged.
+    Progress(usize, Phase, u64),
+    /// It ended, in this state, for this reason.
+    Ended(usize, TargetState, Option<String>),
+}
+
+/// A typed handle on a rollout actor (or on a rollout that has ended).
+#[derive(Clone)]
+pub struct RolloutHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    record: watch::Receiver<RolloutRecord>,
+}
+
+impl RolloutHandle {
+    /// Start (or, after a restart, take up again) the rollout `record`
+    /// with its `images` (by SHA-256 hex).
+    pub fn start(
+        record: RolloutRecord,
+        images: HashMap<String, Arc<Image>>,
+        registry: RegistryHandle,
+        journal: Option<JournalHandle>,
+    ) -> Self {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (tx, watch) = watch::channel(record);
+        crate::metrics::follow_rollout(watch.clone());
+        let span = tracing::info_span!("rollout", rollout = %tx.borrow().id);
+        let actor = RolloutActor {
+            record: tx,
+            images,
+            registry,
+            journal,
+            delivering: HashMap::new(),
+            journalled: Instant::now(),
+        };
+        actix::spawn(actor.run(rx).instrument(span));
+        Self {
+            commands,
+            record: watch,
+        }
+    }
+
+    /// The record now.
+    pub fn record(&self) -> RolloutRecord {
+        self.record.borrow().clone()
+    }
+
+    /// Follow the record.
+    pub fn watch(&self) -> watch::Receiver<RolloutRecord> {
+        self.record.clone()
+    }
+
+    async fn ask(&self, command: impl FnOnce(oneshot::Sender<bool>) -> Command) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(command(tx)).is_ok() && rx.await.unwrap_or(false)
+    }
+
+    /// Start no new target until `resume`; false if it could not pause.
+    pub async fn pause(&self) -> bool {
+        self.ask(Command::Pause).await
+    }
+
+    /// Go on after a pause; false if it was not paused.
+    pub async fn resume(&self) -> bool {
+        self.ask(Command::Resume).await
+    }
+
+    /// Abort: no new target starts, running target updates are aborted
+    /// on their SPs; false if it had ended.
+    pub async fn abort(&self) -> bool {
+        self.ask(Command::Abort).await
+    }
+}
+
+struct RolloutActor {
+    record: watch::Sender<RolloutRecord>,
+    images: HashMap<String, Arc<Image>>,
+    registry: RegistryHandle,
+    journal: Option<JournalHandle>,
+    /// Per target delivering now: when and at what byte its delivery was
+    /// first seen (its rate is measured from there).
+    delivering: HashMap<usize, (Instant, u64)>,
+    journalled: Instant,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RolloutActor {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        // Targets running when the rollout was journalled last (a restart):
+        // start them again; their updates are the same ones.
+        let running: Vec<usize> = self
+            .record
+            .borrow()
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.state == TargetState::Running)
+            .map(|(i, _)| i)
+            .collect();
+        for i in running {
+            self.drive(i, &events_tx);
+        }
+        loop {
+            let due = {
+                let mut changed = false;
+                self.record.send_modify(|r| {
+                    let before = (r.phase, r.current_wave);
+                    r.settle(now_ms());
+                    changed = before != (r.phase, r.current_wave);
+                });
+                if changed {
+                    self.journal_now().await;
+                }
+                self.record.borrow().due()
+            };
+            for i in due {
+                self.record.send_modify(|r| {
+                    let t = &mut r.targets[i];
+                    t.state = TargetState::Running;
+                    t.started_unix_ms = Some(now_ms());
+                });
+                self.journal_now().await;
+                self.drive(i, &events_tx);
+            }
+            let (phase, resume_at) = {
+                let r = self.record.borrow();
+                (r.phase, r.resume_at_unix_ms)
+            };
+            if phase.is_terminal() {
+                self.journal_now().await;
+                let r = self.record.borrow();
+                let c = r.counts();
+                info!(
+                    phase = phase.as_str(),
+                    complete = c.complete,
+                    failed = c.failed,
+                    skipped = c.skipped,
+                    "rollout ended"
+                );
+                return;
+            }
+            let wait = resume_at
+                .filter(|_| phase == RolloutPhase::Waiting)
+                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())));
+            tokio::select! {
+                Some(command) = commands.recv() => self.command(command).await,
+                Some(event) = events.recv() => self.event(event).await,
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(86_400))), if wait.is_some() => {}
+            }
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        let now = now_ms();
+        let (done, reply) = match command {
+            Command::Pause(reply) => (self.record.send_if_modified(|r| r.pause()), reply),
+            Command::Resume(reply) => (self.record.send_if_modified(|r| r.resume(now)), reply),
+            Command::Abort(reply) => {
+                let done = self.record.send_if_modified(|r| r.abort(now));
+                if done {
+                    self.abort_running();
+                }
+                (done, reply)
+            }
+        };
+        if done {
+            let r = self.record.borrow().clone();
+            info!(
+                phase = r.phase.as_str(),
+                "rollout {}",
+                r.reason.as_deref().unwrap_or("resumed")
+            );
+            self.journal_now().await;
+        }
+        let _ = reply.send(done);
+    }
+
+    /// Ask each running target's SP to abort its update.
+    fn abort_running(&self) {
+        let r = self.record.borrow();
+        for t in r.targets.iter().filter(|t| t.state == TargetState::Running) {
+            let (registry, sp, component, id) = (
+                self.registry.clone(),
+                t.sp.clone(),
+                t.component.clone(),
+                t.update_id,
+            );
+            actix::spawn(async move {
+                if let Err(e) = registry.abort_update(sp.as_str(), &component, id).await {
+                    warn!(%sp, %component, update = %id, error = %e, "could not abort a target's update");
+                }
+            });
+        }
+    }
+
+    async fn event(&mut self, event: Event) {
+        match event {
+            Event::Progress(i, phase, bytes) => {
+                let now = Instant::now();
+                if phase == Phase::Delivering {
+                    self.delivering.entry(i).or_insert((now, bytes));
+                }
+                let rate = self.delivering.get(&i).and_then(|(t0, b0)| {
+                    let secs = now.duration_since(*t0).as_secs_f64();
+                    (secs >= 0.5).then(|| (bytes.saturating_sub(*b0) as f64 / secs) as u64)
+                });
+                self.record.send_modify(|r| {
+                    let t = &mut r.targets[i];
+                    t.phase = Some(phase);
+                    t.bytes_acked = bytes;
+                    if rate.is_some() {
+                        t.rate_bytes_per_second = rate;
+                    }
+                    t.eta_s = t
+                        .rate_bytes_per_second
+                        .filter(|r| *r > 0)
+                        .map(|r| t.total_bytes.saturating_sub(bytes).div_ceil(r));
+                });
+                if self.journalled.elapsed() >= JOURNAL_EVERY {
+                    self.journal();
+                }
+            }
+            Event::Ended(i, state, failure) => {
+                self.delivering.remove(&i);
+                self.record.send_modify(|r| {
+                    let t = &mut r.targets[i];
+                    t.state = state;
+                    t.failure = failure;
+                    t.finished_unix_ms = Some(now_ms());
+                    t.eta_s = None;
+                    if state == TargetState::Complete {
+                        t.eta_s = Some(0);
+                    }
+                });
+                let r = self.record.borrow().clone();
+                let t = &r.targets[i];
+                info!(sp = %t.sp, component = %t.component, update = %t.update_id, state = state.as_str(), failure = t.failure.as_deref(), "rollout target ended");
+                self.journal_now().await;
+            }
+        }
+    }
+
+    /// Start driving target `i`: its update, then its after-action.
+    fn drive(&self, i: usize, events: &mpsc::UnboundedSender<Event>) {
+        let r = self.record.borrow();
+        let t = r.targets[i].clone();
+        let image = self.images.get(&t.image_sha256).cloned();
+        let (registry, events, after) = (self.registry.clone(), events.clone(), r.after);
+        let span = tracing::info_span!("target", sp = %t.sp, update = %t.update_id);
+        actix::spawn(
+            async move {
+                let ended = match image {
+                    Some(image) => drive(&registry, &t, image, after, i, &events).await,
+                    None => Some((
+                        TargetState::Failed,
+                        Some(format!(
+                            "its image {} is gone from the spool",
+                            t.image_sha256
+                        )),
+                    )),
+                };
+                // None: the daemon is stopping; the target stays running in
+                // the journal and is taken up at the next start.
+                if let Some((state, failure)) = ended {
+                    let _ = events.send(Event::Ended(i, state, failure));
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Journal the record (in the background).
+    fn journal(&mut self) {
+        if let Some(j) = &self.journal {
+            j.write_rollout(self.record.borrow().clone());
+            self.journalled = Instant::now();
+        }
+    }
+
+    /// Journal the record and wait until it is written (before anything
+    /// it records reaches an SP).
+    async fn journal_now(&mut self) {
+        if let Some(j) = self.journal.clone() {
+            j.write_rollout_now(self.record.borrow().clone()).await;
+            self.journalled = Instant::now();
+        }
+    }
+}
+
+/// One target: start (or find again) its update, follow it to its end,
+/// then run the after-action. `None` if the daemon stops first.
+async fn drive(
+    registry: &RegistryHandle,
+    t: &crate::rollout_state::Target,
+    image: Arc<Image>,
+    after: After,
+    i: usize,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Option<(TargetState, Option<String>)> {
+    let failed = |why: String| Some((TargetState::Failed, Some(why)));
+    let component = match parse_updatable(&t.component) {
+        Ok(c) => c,
+        Err(e) => return failed(e.to_string()),
+    };
+    let sp = match registry.sp(t.sp.as_str()).await {
+        Ok(sp) => sp,
+        Err(e) => return failed(e.to_string()),
+    };
+    match registry
+        .start_update_image(&sp, component, t.slot, t.update_id, image)
+        .await
+    {
+        Ok(_) => {}
+        Err(RegistryError::Update(UpdateError::ShuttingDown) | RegistryError::Stopped) => {
+            return None
+        }
+        Err(e) => return failed(e.to_string()),
+    }
+    let handle = match registry.update(t.update_id).await {
+        Ok(h) => h,
+        Err(e) => return failed(e.to_string()),
+    };
+    let mut rx = handle.watch();
+    let last = loop {
+        let record = rx.borrow_and_update().clone();
+        let _ = events.send(Event::Progress(i, record.phase, record.bytes_acked));
+        if record.phase.is_terminal() {
+            break record;
+        }
+        if rx.changed().await.is_err() {
+            return None;
+        }
+    };
+    match last.phase {
+        Phase::Complete => {}
+        Phase::Aborted => return Some((TargetState::Aborted, last.failure)),
+        _ => {
+            return failed(
+                last.failure
+                    .unwrap_or_else(|| "the update did not finish".into()),
+            )
+        }
+    }
+    let slot = t.slot;
+    let result = match after {
+        After::Nothing => Ok(()),
+        After::Reset => registry.reset(t.sp.as_str(), &t.component).await,
+        After::ActivateAndReset => {
+            let persist = MgsRequest::ComponentSetAndPersistActiveSlot { component, slot };
+            match registry.rpc(t.sp.as_str(), persist).await {
+                Ok(_) => registry.reset(t.sp.as_str(), &t.component).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(()) => Some((TargetState::Complete, None)),
+        Err(e) => failed(format!("updated, but the after-action failed: {e}")),
+    }
+}
