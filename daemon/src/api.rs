@@ -1,7 +1,7 @@
 //! The control protocol, shared by the server and `mgsctl`: one JSON object
 //! per line each way. See `docs/control-protocol.md`.
 
-pub use actors::rollout_state::{RolloutSpec, TargetSpec};
+pub use actors::rollout_state::{RolloutSpec, TargetSpec, WaveSize};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -24,7 +24,11 @@
 //! 4. 36 instant SPs updated at once: aggregate rate, status latency;
 //! 5. 36 SPs with sp-sim's realistic timings (erase, 1 MiB/s writes):
 //!    delivery as a share of the sum of the SPs' own limits, status
-//!    latency meanwhile, the daemon's peak RSS.
+//!    latency meanwhile, the daemon's peak RSS;
+//! 6. a rollout of the 36 realistic SPs (8 MiB host-flash image, canary 1,
+//!    waves 25% and 100%, 12 at a time): total time next to the slowest
+//!    single target times the waves (and times the rounds the cap makes),
+//!    the daemon's CPU and peak RSS.
 
 use gateway_messages::SpComponent;
 use mgsd::api::{self, Command, Response};
@@ -556,5 +560,91 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
         drop(d);
         drop(fleet);
     }
+
+    if run(6) {
+        rollout_figure(&dir, fleet_size);
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Section 6: a rollout of `fleet_size` realistic SPs.
+fn rollout_figure(dir: &Path, fleet_size: usize) {
+    use api::{RolloutSpec, TargetSpec};
+    use api::WaveSize;
+    let timings = Timings::default();
+    let fleet = rack(fleet_size, timings.clone());
+    let d = Daemon::start(dir, &fleet.sps, 3);
+    let image_len = 8 * MIB;
+    let path = dir.join("rollout.img");
+    std::fs::write(&path, host_image(image_len, 6)).expect("write image");
+    let file = std::fs::File::open(&path).expect("open image");
+    let max_concurrent = 12;
+    let plan = RolloutSpec {
+        max_concurrent,
+        canary: 1,
+        waves: vec![WaveSize::Share(25), WaveSize::Share(100)],
+        stop_after_failures: 1,
+        pause_between_waves: Default::default(),
+        after: Default::default(),
+        allow_self: false,
+        targets: vec![TargetSpec {
+            sps: Vec::new(),
+            kind: None,
+            all: true,
+            component: HBF.into(),
+            slot: 1,
+            image: 0,
+            line: None,
+        }],
+    };
+    let cpu0 = d.cpu();
+    let t0 = Instant::now();
+    let start = Command::RolloutStart(api::RolloutStartArgs { id: None, plan });
+    let fds = [std::os::fd::AsFd::as_fd(&file)];
+    let record = ok(d.client().request_with_fds(&start, &fds)).expect("rollout starts");
+    let id: uuid::Uuid = record["id"].as_str().and_then(|s| s.parse().ok()).expect("id");
+    let record = loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let r = ok(d
+            .client()
+            .request(&Command::RolloutStatus(api::RolloutArgs { id })))
+        .expect("status");
+        if ["complete", "stopped", "aborted"].contains(&r["phase"].as_str().unwrap_or("")) {
+            break r;
+        }
+    };
+    let total = t0.elapsed();
+    let cpu = d.cpu() - cpu0;
+    assert_eq!(record["phase"], "complete", "{}", record["reason"]);
+    let targets = record["targets"].as_array().cloned().unwrap_or_default();
+    let slowest = targets
+        .iter()
+        .filter_map(|t| Some(t["finished_unix_ms"].as_u64()? - t["started_unix_ms"].as_u64()?))
+        .max()
+        .map_or(Duration::ZERO, Duration::from_millis);
+    let waves = record["waves"].as_u64().unwrap_or(1) as u32;
+    let mut sizes = vec![0u32; waves as usize];
+    for t in &targets {
+        sizes[t["wave"].as_u64().unwrap_or(0) as usize] += 1;
+    }
+    let rounds: u32 = sizes.iter().map(|n| n.div_ceil(max_concurrent as u32)).sum();
+    println!(
+        "\n6. a rollout of {fleet_size} SPs at sp-sim's realistic timings, {} MiB host-flash image, canary 1, waves 25% and 100%, {max_concurrent} at a time:",
+        image_len / MIB
+    );
+    println!(
+        "   waves of {sizes:?}: {:.1} s in all; slowest single target {:.1} s; x {waves} waves = {:.1} s ({:.2}x), x {rounds} rounds of at most {max_concurrent} = {:.1} s ({:.2}x)",
+        total.as_secs_f64(),
+        slowest.as_secs_f64(),
+        slowest.as_secs_f64() * f64::from(waves),
+        total.as_secs_f64() / (slowest.as_secs_f64() * f64::from(waves)),
+        slowest.as_secs_f64() * f64::from(rounds),
+        total.as_secs_f64() / (slowest.as_secs_f64() * f64::from(rounds)),
+    );
+    println!(
+        "   daemon CPU {:.2} s ({:.1}% of one core), peak RSS {:.1} MiB",
+        cpu.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / total.as_secs_f64(),
+        d.peak_rss_mib()
+    );
 }
