@@ -355,9 +355,15 @@ impl Registry {
                 forgotten.push(oldest.as_uuid());
             }
         }
+        // Ended rollouts age out with the history too.
+        self.rollouts.retain(|_, h| {
+            let r = h.record();
+            !(r.phase.is_terminal()
+                && too_old.is_some_and(|t| r.finished_unix_ms.is_some_and(|f| f < t)))
+        });
         if let Some(j) = &self.journal {
             j.forget(forgotten);
-            // The audit log ages out with the history.
+            // The audit log and ended rollouts age out with the history.
             j.prune_audit(too_old.unwrap_or(0));
         }
         let Some(spool) = self.spool.clone() else {

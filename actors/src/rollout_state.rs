@@ -421,19 +421,34 @@ impl RolloutRecord {
     }
 
     /// The targets to start now: pending ones of the current wave, as
-    /// many as there are free places.
+    /// many as there are free places, never two on one SP at once (an SP
+    /// has one update buffer).
     pub fn due(&self) -> Vec<usize> {
         if self.phase != RolloutPhase::Running {
             return Vec::new();
         }
-        let free = self.max_concurrent.saturating_sub(self.counts().running);
-        self.targets
+        let mut free = self.max_concurrent.saturating_sub(self.counts().running);
+        let mut busy: Vec<&SpName> = self
+            .targets
             .iter()
-            .enumerate()
-            .filter(|(_, t)| t.wave == self.current_wave && t.state == TargetState::Pending)
-            .map(|(i, _)| i)
-            .take(free)
-            .collect()
+            .filter(|t| t.state == TargetState::Running)
+            .map(|t| &t.sp)
+            .collect();
+        let mut due = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            if free == 0 {
+                break;
+            }
+            if t.wave == self.current_wave
+                && t.state == TargetState::Pending
+                && !busy.contains(&&t.sp)
+            {
+                busy.push(&t.sp);
+                due.push(i);
+                free -= 1;
+            }
+        }
+        due
     }
 
     /// Move on as far as the targets' states allow at `now_ms`: stop
@@ -692,6 +707,17 @@ mod tests {
         end(&mut r, &last, TargetState::Complete, 70);
         assert_eq!(r.phase, RolloutPhase::Complete);
         assert_eq!(r.finished_unix_ms, Some(70));
+    }
+
+    #[test]
+    fn one_target_per_sp_at_a_time() {
+        let mut r = record(&[4], 4, 1, Pause::None);
+        r.targets[1].sp = r.targets[0].sp.clone();
+        assert_eq!(r.due(), [0, 2, 3], "sled-0's second component waits");
+        run(&mut r, &[0, 2, 3]);
+        assert!(r.due().is_empty());
+        end(&mut r, &[0], TargetState::Complete, 1);
+        assert_eq!(r.due(), [1]);
     }
 
     #[test]
