@@ -41,19 +41,16 @@ pub(super) async fn start(s: &ControlServer, a: RolloutStartArgs, fds: Vec<Owned
         ));
     }
     let handle = s.handle.clone();
+    // Read no image past the largest slot of any component; whether each
+    // fits its targets' components is the plan check's, with their lines.
+    let limit = actors::registry::UPDATABLE
+        .iter()
+        .map(|c| handle.max_image_len(*c))
+        .max()
+        .unwrap_or(0);
     let mut images = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
         let file = std::fs::File::from(fd);
-        // The largest slot of any component a target puts it in.
-        let limit = a
-            .plan
-            .targets
-            .iter()
-            .filter(|t| t.image == i)
-            .filter_map(|t| actors::registry::parse_updatable(&t.component).ok())
-            .map(|c| handle.max_image_len(c))
-            .max()
-            .unwrap_or(0);
         let store = handle.images().clone();
         let loaded = tokio::task::spawn_blocking(move || store.load(&file, limit))
             .await
@@ -63,12 +60,31 @@ pub(super) async fn start(s: &ControlServer, a: RolloutStartArgs, fds: Vec<Owned
                     "daemon is shutting down".to_string(),
                 )
             })?;
+        let lines: Vec<String> = a
+            .plan
+            .targets
+            .iter()
+            .filter(|t| t.image == i)
+            .map(|t| {
+                t.line
+                    .map_or("a [[target]]".into(), |l| format!("line {l}"))
+            })
+            .collect();
         match loaded {
             Ok(image) => images.push(image),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                return Err((ErrorCode::BadImage, format!("image {i}: {e}")))
+                let problems: Vec<String> = lines.iter().map(|l| format!("{l}: {e}")).collect();
+                return Err((
+                    ErrorCode::BadPlan,
+                    format!("the plan is not valid: {}", problems.join("; ")),
+                ));
             }
-            Err(e) => return Err((ErrorCode::ImageUnreadable, format!("image {i}: {e}"))),
+            Err(e) => {
+                return Err((
+                    ErrorCode::ImageUnreadable,
+                    format!("{}: cannot read the image: {e}", lines.join(", ")),
+                ))
+            }
         }
     }
     let id = a.id.unwrap_or_else(uuid::Uuid::new_v4);

@@ -569,8 +569,8 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
 
 /// Section 6: a rollout of `fleet_size` realistic SPs.
 fn rollout_figure(dir: &Path, fleet_size: usize) {
-    use api::{RolloutSpec, TargetSpec};
     use api::WaveSize;
+    use api::{RolloutSpec, TargetSpec};
     let timings = Timings::default();
     let fleet = rack(fleet_size, timings.clone());
     let d = Daemon::start(dir, &fleet.sps, 3);
@@ -602,7 +602,10 @@ fn rollout_figure(dir: &Path, fleet_size: usize) {
     let start = Command::RolloutStart(api::RolloutStartArgs { id: None, plan });
     let fds = [std::os::fd::AsFd::as_fd(&file)];
     let record = ok(d.client().request_with_fds(&start, &fds)).expect("rollout starts");
-    let id: uuid::Uuid = record["id"].as_str().and_then(|s| s.parse().ok()).expect("id");
+    let id: uuid::Uuid = record["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("id");
     let record = loop {
         std::thread::sleep(Duration::from_millis(250));
         let r = ok(d
@@ -627,7 +630,10 @@ fn rollout_figure(dir: &Path, fleet_size: usize) {
     for t in &targets {
         sizes[t["wave"].as_u64().unwrap_or(0) as usize] += 1;
     }
-    let rounds: u32 = sizes.iter().map(|n| n.div_ceil(max_concurrent as u32)).sum();
+    let rounds: u32 = sizes
+        .iter()
+        .map(|n| n.div_ceil(max_concurrent as u32))
+        .sum();
     println!(
         "\n6. a rollout of {fleet_size} SPs at sp-sim's realistic timings, {} MiB host-flash image, canary 1, waves 25% and 100%, {max_concurrent} at a time:",
         image_len / MIB
