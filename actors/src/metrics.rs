@@ -14,6 +14,8 @@ use tokio::sync::watch;
 
 /// SP answered recently (1) or not (0).
 pub const SP_REACHABLE: &str = "mgsd_sp_reachable";
+/// Gauge: for an SP behind an interface, whether the interface is up.
+pub const SP_LINK_UP: &str = "mgsd_sp_link_up";
 /// Time from the SpActor's start to the SP's first identification.
 pub const SP_DISCOVERY: &str = "mgsd_sp_discovery_duration_seconds";
 /// Requests by kind and outcome.
@@ -63,6 +65,10 @@ pub const ROLLOUT_STOPS: &str = "mgsd_rollout_stops_total";
 
 /// Register help texts and units (call once at start).
 pub fn describe() {
+    describe_gauge!(
+        SP_LINK_UP,
+        "For an SP found on an interface (a switch port): whether the interface exists and is up."
+    );
     describe_gauge!(
         ROLLOUT_TARGETS,
         "Rollout targets by state, over every rollout since the daemon started."
@@ -402,4 +408,9 @@ pub fn follow_rollout(mut rx: watch::Receiver<RolloutRecord>) {
             }
         }
     });
+}
+
+/// An SP's interface is up or not.
+pub fn link(sp: &str, up: bool) {
+    gauge!(SP_LINK_UP, "sp" => sp.to_string()).set(if up { 1.0 } else { 0.0 });
 }

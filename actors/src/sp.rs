@@ -85,13 +85,52 @@ impl Default for SpSettings {
 pub enum SpTarget {
     /// A known address (tests, demo, static setups).
     Addr(SocketAddr),
-    /// Found by multicast discovery on an interface (a switch port).
-    Interface {
-        /// Interface name.
-        name: String,
-        /// Its IPv6 scope id.
-        scope_id: u32,
-    },
+    /// Found by multicast discovery on an interface (a switch port). The
+    /// interface is looked up at every discovery tick, so one that does
+    /// not exist yet, or goes down, is reported and taken up again when it
+    /// comes back.
+    Interface(String),
+}
+
+/// The state of an SP's interface, from sysfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Up, with this index (the IPv6 scope id).
+    Up(u32),
+    /// Exists, but down.
+    Down(u32),
+    /// No such interface.
+    Missing,
+}
+
+impl Link {
+    fn of(name: &str) -> Link {
+        let read = |what: &str| {
+            if name.contains('/') {
+                return None;
+            }
+            std::fs::read_to_string(format!("/sys/class/net/{name}/{what}"))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        let Some(index) = read("ifindex").and_then(|i| i.parse().ok()) else {
+            return Link::Missing;
+        };
+        // A veth whose peer is gone says "lowerlayerdown"; "unknown" is
+        // what interfaces without carrier detection say when up.
+        match read("operstate").as_deref() {
+            Some("up" | "unknown") => Link::Up(index),
+            _ => Link::Down(index),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Link::Up(_) => "up",
+            Link::Down(_) => "down",
+            Link::Missing => "missing",
+        }
+    }
 }
 
 /// What an SP says about itself (from `SpState`).
@@ -147,6 +186,8 @@ pub struct SpInfo {
     /// The SP's last `SpState` answer and when it came.
     #[serde(skip)]
     pub state: Option<(Instant, SpResponse)>,
+    /// For an SP behind an interface: `up`, `down` or `missing`.
+    pub link: Option<&'static str>,
 }
 
 impl SpInfo {
@@ -313,6 +354,11 @@ pub struct SpActor {
     pumping: bool,
     /// A discovery or `SpState` request is under way.
     discovering: bool,
+    /// The interface, for an SP behind one (as last looked up).
+    link: Option<Link>,
+    /// Requests that came while an SP behind an interface was being
+    /// looked for again: sent once it answers, failed if it does not.
+    parked: Vec<(MgsRequest, RpcKind, Reply)>,
     /// Told when the `SpState` under way is answered (or not).
     state_waiters: Vec<oneshot::Sender<()>>,
     /// Mirrors of what is published, read on every datagram.
@@ -363,6 +409,7 @@ impl SpHandle {
             rto_us: settings.rpc.per_attempt_timeout.as_micros() as u64,
             last_heard: None,
             state: None,
+            link: None,
         });
         let actor = SpActor {
             name: name.clone(),
@@ -382,6 +429,8 @@ impl SpHandle {
             pump_waker: None,
             pumping: false,
             discovering: false,
+            link: None,
+            parked: Vec::new(),
             state_waiters: Vec::new(),
             reachable: false,
             identified: false,
@@ -476,16 +525,30 @@ impl SpActor {
         }
         match &self.target {
             SpTarget::Addr(a) => Some(*a),
-            SpTarget::Interface { scope_id, .. } if discover => Some(SocketAddr::V6(
-                SocketAddrV6::new(DISCOVERY_MULTICAST, gateway_messages::SP_PORT, 0, *scope_id),
-            )),
-            SpTarget::Interface { .. } => None,
+            SpTarget::Interface(_) if discover => match self.link {
+                Some(Link::Up(scope)) => Some(SocketAddr::V6(SocketAddrV6::new(
+                    DISCOVERY_MULTICAST,
+                    gateway_messages::SP_PORT,
+                    0,
+                    scope,
+                ))),
+                _ => None,
+            },
+            SpTarget::Interface(_) => None,
         }
     }
 
     /// Queue a request; it goes out as soon as the window has room.
     fn submit(&mut self, request: MgsRequest, kind: RpcKind, reply: Reply) {
         let discover = matches!(request, MgsRequest::Discover);
+        if !discover
+            && self.peer.is_none()
+            && self.discovering
+            && matches!(self.target, SpTarget::Interface(_))
+        {
+            self.parked.push((request, kind, reply));
+            return;
+        }
         if self.destination(discover).is_none() {
             return self.answer(
                 reply,
@@ -640,7 +703,7 @@ impl SpActor {
         match (self.peer, &self.target) {
             (Some(peer), _) => from == peer,
             (None, SpTarget::Addr(a)) => from == *a,
-            (None, SpTarget::Interface { .. }) => true,
+            (None, SpTarget::Interface(_)) => true,
         }
     }
 
@@ -849,7 +912,23 @@ impl SpActor {
                 crate::metrics::request_done(self.name.as_str(), req.kind, outcome, None);
             }
         }
+        let lost = matches!(result, Err(RpcError::Timeout { .. }));
         self.answer(req.reply, result);
+        // Silent through a whole request's patience behind an interface:
+        // the SP may be back at another address. Look for it again.
+        if lost
+            && !req.discover
+            && self.peer.is_some()
+            && matches!(self.target, SpTarget::Interface(_))
+        {
+            info!("SP silent: discovering it again on its interface");
+            self.peer = None;
+            if !self.discovering {
+                self.discovering = true;
+                let probe = RpcKind::Within(self.settings.discovery_interval);
+                self.submit(MgsRequest::Discover, probe, Reply::Discover);
+            }
+        }
     }
 
     fn answer(&mut self, reply: Reply, result: RpcResult) {
@@ -858,10 +937,19 @@ impl SpActor {
                 let _ = tx.send(result);
             }
             Reply::Discover => match result {
-                Ok(_) => self.submit(MgsRequest::SpState, RpcKind::Normal, Reply::State),
+                Ok(_) => {
+                    for (request, kind, reply) in std::mem::take(&mut self.parked) {
+                        self.submit(request, kind, reply);
+                    }
+                    self.submit(MgsRequest::SpState, RpcKind::Normal, Reply::State)
+                }
                 Err(_) => {
                     self.discovering = false;
                     self.state_waiters.clear();
+                    for (_, _, reply) in std::mem::take(&mut self.parked) {
+                        let sp = self.name.clone();
+                        self.answer(reply, Err(RpcError::NotDiscovered { sp }));
+                    }
                     if self.reachable {
                         warn!("SP did not answer discovery");
                         self.set_reachable(false);
@@ -903,8 +991,14 @@ impl SpActor {
             return;
         }
         info!(addr = %from, "SP discovered");
-        if let Err(e) = self.transport.connect(from) {
-            warn!(addr = %from, error = %e, "could not connect the SP's socket");
+        // A fixed address: connect, so the kernel drops everyone else's
+        // datagrams. Behind an interface the SP may come back at another
+        // address (a new MAC after a reboot), so the socket stays free to
+        // hear a discovery answer from anywhere on the link.
+        if matches!(self.target, SpTarget::Addr(_)) {
+            if let Err(e) = self.transport.connect(from) {
+                warn!(addr = %from, error = %e, "could not connect the SP's socket");
+            }
         }
         self.peer = Some(from);
         self.info.send_modify(|i| i.addr = Some(from));
@@ -928,6 +1022,15 @@ impl SpActor {
             self.identified = true;
             debug!(serial = %identity.serial, "SP identified");
             crate::metrics::discovered(self.name.as_str(), self.created.elapsed());
+        }
+        if let Some(old) = self
+            .info
+            .borrow()
+            .identity
+            .as_ref()
+            .filter(|o| o.serial != identity.serial)
+        {
+            warn!(was = %old.serial, now = %identity.serial, addr = ?self.peer, "a different SP answers here now (serial changed); its identity is refreshed");
         }
         let rot_slot = identity.rot_active_slot.unwrap_or(0);
         // Versions are read again only when the firmware may have changed.
@@ -1005,9 +1108,39 @@ impl SpActor {
         }
     }
 
+    /// Look the SP's interface up again: report a change, and count an SP
+    /// whose link is down or missing as unreachable.
+    fn check_link(&mut self) {
+        let SpTarget::Interface(name) = &self.target else {
+            return;
+        };
+        let link = Link::of(name);
+        if self.link == Some(link) {
+            return;
+        }
+        match link {
+            Link::Up(scope) => info!(interface = %name, scope, "interface up"),
+            other => {
+                warn!(interface = %name, state = other.as_str(), "interface not up: the SP cannot be reached through it")
+            }
+        }
+        if let (Some(Link::Up(old)), Link::Up(new)) = (self.link, link) {
+            if old != new {
+                self.peer = None; // the interface was made anew
+            }
+        }
+        self.link = Some(link);
+        crate::metrics::link(self.name.as_str(), matches!(link, Link::Up(_)));
+        self.info.send_modify(|i| i.link = Some(link.as_str()));
+        if !matches!(link, Link::Up(_)) && self.reachable {
+            self.set_reachable(false);
+        }
+    }
+
     fn tick(&mut self, now: Instant) {
         self.deadlines
             .insert(now + self.settings.discovery_interval, Wake::Tick);
+        self.check_link();
         let last_heard = self.last_heard;
         let srtt = self.rtt.srtt().map(|d| d.as_micros() as u64);
         let rto = self.rtt.rto().as_micros() as u64;

@@ -184,6 +184,7 @@ impl UpdateHandle {
             step,
             asking_resume: false,
             asking_refresh: false,
+            asked_after_silence: false,
             streaming: false,
             abort_requested: false,
             unanswered_prepare: None,
@@ -307,6 +308,8 @@ pub struct UpdateActor {
     step: Step,
     asking_resume: bool,
     asking_refresh: bool,
+    /// A status question went unanswered once already.
+    asked_after_silence: bool,
     /// The SP actor holds a lease on our image.
     streaming: bool,
     abort_requested: bool,
@@ -605,6 +608,17 @@ impl UpdateActor {
             // stalls and the resume finds out.
             Ask::Refresh => {
                 self.record.last_error = Some(format!("status refresh failed: {e}"));
+            }
+            // Silent through a whole request's patience: the SP actor looks
+            // for the SP again (behind an interface it may be back at a new
+            // address after a reboot); ask once more before giving up, so
+            // an SP that forgot the update is reported as such.
+            Ask::Resume | Ask::Poll
+                if matches!(e, RpcError::Timeout { .. }) && !self.asked_after_silence =>
+            {
+                self.asked_after_silence = true;
+                self.record.last_error = Some(format!("SP silent ({e}); asking again"));
+                self.ask(why, ctx);
             }
             _ => self.fail(
                 FailureKind::of(&e),

@@ -378,13 +378,7 @@ impl Config {
             .map(|sp| {
                 let target = match (&sp.addr, &sp.interface) {
                     (Some(addr), _) => SpTarget::Addr(*addr),
-                    (None, Some(iface)) => SpTarget::Interface {
-                        name: iface.clone(),
-                        scope_id: interface_index(iface).ok_or_else(|| ConfigError::Invalid {
-                            source_name: format!("sp {:?}", sp.name),
-                            message: format!("interface {iface:?} not found"),
-                        })?,
-                    },
+                    (None, Some(iface)) => SpTarget::Interface(iface.clone()),
                     (None, None) => unreachable!("checked at load"),
                 };
                 Ok(SpEntry {
@@ -394,18 +388,6 @@ impl Config {
             })
             .collect()
     }
-}
-
-/// An interface's index (its IPv6 scope id), from sysfs.
-fn interface_index(name: &str) -> Option<u32> {
-    if name.contains('/') {
-        return None;
-    }
-    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[cfg(test)]

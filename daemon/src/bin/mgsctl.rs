@@ -624,8 +624,8 @@ fn scalar(v: &Value) -> String {
 
 fn print_list(v: &Value) {
     println!(
-        "{:<10} {:<5} {:<13} {:<12} {:<5} {:<8} {:<8} UPDATE",
-        "NAME", "UP", "SERIAL", "MODEL", "POWER", "SP", "ROT"
+        "{:<10} {:<5} {:<7} {:<13} {:<12} {:<5} {:<8} {:<8} UPDATE",
+        "NAME", "UP", "LINK", "SERIAL", "MODEL", "POWER", "SP", "ROT"
     );
     for sp in v.as_array().into_iter().flatten() {
         let update = match &sp["active_update"] {
@@ -638,13 +638,14 @@ fn print_list(v: &Value) {
             ),
         };
         println!(
-            "{:<10} {:<5} {:<13} {:<12} {:<5} {:<8} {:<8} {}",
+            "{:<10} {:<5} {:<7} {:<13} {:<12} {:<5} {:<8} {:<8} {}",
             scalar(&sp["name"]),
             if sp["reachable"].as_bool() == Some(true) {
                 "yes"
             } else {
                 "no"
             },
+            scalar(&sp["link"]),
             scalar(&sp["serial"]),
             scalar(&sp["model"]),
             scalar(&sp["power_state"]),

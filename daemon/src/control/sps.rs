@@ -40,6 +40,7 @@ pub(super) async fn list(s: &ControlServer) -> Outcome {
             "name": sp.info.name,
             "addr": sp.info.addr,
             "reachable": sp.info.reachable,
+            "link": sp.info.link,
             "serial": id.map(|i| i.serial.clone()),
             "model": id.map(|i| i.model.clone()),
             "revision": id.map(|i| i.revision),
