@@ -484,6 +484,12 @@ fn rpc_code(e: &RpcError) -> ErrorCode {
             error: SpError::UpdateIsTooLarge,
             ..
         } => ErrorCode::BadImage,
+        // Its one update buffer holds another client's update (the message
+        // names its id).
+        RpcError::Sp {
+            error: SpError::UpdateInProgress(_) | SpError::OtherComponentUpdateInProgress(_),
+            ..
+        } => ErrorCode::UpdateRunning,
         RpcError::Sp { .. } | RpcError::Busy { .. } | RpcError::Unexpected { .. } => {
             ErrorCode::SpError
         }
