@@ -284,6 +284,9 @@ struct Request {
     reply: Reply,
     /// When the latest attempt went out.
     sent: Option<Instant>,
+    /// Why the latest attempt could not even be sent (a port going down
+    /// takes its address away: "network unreachable").
+    send_error: Option<String>,
 }
 
 /// A datagram believed to be in the SP's receive queue, in send order,
@@ -325,6 +328,8 @@ enum Wake {
     Backoff { id: u32 },
     /// Discovery and reachability bookkeeping.
     Tick,
+    /// Parked requests may have waited long enough.
+    Parked,
 }
 
 /// One SP's actor. See the module docs.
@@ -354,11 +359,15 @@ pub struct SpActor {
     pumping: bool,
     /// A discovery or `SpState` request is under way.
     discovering: bool,
-    /// The interface, for an SP behind one (as last looked up).
+    /// The interface, for an SP behind one (as last looked up), and the
+    /// index it had when last seen.
     link: Option<Link>,
-    /// Requests that came while an SP behind an interface was being
-    /// looked for again: sent once it answers, failed if it does not.
-    parked: Vec<(MgsRequest, RpcKind, Reply)>,
+    link_index: Option<u32>,
+    /// Requests (by id) due to go out while the address of an SP behind
+    /// an interface is unknown (it is looked for again after a silence or
+    /// a new interface; a reboot gives it a new address): sent once it
+    /// answers, failed at their deadline (a request's patience).
+    parked: Vec<(Instant, u32)>,
     /// Told when the `SpState` under way is answered (or not).
     state_waiters: Vec<oneshot::Sender<()>>,
     /// Mirrors of what is published, read on every datagram.
@@ -430,6 +439,7 @@ impl SpHandle {
             pumping: false,
             discovering: false,
             link: None,
+            link_index: None,
             parked: Vec::new(),
             state_waiters: Vec::new(),
             reachable: false,
@@ -541,15 +551,7 @@ impl SpActor {
     /// Queue a request; it goes out as soon as the window has room.
     fn submit(&mut self, request: MgsRequest, kind: RpcKind, reply: Reply) {
         let discover = matches!(request, MgsRequest::Discover);
-        if !discover
-            && self.peer.is_none()
-            && self.discovering
-            && matches!(self.target, SpTarget::Interface(_))
-        {
-            self.parked.push((request, kind, reply));
-            return;
-        }
-        if self.destination(discover).is_none() {
+        if self.destination(discover).is_none() && !self.waits_for_peer(discover) {
             return self.answer(
                 reply,
                 Err(RpcError::NotDiscovered {
@@ -581,6 +583,7 @@ impl SpActor {
                 sample_rtt,
                 reply,
                 sent: None,
+                send_error: None,
             },
         );
         self.ready.push_back(id);
@@ -607,6 +610,9 @@ impl SpActor {
             return;
         };
         let Some(to) = self.destination(req.discover) else {
+            if self.waits_for_peer(req.discover) {
+                return self.park(id, now);
+            }
             return self.finish(
                 id,
                 Err(RpcError::NotDiscovered {
@@ -614,17 +620,15 @@ impl SpActor {
                 }),
             );
         };
-        if let Err(e) = self.transport.send_to(req.datagram.as_bytes(), to) {
-            let message = e.to_string();
-            return self.finish(
-                id,
-                Err(RpcError::Io {
-                    sp: self.name.clone(),
-                    message,
-                }),
-            );
-        }
+        // A send that fails is a lost datagram: the attempt times out and
+        // is resent within the request's patience (a port down for a
+        // moment costs a resend, not the request).
+        let sent = self.transport.send_to(req.datagram.as_bytes(), to);
         let req = self.requests.get_mut(&id).expect("present");
+        req.send_error = sent.err().map(|e| {
+            debug!(error = %e, "request send failed");
+            e.to_string()
+        });
         let wait = req.attempts.send(now, &self.rtt);
         if req.attempts.resent() {
             self.metrics.retry();
@@ -787,13 +791,12 @@ impl SpActor {
             Next::Resend => self.ready.push_front(id),
             Next::ResendAfter(_) | Next::GiveUp => {
                 let attempts = req.attempts.sent;
-                self.finish(
-                    id,
-                    Err(RpcError::Timeout {
-                        sp: self.name.clone(),
-                        attempts,
-                    }),
-                );
+                let sp = self.name.clone();
+                let error = match req.send_error.take() {
+                    Some(message) => RpcError::Io { sp, message },
+                    None => RpcError::Timeout { sp, attempts },
+                };
+                self.finish(id, Err(error));
                 if attempts > 1 && self.reachable {
                     warn!(attempts, "SP stopped answering");
                     self.set_reachable(false);
@@ -912,7 +915,7 @@ impl SpActor {
                 crate::metrics::request_done(self.name.as_str(), req.kind, outcome, None);
             }
         }
-        let lost = matches!(result, Err(RpcError::Timeout { .. }));
+        let lost = matches!(result, Err(RpcError::Timeout { .. } | RpcError::Io { .. }));
         self.answer(req.reply, result);
         // Silent through a whole request's patience behind an interface:
         // the SP may be back at another address. Look for it again.
@@ -938,18 +941,16 @@ impl SpActor {
             }
             Reply::Discover => match result {
                 Ok(_) => {
-                    for (request, kind, reply) in std::mem::take(&mut self.parked) {
-                        self.submit(request, kind, reply);
+                    // Found: what waited for it goes out first.
+                    for (_, id) in std::mem::take(&mut self.parked).into_iter().rev() {
+                        self.ready.push_front(id);
                     }
                     self.submit(MgsRequest::SpState, RpcKind::Normal, Reply::State)
                 }
                 Err(_) => {
                     self.discovering = false;
                     self.state_waiters.clear();
-                    for (_, _, reply) in std::mem::take(&mut self.parked) {
-                        let sp = self.name.clone();
-                        self.answer(reply, Err(RpcError::NotDiscovered { sp }));
-                    }
+
                     if self.reachable {
                         warn!("SP did not answer discovery");
                         self.set_reachable(false);
@@ -1104,7 +1105,48 @@ impl SpActor {
                     }
                 }
                 Wake::Tick => self.tick(now),
+                Wake::Parked => self.expire_parked(now),
             }
+        }
+    }
+
+    /// Whether a request with no address to go to should wait for the SP
+    /// to be found again rather than fail: an SP behind an interface,
+    /// known before.
+    fn waits_for_peer(&self, discover: bool) -> bool {
+        !discover && self.identified && matches!(self.target, SpTarget::Interface(_))
+    }
+
+    /// Hold request `id` until the SP is found again (see `parked`), and
+    /// look for it.
+    fn park(&mut self, id: u32, now: Instant) {
+        let rpc = &self.settings.rpc;
+        let deadline = now + rpc.per_attempt_timeout * rpc.max_attempts.max(1);
+        self.parked.push((deadline, id));
+        self.deadlines.insert(deadline, Wake::Parked);
+        self.rediscover();
+    }
+
+    /// Look for the SP (behind its interface) now, unless already looking
+    /// or the interface is not up.
+    fn rediscover(&mut self) {
+        if !self.discovering && matches!(self.link, Some(Link::Up(_))) {
+            self.discovering = true;
+            let probe = RpcKind::Within(self.settings.discovery_interval);
+            self.submit(MgsRequest::Discover, probe, Reply::Discover);
+        }
+    }
+
+    /// Fail the parked requests that waited a whole patience for their SP
+    /// to be found.
+    fn expire_parked(&mut self, now: Instant) {
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(deadline, _)| *deadline <= now);
+        self.parked = waiting;
+        for (_, id) in due {
+            let sp = self.name.clone();
+            self.finish(id, Err(RpcError::NotDiscovered { sp }));
         }
     }
 
@@ -1124,12 +1166,21 @@ impl SpActor {
                 warn!(interface = %name, state = other.as_str(), "interface not up: the SP cannot be reached through it")
             }
         }
-        if let (Some(Link::Up(old)), Link::Up(new)) = (self.link, link) {
-            if old != new {
-                self.peer = None; // the interface was made anew
+        if let Link::Up(index) | Link::Down(index) = link {
+            // The interface was made anew (its index changed): whatever is
+            // behind it must be found again.
+            if self
+                .link_index
+                .replace(index)
+                .is_some_and(|old| old != index)
+            {
+                self.peer = None;
             }
         }
         self.link = Some(link);
+        if self.peer.is_none() && self.identified {
+            self.rediscover();
+        }
         crate::metrics::link(self.name.as_str(), matches!(link, Link::Up(_)));
         self.info.send_modify(|i| i.link = Some(link.as_str()));
         if !matches!(link, Link::Up(_)) && self.reachable {
@@ -1152,7 +1203,8 @@ impl SpActor {
             changed
         });
         let idle = last_heard.is_none_or(|t| now - t >= self.settings.idle_rediscover);
-        if !self.discovering && (!self.reachable || !self.identified || idle) {
+        let lost = self.peer.is_none() && matches!(self.target, SpTarget::Interface(_));
+        if !self.discovering && (!self.reachable || !self.identified || idle || lost) {
             self.discovering = true;
             let probe = RpcKind::Within(self.settings.discovery_interval);
             self.submit(MgsRequest::Discover, probe, Reply::Discover);

@@ -614,7 +614,8 @@ impl UpdateActor {
             // address after a reboot); ask once more before giving up, so
             // an SP that forgot the update is reported as such.
             Ask::Resume | Ask::Poll
-                if matches!(e, RpcError::Timeout { .. }) && !self.asked_after_silence =>
+                if matches!(e, RpcError::Timeout { .. } | RpcError::Io { .. })
+                    && !self.asked_after_silence =>
             {
                 self.asked_after_silence = true;
                 self.record.last_error = Some(format!("SP silent ({e}); asking again"));

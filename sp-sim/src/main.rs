@@ -21,9 +21,16 @@ struct Args {
     /// Number of power shelves.
     #[arg(long, default_value_t = 1)]
     power_shelves: usize,
-    /// Address the SPs bind.
-    #[arg(long, default_value = "::1")]
-    bind: IpAddr,
+    /// Address the SPs bind [default: ::1, or the --config file's `bind`].
+    /// `::` with `--base-port 11111` and `--join-multicast` is one SP as
+    /// on a real switch port.
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Interfaces (comma-separated names, e.g. `port0,port1`) on which
+    /// every SP joins the discovery group ff02::1de:2 and so answers a
+    /// multicast `Discover` (overrides the --config file's `join_multicast`).
+    #[arg(long, value_delimiter = ',')]
+    join_multicast: Option<Vec<String>>,
     /// First UDP port; SPs take consecutive ports. 0 lets the OS choose.
     #[arg(long, default_value_t = 0)]
     base_port: u16,
@@ -60,7 +67,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => {
             let mut c = RackConfig::standard(args.sleds, args.switches, args.power_shelves);
-            c.bind = args.bind;
             c.seed = args.seed;
             c.store_dir = args.store_dir.clone();
             c.faults = FaultConfig {
@@ -74,6 +80,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             c
         }
     };
+    if let Some(bind) = args.bind {
+        config.bind = bind;
+    }
+    if let Some(interfaces) = &args.join_multicast {
+        config.join_multicast = interfaces.clone();
+    }
     if args.base_port != 0 {
         for (i, sp) in config.sps.iter_mut().enumerate() {
             sp.port = args
@@ -85,6 +97,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let config_joins = config.join_multicast.clone();
+    let bind_unspecified = config.bind.is_unspecified();
     rt.block_on(async move {
         let rack = SimRack::start(config).await?;
         println!("{:<10} {:<12} {:<12} ADDRESS", "NAME", "KIND", "SERIAL");
@@ -97,9 +111,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sp.addr
             );
         }
-        println!("\n# mgsd configuration for this rack:");
-        for sp in &rack.sps {
-            println!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
+        if !config_joins.is_empty() {
+            println!(
+                "\n# discovery group ff02::1de:2 joined on: {}",
+                config_joins.join(", ")
+            );
+        }
+        if bind_unspecified {
+            // Every local address answers: the daemon finds the SP by
+            // multicast on its side's interface (or by a link-local address
+            // with the interface's scope).
+            println!("\n# mgsd configuration (on the other end of the link):");
+            for sp in &rack.sps {
+                println!("[[sp]]\nname = \"{}\"\ninterface = \"IFACE\"\n", sp.name);
+            }
+        } else {
+            println!("\n# mgsd configuration for this rack:");
+            for sp in &rack.sps {
+                println!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
+            }
         }
         println!("# {} SPs running; Ctrl-C to stop", rack.sps.len());
         tokio::signal::ctrl_c().await?;

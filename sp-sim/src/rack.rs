@@ -54,9 +54,54 @@ pub struct RackConfig {
     /// Keep written host-flash images here (default: hashes only).
     #[serde(default)]
     pub store_dir: Option<PathBuf>,
+    /// Interfaces (names) on which every SP's socket joins the discovery
+    /// group `ff02::1de:2`, as a real SP does on each of its two switch
+    /// ports: with `bind = "::"` and port 11111 it then answers `Discover`
+    /// sent to `[ff02::1de:2%port]:11111`, from the port's link-local
+    /// address. Needs an IPv6 `bind`. Default: none.
+    #[serde(default)]
+    pub join_multicast: Vec<String>,
     /// The SPs.
     #[serde(rename = "sp")]
     pub sps: Vec<SpConfig>,
+}
+
+/// The group SPs listen on for `Discover` (MGS sends it to
+/// `[ff02::1de:2%interface]:11111`).
+pub const DISCOVERY_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0x1de, 2);
+
+/// An interface's index (its IPv6 scope id), from
+/// `/sys/class/net/NAME/ifindex` (of the caller's network namespace when
+/// run under `ip netns exec`).
+pub fn interface_index(name: &str) -> std::io::Result<u32> {
+    let bad = |why: String| std::io::Error::new(std::io::ErrorKind::NotFound, why);
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(bad(format!("bad interface name {name:?}")));
+    }
+    let path = format!("/sys/class/net/{name}/ifindex");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| bad(format!("interface {name:?}: {path}: {e}")))?;
+    text.trim().parse().map_err(|_| {
+        bad(format!(
+            "interface {name:?}: {path}: not a number: {text:?}"
+        ))
+    })
+}
+
+/// Join the discovery group on each of `interfaces` (names).
+fn join_discovery_group(socket: &UdpSocket, interfaces: &[String]) -> std::io::Result<()> {
+    for name in interfaces {
+        let index = interface_index(name)?;
+        socket
+            .join_multicast_v6(&DISCOVERY_GROUP, index)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("joining {DISCOVERY_GROUP} on {name:?} (index {index}): {e}"),
+                )
+            })?;
+    }
+    Ok(())
 }
 
 fn default_bind() -> IpAddr {
@@ -99,6 +144,7 @@ impl RackConfig {
             timings: Timings::default(),
             faults: FaultConfig::default(),
             store_dir: None,
+            join_multicast: Vec::new(),
             sps,
         }
     }
@@ -193,11 +239,32 @@ pub struct SimRack {
 impl SimRack {
     /// Bind every SP's socket and start serving.
     pub async fn start(config: RackConfig) -> std::io::Result<Self> {
+        if !config.join_multicast.is_empty() && !config.bind.is_ipv6() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "join_multicast needs an IPv6 bind address, not {}",
+                    config.bind
+                ),
+            ));
+        }
         let (stop, stop_rx) = watch::channel(false);
         let mut sps = Vec::new();
         let mut tasks = Vec::new();
         for (i, sp) in config.sps.iter().enumerate() {
-            let socket = UdpSocket::bind(SocketAddr::new(config.bind, sp.port)).await?;
+            let socket = UdpSocket::bind(SocketAddr::new(config.bind, sp.port))
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{}: bind {}: {e}",
+                            sp.name,
+                            SocketAddr::new(config.bind, sp.port)
+                        ),
+                    )
+                })?;
+            join_discovery_group(&socket, &config.join_multicast)?;
             let addr = socket.local_addr()?;
             let device = Device::new(
                 DeviceConfig {
@@ -245,5 +312,64 @@ impl SimRack {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_multicast_parses_and_defaults_to_none() {
+        let one = RackConfig::from_toml(
+            r#"
+            bind = "::"
+            join_multicast = ["port0", "port1"]
+            [[sp]]
+            name = "sled-3"
+            kind = "sled"
+            serial = "BRM42220003"
+            port = 11111
+            "#,
+        )
+        .unwrap();
+        assert_eq!(one.join_multicast, ["port0", "port1"]);
+        assert_eq!(one.bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(one.sps[0].port, 11111);
+        let none =
+            RackConfig::from_toml("[[sp]]\nname = \"a\"\nkind = \"sled\"\nserial = \"s\"").unwrap();
+        assert!(none.join_multicast.is_empty());
+        assert!(RackConfig::standard(1, 0, 0).join_multicast.is_empty());
+    }
+
+    #[test]
+    fn interface_index_reads_sysfs_and_refuses_paths() {
+        // Every network namespace has a loopback interface.
+        assert!(interface_index("lo").unwrap() > 0);
+        assert!(interface_index("../lo").is_err());
+        assert!(interface_index("").is_err());
+        let e = interface_index("no-such-if0").unwrap_err();
+        assert!(e.to_string().contains("no-such-if0"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn joining_needs_ipv6_and_existing_interfaces() {
+        let mut rack = RackConfig::standard(1, 0, 0);
+        rack.join_multicast = vec!["no-such-if0".into()];
+        let e = SimRack::start(rack.clone()).await.unwrap_err();
+        assert!(e.to_string().contains("no-such-if0"), "{e}");
+        rack.bind = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let e = SimRack::start(rack).await.unwrap_err();
+        assert!(e.to_string().contains("IPv6"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn joined_sp_listens_on_the_unspecified_address() {
+        let mut rack = RackConfig::standard(1, 0, 0);
+        rack.bind = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        rack.join_multicast = vec!["lo".into()];
+        let rack = SimRack::start(rack).await.unwrap();
+        assert!(rack.sps[0].addr.ip().is_unspecified());
+        rack.stop().await;
     }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests and the benchmark: a simulated
 //! rack in-process and the daemon's actors pointed at it.
 
+pub mod netbed;
 pub mod raw_udp;
 
 use actors::registry::udp_transport;
