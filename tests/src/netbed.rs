@@ -1068,6 +1068,26 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The daemon's process id (`ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time (user + system) the daemon has used so far.
+    pub fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and
+        // stime are the 12th and 13th, in clock ticks (100 per second).
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+
     /// Run `mgsctl --socket SOCKET ARGS…` (killed after 60 s).
     pub fn ctl(&self, args: &[&str]) -> CtlOutput {
         self.ctl_for(args, Duration::from_secs(60))
