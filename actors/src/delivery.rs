@@ -90,6 +90,9 @@ pub struct ChunkStream {
     /// Its component.
     pub component: SpComponent,
     image: Arc<Image>,
+    /// The image's first bytes that are an aux-flash image, sent as
+    /// `sp-aux-flash` (the SP counts them in its `bytes_received`).
+    aux_len: u32,
     /// The current lease; answers to an older lease's chunks still prove
     /// bytes but never stall the current one.
     lease: u64,
@@ -117,6 +120,7 @@ impl ChunkStream {
             id,
             component,
             image,
+            aux_len: 0,
             lease,
             first_lease: lease,
             next: from,
@@ -125,6 +129,22 @@ impl ChunkStream {
             stalled: false,
             reported: from,
             counts: ChunkCounts::default(),
+        }
+    }
+
+    /// The first `aux_len` bytes of the image are an aux-flash image.
+    pub fn with_aux(mut self, aux_len: u32) -> Self {
+        self.aux_len = aux_len;
+        self
+    }
+
+    /// The component and offset on the wire of the image's byte `offset`:
+    /// aux flash from 0, then the SP image from 0.
+    pub fn place(&self, offset: u32) -> (SpComponent, u32) {
+        if offset < self.aux_len {
+            (SpComponent::SP_AUX_FLASH, offset)
+        } else {
+            (self.component, offset - self.aux_len)
         }
     }
 
@@ -158,7 +178,10 @@ impl ChunkStream {
             return None;
         }
         let offset = self.next;
-        let end = (offset as usize + MAX_UPDATE_CHUNK_DATA).min(self.image.len()) as u32;
+        let mut end = (offset as usize + MAX_UPDATE_CHUNK_DATA).min(self.image.len()) as u32;
+        if offset < self.aux_len {
+            end = end.min(self.aux_len); // no chunk spans both images
+        }
         self.next = end;
         self.counts.sent += 1;
         if offset < self.high_water {

@@ -109,6 +109,17 @@ pub enum UpdateError {
         /// The running update's id.
         id: uuid::Uuid,
     },
+    /// The SP's update buffer holds an update that ended (complete or
+    /// failed): the SP takes no other until reset (or that one aborted).
+    #[error("{sp}: the SP still holds update {id} ({state}); reset the SP (or abort that update) before starting another")]
+    SpHoldsEnded {
+        /// SP name.
+        sp: SpName,
+        /// The held update's id.
+        id: uuid::Uuid,
+        /// `complete` or `failed`.
+        state: &'static str,
+    },
     /// The SP refused or did not answer the prepare.
     #[error("prepare failed: {0}")]
     Prepare(RpcError),

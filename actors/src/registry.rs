@@ -247,11 +247,16 @@ impl Registry {
             }
             match self.resumable(&binding) {
                 Ok((sp, image)) => {
+                    // The prepare is not sent again: its aux CHCK is not needed.
+                    let aux = (record.aux_flash_bytes > 0)
+                        .then_some((record.aux_flash_bytes as u32, [0; 32]));
                     let plan = UpdatePlan {
                         id,
                         component: binding.component,
                         slot: binding.slot,
                         image,
+                        aux,
+                        artifact: record.artifact.clone(),
                     };
                     let handle = UpdateHandle::resume(sp, plan, record, self.context(ctx));
                     crate::metrics::follow_update(handle.watch());
@@ -753,6 +758,25 @@ pub const UPDATABLE: [SpComponent; 4] = [
     SpComponent::STAGE0,
 ];
 
+/// Archives larger than this are not read (no Hubris archive comes near).
+const MAX_ARCHIVE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Read a Hubris archive from a descriptor a client passed: a regular file
+/// of bounded size.
+fn read_archive(file: std::fs::File) -> Result<artifacts::HubrisArchive, String> {
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_ARCHIVE_BYTES {
+        return Err(format!(
+            "{} bytes; archives of more than {MAX_ARCHIVE_BYTES} are refused",
+            meta.len()
+        ));
+    }
+    artifacts::HubrisArchive::read(std::io::BufReader::new(file)).map_err(|e| e.to_string())
+}
+
 /// Parse a component name given by a client.
 pub fn parse_component(name: &str) -> Result<SpComponent, RegistryError> {
     SpComponent::try_from(name).map_err(|e| RegistryError::BadComponent {
@@ -1213,6 +1237,130 @@ impl RegistryHandle {
             .await
     }
 
+    /// [`RegistryHandle::start_update`] with a Hubris build archive in
+    /// `file` (a descriptor the client opened): for `sp`, its image and
+    /// its aux-flash image if it has one; for `rot` and `stage0`, its
+    /// image, under the slot rules. Before anything is sent: the archive
+    /// must read cleanly, and its caboose `BORD` must be the board the
+    /// target runs (read from the target's running caboose) unless
+    /// `force_board`.
+    pub async fn start_update_archive(
+        &self,
+        sp: &str,
+        component: &str,
+        slot: u16,
+        id: uuid::Uuid,
+        file: std::fs::File,
+        force_board: bool,
+    ) -> Result<UpdateRecord, RegistryError> {
+        use artifacts::UpdateTarget;
+        let component = parse_updatable(component)?;
+        let target = match component {
+            c if c == SpComponent::SP_ITSELF => UpdateTarget::Sp,
+            c if c == SpComponent::ROT => UpdateTarget::Rot,
+            c if c == SpComponent::STAGE0 => UpdateTarget::Stage0,
+            c => {
+                return Err(UpdateError::BadImage(format!(
+                    "{c} takes a raw image (--image), not an archive"
+                ))
+                .into())
+            }
+        };
+        let sp = self.sp(sp).await?;
+        let bad = |why: String| RegistryError::from(UpdateError::BadImage(why));
+        let archive = tokio::task::spawn_blocking(move || read_archive(file))
+            .await
+            .map_err(|_| RegistryError::Stopped)?
+            .map_err(|e| bad(format!("archive: {e}")))?;
+        archive
+            .check_target(target, slot)
+            .map_err(|e| bad(format!("archive: {e}")))?;
+        let caboose = archive.caboose();
+        let text = |v: Result<Option<&[u8]>, artifacts::Error>| {
+            v.ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        let info = crate::update_state::ArtifactInfo {
+            name: caboose.and_then(|c| text(c.name())),
+            vers: caboose.and_then(|c| text(c.vers())),
+            gitc: caboose.and_then(|c| text(c.gitc())),
+            bord: caboose.and_then(|c| text(c.bord())),
+            image_name: archive.image_name.clone(),
+        };
+        if !force_board {
+            self.check_board(&sp, component, info.bord.as_deref())
+                .await?;
+        }
+        let aux = archive.aux_flash.as_ref().map(|a| {
+            let len = a.aux_flash_size() as u32;
+            (len, a.chck())
+        });
+        let mut data = archive
+            .aux_flash
+            .as_ref()
+            .map_or_else(Vec::new, |a| a.data().to_vec());
+        data.extend_from_slice(&archive.image);
+        let images = self.images.clone();
+        let image = tokio::task::spawn_blocking(move || images.insert(data))
+            .await
+            .map_err(|_| RegistryError::Stopped)?;
+        self.start_update_prepared(&sp, component, slot, id, image, aux, Some(info))
+            .await
+    }
+
+    /// Refuse an archive built for another board than the one `sp`'s
+    /// running `component` image names in its caboose. A target without a
+    /// `BORD` takes any (as the SP does).
+    async fn check_board(
+        &self,
+        sp: &SpHandle,
+        component: SpComponent,
+        bord: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let slot = if component == SpComponent::SP_ITSELF {
+            0
+        } else {
+            sp.info()
+                .identity
+                .and_then(|i| i.rot_active_slot)
+                .unwrap_or(0)
+        };
+        let caboose_of = if component == SpComponent::STAGE0 {
+            SpComponent::ROT
+        } else {
+            component
+        };
+        let request = MgsRequest::ReadComponentCaboose {
+            component: caboose_of,
+            slot,
+            key: *b"BORD",
+        };
+        let running = match sp.rpc(request).await {
+            Ok((_, value)) => String::from_utf8_lossy(&value).into_owned(),
+            Err(RpcError::Sp {
+                error: SpError::NoSuchCabooseKey(_) | SpError::NoCaboose,
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match bord {
+            Some(b) if b == running => Ok(()),
+            Some(b) => Err(UpdateError::BadImage(format!(
+                "the archive is for board {b:?}, but {} {caboose_of} runs {running:?}; \
+                 use --force-board to send it anyway",
+                sp.name()
+            ))
+            .into()),
+            None => Err(UpdateError::BadImage(format!(
+                "the archive's caboose names no board, and {} {caboose_of} runs {running:?}; \
+                 use --force-board to send it anyway",
+                sp.name()
+            ))
+            .into()),
+        }
+    }
+
     /// The largest image `component` takes.
     pub fn max_image_len(&self, component: SpComponent) -> u64 {
         let d = &self.settings.delivery;
@@ -1234,7 +1382,27 @@ impl RegistryHandle {
         id: uuid::Uuid,
         image: Arc<Image>,
     ) -> Result<UpdateRecord, RegistryError> {
-        self.check_image(component, &image.data)?;
+        self.start_update_prepared(sp, component, slot, id, image, None, None)
+            .await
+    }
+
+    /// [`RegistryHandle::start_update_image`] with, for an SP image from an
+    /// archive, its aux-flash image's length and CHCK (`image` then holds
+    /// the aux-flash image followed by the SP image) and the archive's
+    /// caboose for the record.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_update_prepared(
+        &self,
+        sp: &SpHandle,
+        component: SpComponent,
+        slot: u16,
+        id: uuid::Uuid,
+        image: Arc<Image>,
+        aux: Option<(u32, [u8; 32])>,
+        artifact: Option<crate::update_state::ArtifactInfo>,
+    ) -> Result<UpdateRecord, RegistryError> {
+        let aux_len = aux.map_or(0, |(len, _)| len as usize);
+        self.check_image(component, &image.data[aux_len.min(image.len())..])?;
         // On disk before the SP hears of it: a restart needs the bytes.
         if let Some(spool) = self.spool.clone() {
             let kept = image.clone();
@@ -1248,6 +1416,8 @@ impl RegistryHandle {
             component,
             slot,
             image,
+            aux,
+            artifact,
         };
         let handle = self
             .registry

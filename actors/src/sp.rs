@@ -232,8 +232,10 @@ pub struct Deliver {
     pub id: UpdateId,
     /// Its component.
     pub component: SpComponent,
-    /// The image.
+    /// The image (see [`crate::update::UpdatePlan::image`]).
     pub image: Arc<Image>,
+    /// Its first bytes that are an aux-flash image.
+    pub aux_len: u32,
     /// Where the SP said it is.
     pub from: u32,
     /// The update's actor.
@@ -648,10 +650,11 @@ impl SpActor {
         let Some((lease, offset, end)) = stream.next_chunk() else {
             return false;
         };
+        let (component, wire_offset) = stream.place(offset);
         let chunk = UpdateChunk {
-            component: stream.component,
+            component,
             id: stream.id,
-            offset,
+            offset: wire_offset,
         };
         let data = &stream.image().data[offset as usize..end as usize];
         let id = next_message_id(&mut self.next_id);
@@ -1421,7 +1424,8 @@ impl Handler<Deliver> for SpActor {
                 *to = msg.to;
             }
             _ => {
-                let stream = ChunkStream::new(msg.id, msg.component, msg.image, msg.from, lease);
+                let stream = ChunkStream::new(msg.id, msg.component, msg.image, msg.from, lease)
+                    .with_aux(msg.aux_len);
                 self.stream = Some((stream, msg.to));
             }
         }

@@ -105,8 +105,15 @@ pub struct UpdatePlan {
     pub component: SpComponent,
     /// Target slot.
     pub slot: u16,
-    /// The image.
+    /// The image. For an SP image with aux flash: the aux-flash image
+    /// (`auxi.tlvc`) then the SP image, sent in that order as components
+    /// `sp-aux-flash` and `sp`, each from its offset 0.
     pub image: Arc<Image>,
+    /// Bytes of `image` that are the aux-flash image (0: none), and its
+    /// `CHCK` (SHA3-256 of its AUXI body), for the prepare.
+    pub aux: Option<(u32, [u8; 32])>,
+    /// What the archive says of itself, for the record.
+    pub artifact: Option<crate::update_state::ArtifactInfo>,
 }
 
 /// A typed handle on an update: its published record, and abort. An
@@ -142,6 +149,8 @@ impl UpdateHandle {
             Instant::now(),
         );
         record.sp_serial = sp.info().identity.map(|i| i.serial);
+        record.aux_flash_bytes = plan.aux.map_or(0, |(len, _)| u64::from(len));
+        record.artifact = plan.artifact.clone();
         Self::spawn(sp, plan, record, Step::Starting, cx)
     }
 
@@ -393,11 +402,12 @@ impl UpdateActor {
     fn prepare(&mut self, ctx: &mut Context<Self>) {
         let (id, total) = (self.plan.id, self.total());
         let request = if self.plan.component == SpComponent::SP_ITSELF {
+            let (aux_len, chck) = self.plan.aux.unwrap_or((0, [0; 32]));
             MgsRequest::SpUpdatePrepare(SpUpdatePrepare {
                 id,
-                aux_flash_size: 0,
-                aux_flash_chck: [0; 32],
-                sp_image_size: total,
+                aux_flash_size: aux_len,
+                aux_flash_chck: chck,
+                sp_image_size: total - aux_len,
             })
         } else {
             MgsRequest::ComponentUpdatePrepare(ComponentUpdatePrepare {
@@ -435,6 +445,23 @@ impl UpdateActor {
                 sp,
                 error: SpError::UpdateInProgress(status),
             } => match crate::update_state::status_id(status) {
+                Some(other)
+                    if matches!(
+                        status,
+                        gateway_messages::UpdateStatus::Complete(_)
+                            | gateway_messages::UpdateStatus::Failed { .. }
+                    ) =>
+                {
+                    UpdateError::SpHoldsEnded {
+                        sp: sp.clone(),
+                        id: other.as_uuid(),
+                        state: if matches!(status, gateway_messages::UpdateStatus::Complete(_)) {
+                            "complete"
+                        } else {
+                            "failed"
+                        },
+                    }
+                }
                 Some(other) => UpdateError::AlreadyRunning {
                     sp: sp.clone(),
                     component: self.plan.component.to_string(),
@@ -526,7 +553,8 @@ impl UpdateActor {
         };
         let now = Instant::now();
         self.record.sp_status = Some((SpUpdateState::from(status), now));
-        let view = read_status(status, self.plan.id, self.total());
+        let aux_len = self.plan.aux.map_or(0, |(len, _)| len);
+        let view = read_status(status, self.plan.id, self.total(), aux_len);
         if why == Ask::Adopt {
             if let SpView::Gone(..) = view {
                 return self.prepare_lost(ctx);
@@ -636,6 +664,7 @@ impl UpdateActor {
             id: self.plan.id,
             component: self.plan.component,
             image: self.plan.image.clone(),
+            aux_len: self.plan.aux.map_or(0, |(len, _)| len),
             from,
             to: ctx.address().recipient(),
         });

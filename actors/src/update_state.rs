@@ -111,6 +111,21 @@ impl FailureKind {
     }
 }
 
+/// An archive's caboose and image name, shown with its update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactInfo {
+    /// Caboose `NAME`.
+    pub name: Option<String>,
+    /// Caboose `VERS`.
+    pub vers: Option<String>,
+    /// Caboose `GITC`.
+    pub gitc: Option<String>,
+    /// Caboose `BORD`.
+    pub bord: Option<String>,
+    /// `image-name` (`a`/`b` for RoT images).
+    pub image_name: Option<String>,
+}
+
 /// One update as the daemon delivers it. Its update actor holds the only
 /// copy, publishes it and journals it; everyone else reads the published
 /// value. What is not serialised exists only while the daemon runs.
@@ -164,6 +179,13 @@ pub struct UpdateRecord {
     /// Times the update was taken up again after a daemon restart.
     #[serde(default)]
     pub resumed: u32,
+    /// Of `total_bytes`, those of an aux-flash image sent first (an SP
+    /// image from an archive with `img/auxi.tlvc`).
+    #[serde(default)]
+    pub aux_flash_bytes: u64,
+    /// What the archive the image came from says of itself.
+    #[serde(default)]
+    pub artifact: Option<ArtifactInfo>,
     /// The SP's own status as last read, and when.
     #[serde(skip)]
     pub sp_status: Option<(SpUpdateState, Instant)>,
@@ -219,6 +241,8 @@ impl UpdateRecord {
             hash_verified: false,
             delivered_in_ms: None,
             resumed: 0,
+            aux_flash_bytes: 0,
+            artifact: None,
             sp_status: None,
             start_error: None,
             started: now,
@@ -499,8 +523,9 @@ pub enum SpView {
     Gone(FailureKind, String),
 }
 
-/// Read the SP's status of our update.
-pub fn read_status(status: UpdateStatus, id: UpdateId, total: u32) -> SpView {
+/// Read the SP's status of our update of `total` bytes, the first
+/// `aux_len` of which are an aux-flash image (an SP image from an archive).
+pub fn read_status(status: UpdateStatus, id: UpdateId, total: u32, aux_len: u32) -> SpView {
     use UpdateStatus as U;
     if status_id(&status) != Some(id) {
         return SpView::Gone(
@@ -521,6 +546,17 @@ pub fn read_status(status: UpdateStatus, id: UpdateId, total: u32) -> SpView {
             ),
         ),
         U::InProgress(p) => SpView::Accepting(p.bytes_received),
+        U::SpUpdateAuxFlashChckScan { total_size, .. } if aux_len > 0 && total_size != total => {
+            SpView::Gone(
+                FailureKind::Other,
+                format!("the SP expects {total_size} bytes, the images have {total}"),
+            )
+        }
+        // The SP scanned its aux-flash slots: one holds our aux image
+        // already (send only the SP image, after it), or none does.
+        U::SpUpdateAuxFlashChckScan { found_match, .. } if aux_len > 0 => {
+            SpView::Accepting(if found_match { aux_len } else { 0 })
+        }
         U::Complete(_) => SpView::Complete,
         U::Aborted(_) => SpView::Aborted,
         U::Failed { code, .. } => SpView::Gone(
@@ -678,18 +714,18 @@ mod tests {
     #[test]
     fn status_readings() {
         assert_eq!(
-            read_status(in_progress(ID, 500), ID, 1000),
+            read_status(in_progress(ID, 500), ID, 1000, 0),
             SpView::Accepting(500)
         );
         assert_eq!(
-            read_status(UpdateStatus::Complete(ID), ID, 1000),
+            read_status(UpdateStatus::Complete(ID), ID, 1000, 0),
             SpView::Complete
         );
         assert_eq!(
-            read_status(UpdateStatus::Aborted(ID), ID, 1000),
+            read_status(UpdateStatus::Aborted(ID), ID, 1000, 0),
             SpView::Aborted
         );
-        let SpView::Gone(kind, why) = read_status(UpdateStatus::None, ID, 1000) else {
+        let SpView::Gone(kind, why) = read_status(UpdateStatus::None, ID, 1000, 0) else {
             panic!()
         };
         assert_eq!(kind, FailureKind::SpReset);
@@ -698,15 +734,15 @@ mod tests {
             "{why}"
         );
         assert!(matches!(
-            read_status(in_progress(OTHER, 5), ID, 1000),
+            read_status(in_progress(OTHER, 5), ID, 1000, 0),
             SpView::Gone(FailureKind::SpReset, _)
         ));
         assert!(matches!(
-            read_status(in_progress(ID, 5), ID, 999),
+            read_status(in_progress(ID, 5), ID, 999, 0),
             SpView::Gone(FailureKind::Other, _)
         ));
         assert!(matches!(
-            read_status(UpdateStatus::Failed { id: ID, code: 6 }, ID, 1000),
+            read_status(UpdateStatus::Failed { id: ID, code: 6 }, ID, 1000, 0),
             SpView::Gone(FailureKind::SpRefused, _)
         ));
     }

@@ -5,6 +5,8 @@
 //! - [`auxflash`]: `img/auxi.tlvc`, the aux flash image of an SP update.
 //! - [`archive`]: the build archive (zip) and the slot rules for SP, RoT and
 //!   stage0 updates.
+//! - [`build`]: builders of valid synthetic images, aux flash files and
+//!   archives, for simulators, tests and demos.
 //!
 //! Everything works on byte slices, except [`HubrisArchive::read`], which
 //! takes any `Read + Seek`. Nothing here panics on malformed input.
@@ -22,6 +24,7 @@ macro_rules! assert_err {
 
 pub mod archive;
 pub mod auxflash;
+pub mod build;
 pub mod image;
 pub mod tlvc;
 

@@ -112,6 +112,16 @@ pub struct UpdateStartArgs {
     #[arg(long)]
     #[serde(default)]
     pub id: Option<uuid::Uuid>,
+    /// The descriptor is a Hubris build archive (`sp`, `rot`, `stage0`),
+    /// not a raw image.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archive: bool,
+    /// Send an archive even if its caboose names another board than the
+    /// target runs.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_board: bool,
 }
 
 /// `update_abort`.
@@ -633,6 +643,8 @@ mod tests {
             component: "sp".into(),
             slot: 1,
             id: None,
+            archive: true,
+            force_board: false,
         });
         let line = serde_json::to_string(&start).unwrap();
         assert_eq!(parse_request(&line).unwrap().command, start);

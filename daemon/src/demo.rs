@@ -47,7 +47,51 @@ pub async fn start(config: &mut Config) -> std::io::Result<Demo> {
     let image = dir.path().join("host-boot-flash.img");
     std::fs::write(&image, demo_image())?;
     std::fs::write(dir.path().join("rollout.toml"), DEMO_PLAN)?;
+    for (name, bytes) in demo_archives() {
+        std::fs::write(dir.path().join(name), bytes)?;
+    }
     Ok(Demo { rack, image, dir })
+}
+
+/// Small Hubris build archives for the demo rack's boards: a sled SP
+/// image, a switch SP image with aux flash, and RoT images for slots A
+/// and B.
+fn demo_archives() -> Vec<(&'static str, Vec<u8>)> {
+    use artifacts::build::{self, ArchiveSpec, ROT_CHIP, SP_CHIP, SP_IMAGE_BASE};
+    let sp = |board: &'static str, name: &'static str, aux: Option<Vec<u8>>| {
+        build::archive(ArchiveSpec {
+            image: build::sp_image(board, 512 * 1024, "1.0.35"),
+            base: SP_IMAGE_BASE,
+            aux,
+            image_name: Some("default"),
+            board,
+            name,
+            chip: SP_CHIP,
+            git_rev: &build::fake_git_rev(board, "1.0.35"),
+            bzip2: true,
+        })
+    };
+    let qsfp: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let aux = build::aux_flash(&[(artifacts::Tag(*b"QSFP"), &qsfp)]);
+    let rot = |slot: u16, image_name: &'static str| {
+        build::archive(ArchiveSpec {
+            image: build::rot_image_for_slot("oxide-rot-1", 96 * 1024, "1.0.15", slot),
+            base: build::rot_slot_range(slot).map_or(0, |r| r.start),
+            aux: None,
+            image_name: Some(image_name),
+            board: "oxide-rot-1",
+            name: "oxide-rot-1",
+            chip: ROT_CHIP,
+            git_rev: &build::fake_git_rev("oxide-rot-1", "1.0.15"),
+            bzip2: true,
+        })
+    };
+    vec![
+        ("gimlet-sp.zip", sp("gimlet-e", "gimlet-e", None)),
+        ("sidecar-sp.zip", sp("sidecar-c", "sidecar-c", Some(aux))),
+        ("rot-a.zip", rot(0, "a")),
+        ("rot-b.zip", rot(1, "b")),
+    ]
 }
 
 impl Demo {
@@ -105,7 +149,11 @@ fn instructions(socket: &Path, image: &Path, dir: &Path) -> String {
          \x20 mgsctl update status sled-0 host-boot-flash\n\
          \x20 mgsctl update status sled-0 host-boot-flash --json\n\
          \x20 mgsctl history\n\
-         \x20 mgsctl rollout start {dir}/rollout.toml --watch   # every sled, canary first\n\n\
+         \x20 mgsctl rollout start {dir}/rollout.toml --watch   # every sled, canary first\n\
+         \x20 mgsctl artifact inspect {dir}/sidecar-sp.zip\n\
+         \x20 mgsctl update start switch-0 sp --archive {dir}/sidecar-sp.zip --watch   # with aux flash\n\
+         \x20 mgsctl update start sled-0 sp --archive {dir}/sidecar-sp.zip   # refused: wrong board\n\
+         \x20 mgsctl update start sled-0 rot --slot 1 --archive {dir}/rot-b.zip --watch\n\n\
          Ctrl-C stops the demo.\n",
         socket = socket.display(),
         image = image.display(),

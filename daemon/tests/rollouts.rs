@@ -442,7 +442,8 @@ async fn a_rack_rollout_keeps_to_canary_waves_and_the_cap() {
     let t0 = Instant::now();
     let r = Rig::start(32, 2, 1024, "").await;
     let host = host_image(768 * KIB, 11);
-    let sp_image: Vec<u8> = (0..256 * KIB).map(|i| (i * 7 % 253) as u8).collect();
+    // Valid for the switches: header, caboose and their board.
+    let sp_image = sp_sim::artifacts::build::sp_image("sidecar-c", 256 * KIB, "1.0.40");
     r.file("host.img", &host);
     r.file("sp.img", &sp_image);
     let plan = plan_path(

@@ -4,6 +4,7 @@
 
 use crate::flash::{HashCache, HostFlash};
 use crate::update::{UpdateLimits, Updates};
+use artifacts::image::{Caboose as ImageCaboose, ImageHeader, SP_HEADER_OFFSET};
 use gateway_messages::sp_impl::{PowerStateTransition, ResetOutcome, SpHandler};
 use gateway_messages::{
     ComponentUpdatePrepare, DiscoverResponse, Fwid, HfError, PowerState, RotBootInfo, RotSlotId,
@@ -121,10 +122,11 @@ pub struct DeviceConfig {
     pub store_dir: Option<PathBuf>,
 }
 
-/// Caboose contents for one component slot.
+/// Caboose contents for one component slot: the first chunk of each tag,
+/// its value `None` when its CRC fails.
 #[derive(Debug, Clone)]
 struct Caboose {
-    entries: Vec<([u8; 4], String)>,
+    entries: Vec<([u8; 4], Option<Vec<u8>>)>,
 }
 
 impl Caboose {
@@ -134,14 +136,36 @@ impl Caboose {
             .take(4)
             .map(|b| format!("{b:02x}"))
             .collect();
+        let entries = [
+            (*b"GITC", gitc.as_str()),
+            (*b"BORD", board),
+            (*b"NAME", name),
+            (*b"VERS", version),
+        ];
         Self {
-            entries: vec![
-                (*b"GITC", gitc),
-                (*b"BORD", board.to_string()),
-                (*b"NAME", name.to_string()),
-                (*b"VERS", version.to_string()),
-            ],
+            entries: entries
+                .into_iter()
+                .map(|(k, v)| (k, Some(v.as_bytes().to_vec())))
+                .collect(),
         }
+    }
+
+    /// The caboose of an SP image (header at 0x298), if it has one.
+    fn of_sp_image(image: &[u8]) -> Option<Self> {
+        let header = ImageHeader::at(image, SP_HEADER_OFFSET)?;
+        let caboose = ImageCaboose::find(image, &header).ok()??;
+        let mut entries: Vec<([u8; 4], Option<Vec<u8>>)> = Vec::new();
+        for chunk in caboose.chunks() {
+            if entries.iter().all(|(k, _)| *k != chunk.tag.0) {
+                let value = chunk.checked_body().ok().map(<[u8]>::to_vec);
+                entries.push((chunk.tag.0, value));
+            }
+        }
+        Some(Self { entries })
+    }
+
+    fn get(&self, key: [u8; 4]) -> Option<&Option<Vec<u8>>> {
+        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 }
 
@@ -228,8 +252,9 @@ impl Device {
             sp_image_capacity: 2 * 1024 * 1024,
             rot_slot_capacity: 256 * 1024,
             has_host_flash: flash.is_some(),
+            aux_flash_slots: if cfg.kind == SpKind::Switch { 16 } else { 0 },
         };
-        Self {
+        let mut device = Self {
             kind: cfg.kind,
             serial: cfg.serial,
             revision: cfg.revision,
@@ -250,7 +275,26 @@ impl Device {
             rebooting: false,
             completed_update: false,
             accepted_prepare: false,
-        }
+        };
+        device.sync_running_board();
+        device
+    }
+
+    /// Where SP bank `bank`'s caboose is kept.
+    fn sp_caboose_mut(&mut self, bank: u16) -> Option<&mut Caboose> {
+        self.cabooses
+            .iter_mut()
+            .find(|(c, s, _)| *c == SpComponent::SP_ITSELF && *s == bank)
+            .map(|(_, _, cab)| cab)
+    }
+
+    /// Tell the SP updater the running image's BORD.
+    fn sync_running_board(&mut self) {
+        let bank = self.sp_bank;
+        let board = self
+            .sp_caboose_mut(bank)
+            .and_then(|c| c.get(*b"BORD").cloned().flatten());
+        self.updates.set_running_sp_board(board);
     }
 
     /// How long a reset keeps this SP silent.
@@ -263,6 +307,7 @@ impl Device {
         self.updates.reboot(self.flash.as_mut());
         self.reset_prepared = None;
         self.sp_bank = self.sp_pending_bank;
+        self.sync_running_board();
         if let Some(f) = self.flash.as_mut() {
             f.active = f.persistent;
             for s in &mut f.slots {
@@ -453,8 +498,18 @@ impl SpHandler for Device {
             .status(chunk.component, self.flash.as_mut(), self.now);
         self.completed_update = status == Ok(UpdateStatus::Complete(chunk.id));
         if chunk.component == SpComponent::SP_ITSELF && self.completed_update {
-            // The new image boots from the other bank at the next reset.
-            self.sp_pending_bank = 1 - self.sp_bank;
+            // The new image boots from the other bank at the next reset;
+            // until then it is slot 1, whose caboose is now the image's.
+            let other = 1 - self.sp_bank;
+            self.sp_pending_bank = other;
+            if let Some(image) = self.updates.take_completed_sp_image() {
+                let new = Caboose::of_sp_image(&image).unwrap_or(Caboose {
+                    entries: Vec::new(),
+                });
+                if let Some(cab) = self.sp_caboose_mut(other) {
+                    *cab = new;
+                }
+            }
         }
         self.busy += self.write_time(data.len());
         Ok(())
@@ -581,11 +636,10 @@ impl SpHandler for Device {
             .map(|(_, _, cab)| cab)
             .ok_or(SpError::NoCaboose)?;
         let value = caboose
-            .entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_bytes())
-            .ok_or(SpError::NoSuchCabooseKey(key))?;
+            .get(key)
+            .ok_or(SpError::NoSuchCabooseKey(key))?
+            .as_deref()
+            .ok_or(SpError::BadCabooseChecksum)?;
         if value.len() > out.len() {
             return Err(SpError::CabooseValueOverflow(value.len() as u32));
         }

@@ -23,6 +23,9 @@ pub mod rack;
 pub mod server;
 pub mod update;
 
+/// The artifacts crate, so users of the simulator can build the valid
+/// images it now insists on (`sp_sim::artifacts::build::sp_image`).
+pub use artifacts;
 pub use device::{SpKind, Timings};
 pub use faults::{FaultConfig, FaultStats};
 pub use flash::expected_slot_hash;

@@ -4,17 +4,49 @@
 //! Three updaters — the SP image, the host boot flash, the RoT (shared by
 //! `rot` and `stage0`) — and one shared RAM buffer that whichever updater
 //! prepared first owns until it completes, aborts or fails. All of it is RAM
-//! state: [`Updates::reboot`] forgets everything.
+//! state: [`Updates::reboot`] forgets everything, except the aux flash of
+//! boards that have one (switches), which is flash.
+//!
+//! The content checks follow `firmware-artifacts.md`:
+//! - SP image with aux flash (§4): the SP scans its aux flash slots for the
+//!   requested CHCK; without a match it erases a slot and takes the aux
+//!   image as `sp-aux-flash` chunks first, then verifies it.
+//! - End of an SP update (§6): the new image needs a header at 0x298 with
+//!   the current magic, its end within the bank, and a caboose BORD of at
+//!   most 32 bytes equal to the running image's BORD (if that has one).
+//! - RoT (§5): block 0 of a `rot` image needs the current header magic at
+//!   0x130 and a reset vector inside the target slot's execution range.
 
 use crate::flash::{HostFlash, SlotWriter, SECTOR_SIZE};
+use artifacts::build::rot_slot_range;
+use artifacts::image::{Caboose, HeaderMagic, ImageHeader, HEADER_MAGIC};
+use artifacts::image::{ROT_HEADER_OFFSET, SP_HEADER_OFFSET};
+use artifacts::AuxFlash;
 use gateway_messages::{
-    ComponentUpdatePrepare, RotError, SpComponent, SpError, SpUpdatePrepare, UpdateChunk, UpdateId,
-    UpdateInProgressStatus, UpdatePreparationProgress, UpdatePreparationStatus, UpdateStatus,
+    ComponentUpdatePrepare, RotError, SpComponent, SpError, SpUpdatePrepare, UpdateChunk,
+    UpdateError, UpdateId, UpdateInProgressStatus, UpdatePreparationProgress,
+    UpdatePreparationStatus, UpdateStatus,
 };
 use tokio::time::{Duration, Instant};
 
 /// Host-flash driver code for "sector 0 is reserved" (`HfError::Sector0IsReserved`).
 pub const HF_SECTOR0_IS_RESERVED: u32 = 6;
+/// SP update code: the written aux flash slot does not yield the requested
+/// CHCK (`ChckMismatch`).
+pub const SP_AUX_CHCK_MISMATCH: u32 = 9;
+/// SP update code: the new image's BORD differs from the running one's.
+pub const SP_IMAGE_BOARD_MISMATCH: u32 = 22;
+/// SP update code: the new image's BORD can't be read.
+pub const SP_IMAGE_BOARD_UNKNOWN: u32 = 23;
+/// Size of one aux flash slot (Sidecar: 32 MiB in 16 slots).
+pub const AUX_SLOT_SIZE: u32 = 2 * 1024 * 1024;
+/// Sectors of an aux flash slot, each erased in `sector_erase`.
+pub const AUX_SLOT_SECTORS: u32 = AUX_SLOT_SIZE / SECTOR_SIZE;
+/// The RoT takes images in blocks of this size; block 0 is checked (and
+/// written) last.
+pub const ROT_BLOCK_SIZE: usize = 512;
+/// Longest BORD the SP can compare.
+const MAX_BORD_LEN: usize = 32;
 
 /// Limits and timings of the updaters.
 #[derive(Debug, Clone)]
@@ -27,6 +59,71 @@ pub struct UpdateLimits {
     pub rot_slot_capacity: u32,
     /// Whether this board has a host boot flash (sleds only).
     pub has_host_flash: bool,
+    /// Aux flash slots of [`AUX_SLOT_SIZE`] (switches); 0: no aux flash.
+    pub aux_flash_slots: u32,
+}
+
+/// The aux flash of a switch: slots of [`AUX_SLOT_SIZE`], each holding only
+/// the bytes written since its last erase (the rest reads as erased).
+#[derive(Debug, Clone)]
+pub struct AuxFlashChip {
+    slots: Vec<Vec<u8>>,
+    /// The slot the running image uses; scans start there.
+    pub active: usize,
+}
+
+impl AuxFlashChip {
+    /// `slots` erased slots.
+    pub fn new(slots: usize) -> Self {
+        Self {
+            slots: vec![Vec::new(); slots.max(1)],
+            active: 0,
+        }
+    }
+
+    /// Number of slots.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// What was written to slot `i` since its last erase.
+    pub fn slot(&self, i: usize) -> &[u8] {
+        &self.slots[i]
+    }
+
+    /// The CHCK of slot `i`, if it holds a valid aux image (layout, CRCs
+    /// and CHCK = SHA3-256 of AUXI).
+    pub fn chck(&self, i: usize) -> Option<[u8; 32]> {
+        AuxFlash::parse(self.slots[i].clone())
+            .ok()
+            .map(|a| a.chck())
+    }
+
+    /// The first slot, from the active one on, holding `chck`.
+    fn find(&self, chck: &[u8; 32]) -> Option<usize> {
+        let n = self.slots.len();
+        (0..n)
+            .map(|k| (self.active + k) % n)
+            .find(|&i| self.chck(i).as_ref() == Some(chck))
+    }
+
+    /// The slot to erase: the first empty or invalid even slot, else the
+    /// next even slot after the active one.
+    fn pick_for_write(&self) -> usize {
+        let n = self.slots.len();
+        (0..n)
+            .step_by(2)
+            .find(|&i| self.chck(i).is_none())
+            .unwrap_or(((self.active & !1) + 2) % n)
+    }
+}
+
+/// The aux flash part of the current SP update.
+#[derive(Debug, Clone, Copy)]
+struct SpAux {
+    size: u32,
+    chck: [u8; 32],
+    slot: usize,
 }
 
 /// One updater's state.
@@ -58,6 +155,16 @@ pub enum State {
         /// Image size.
         total: u32,
     },
+    /// SP image with aux flash: the scan (and erase, without a match) is
+    /// done; the first chunk is `sp` if `found_match`, else `sp-aux-flash`.
+    AuxScanned {
+        /// Update id.
+        id: UpdateId,
+        /// Whether a slot already holds the requested aux image.
+        found_match: bool,
+        /// Aux plus SP image size.
+        total: u32,
+    },
     /// Every byte written.
     Complete(UpdateId),
     /// Aborted on request.
@@ -84,6 +191,7 @@ impl State {
             State::None => None,
             State::Erasing { id, .. }
             | State::Accepting { id, .. }
+            | State::AuxScanned { id, .. }
             | State::Complete(id)
             | State::Aborted(id)
             | State::Failed { id, .. }
@@ -93,7 +201,10 @@ impl State {
 
     /// Holding the shared buffer.
     fn active(&self) -> bool {
-        matches!(self, State::Erasing { .. } | State::Accepting { .. })
+        matches!(
+            self,
+            State::Erasing { .. } | State::Accepting { .. } | State::AuxScanned { .. }
+        )
     }
 }
 
@@ -116,6 +227,18 @@ pub struct Updates {
     pub rot: State,
     host_writer: Option<(u16, SlotWriter)>,
     limits: UpdateLimits,
+    /// Aux flash (switches): survives reboots.
+    aux: Option<AuxFlashChip>,
+    /// Aux part of the current SP update.
+    sp_aux: Option<SpAux>,
+    /// SP image bytes received so far.
+    sp_image: Vec<u8>,
+    /// The image of a completed SP update, until taken.
+    sp_completed: Option<Vec<u8>>,
+    /// BORD of the running SP image (None: no caboose or no BORD).
+    running_sp_board: Option<Vec<u8>>,
+    /// The first [`ROT_BLOCK_SIZE`] bytes of the current RoT image.
+    rot_block0: Vec<u8>,
 }
 
 type R<T> = Result<T, SpError>;
@@ -139,8 +262,30 @@ impl Updates {
             host: State::None,
             rot: State::None,
             host_writer: None,
+            aux: (limits.aux_flash_slots > 0)
+                .then(|| AuxFlashChip::new(limits.aux_flash_slots as usize)),
             limits,
+            sp_aux: None,
+            sp_image: Vec::new(),
+            sp_completed: None,
+            running_sp_board: None,
+            rot_block0: Vec::new(),
         }
+    }
+
+    /// The aux flash, on boards that have one.
+    pub fn aux_flash(&self) -> Option<&AuxFlashChip> {
+        self.aux.as_ref()
+    }
+
+    /// Set the BORD of the running SP image, which a new image must match.
+    pub fn set_running_sp_board(&mut self, board: Option<Vec<u8>>) {
+        self.running_sp_board = board;
+    }
+
+    /// The image of the SP update that just completed (once).
+    pub fn take_completed_sp_image(&mut self) -> Option<Vec<u8>> {
+        self.sp_completed.take()
     }
 
     /// The SP rebooted: RAM state is gone. An interrupted host-flash write
@@ -150,6 +295,10 @@ impl Updates {
         self.sp = State::None;
         self.host = State::None;
         self.rot = State::None;
+        self.sp_aux = None;
+        self.sp_image = Vec::new();
+        self.sp_completed = None;
+        self.rot_block0 = Vec::new();
     }
 
     fn which(&self, component: SpComponent) -> R<Which> {
@@ -190,8 +339,20 @@ impl Updates {
         }
     }
 
-    /// Let time pass: finish the host-flash erase when it is due.
+    /// Let time pass: finish the host-flash or aux-flash erase when due.
     pub fn tick(&mut self, flash: Option<&mut HostFlash>, now: Instant) {
+        if let State::Erasing {
+            id, total, started, ..
+        } = self.sp
+        {
+            if self.erased_sectors(started, now, AUX_SLOT_SECTORS) >= AUX_SLOT_SECTORS {
+                self.sp = State::AuxScanned {
+                    id,
+                    found_match: false,
+                    total,
+                };
+            }
+        }
         if let (
             State::Erasing {
                 id,
@@ -236,6 +397,16 @@ impl Updates {
         self.tick(flash.as_deref_mut(), now);
         Ok(match self.state(w) {
             State::None => UpdateStatus::None,
+            State::Erasing { id, started, .. } if w == Which::Sp => {
+                let erased = self.erased_sectors(started, now, AUX_SLOT_SECTORS);
+                UpdateStatus::Preparing(UpdatePreparationStatus {
+                    id,
+                    progress: Some(UpdatePreparationProgress {
+                        current: erased,
+                        total: AUX_SLOT_SECTORS,
+                    }),
+                })
+            }
             State::Erasing { id, started, .. } => {
                 let total = flash.map_or(1, |f| f.sectors());
                 let erased = self.erased_sectors(started, now, total.saturating_sub(1));
@@ -257,6 +428,15 @@ impl Updates {
                 bytes_received: received,
                 total_size: total,
             }),
+            State::AuxScanned {
+                id,
+                found_match,
+                total,
+            } => UpdateStatus::SpUpdateAuxFlashChckScan {
+                id,
+                found_match,
+                total_size: total,
+            },
             State::Complete(id) => UpdateStatus::Complete(id),
             State::Aborted(id) => UpdateStatus::Aborted(id),
             State::Failed { id, code } => UpdateStatus::Failed { id, code },
@@ -290,7 +470,8 @@ impl Updates {
         }
     }
 
-    /// `SpUpdatePrepare`. Boards here have no aux flash.
+    /// `SpUpdatePrepare`. With aux flash: scan the slots for the requested
+    /// CHCK; without a match, start erasing a slot.
     pub fn sp_prepare(&mut self, req: SpUpdatePrepare, now: Instant) -> R<()> {
         // A Complete or Failed SP update blocks a new one until reset/abort.
         self.check_free(
@@ -299,19 +480,51 @@ impl Updates {
             None,
             now,
         )?;
-        if req.aux_flash_size > 0 {
+        if req.aux_flash_size > 0 && self.aux.is_none() {
             return Err(SpError::RequestUnsupportedForSp);
         }
-        if req.sp_image_size > self.limits.sp_image_capacity {
+        if req.sp_image_size > self.limits.sp_image_capacity || req.aux_flash_size > AUX_SLOT_SIZE {
             return Err(SpError::UpdateIsTooLarge);
         }
-        self.sp = State::Accepting {
-            id: req.id,
-            slot: 0,
-            component: SpComponent::SP_ITSELF,
-            received: 0,
-            total: req.sp_image_size,
+        self.sp_image = Vec::new();
+        self.sp_completed = None;
+        self.sp_aux = None;
+        let total = req.aux_flash_size + req.sp_image_size;
+        let Some(aux) = self.aux.as_mut().filter(|_| req.aux_flash_size > 0) else {
+            self.sp = State::Accepting {
+                id: req.id,
+                slot: 0,
+                component: SpComponent::SP_ITSELF,
+                received: 0,
+                total,
+            };
+            return Ok(());
         };
+        let (slot, found) = match aux.find(&req.aux_flash_chck) {
+            Some(slot) => (slot, true),
+            None => (aux.pick_for_write(), false),
+        };
+        self.sp_aux = Some(SpAux {
+            size: req.aux_flash_size,
+            chck: req.aux_flash_chck,
+            slot,
+        });
+        if found {
+            self.sp = State::AuxScanned {
+                id: req.id,
+                found_match: true,
+                total,
+            };
+        } else {
+            aux.slots[slot] = Vec::new();
+            self.sp = State::Erasing {
+                id: req.id,
+                slot: slot as u16,
+                total,
+                started: now,
+            };
+            self.tick(None, now);
+        }
         Ok(())
     }
 
@@ -360,6 +573,7 @@ impl Updates {
                 if req.total_size > self.limits.rot_slot_capacity {
                     return Err(SpError::UpdateIsTooLarge);
                 }
+                self.rot_block0 = Vec::new();
                 self.rot = State::Accepting {
                     id: req.id,
                     slot: req.slot,
@@ -385,64 +599,179 @@ impl Updates {
             c => self.which(c)?,
         };
         self.tick(flash.as_deref_mut(), now);
+        if w == Which::Sp {
+            return self.sp_chunk(chunk, data);
+        }
         let state = self.state(w);
         let Some(current) = state.id() else {
             return Err(SpError::UpdateNotPrepared);
         };
-        // The SP updater checks the id before anything else; the others
-        // look at their state first.
-        let id_err = SpError::InvalidUpdateId {
-            sp_update_id: current,
-        };
-        if w == Which::Sp && chunk.id != current {
-            return Err(id_err);
-        }
-        let (received, total) = match state {
+        let (slot, component, received, total) = match state {
             State::Accepting {
+                slot,
+                component,
                 received,
                 total,
-                component,
                 ..
-            } => {
-                if w == Which::Sp && chunk.component != component {
-                    return Err(SpError::InvalidUpdateChunk);
-                }
-                (received, total)
-            }
+            } => (slot, component, received, total),
             State::Failed { code, .. } => return Err(SpError::UpdateFailed(code)),
             State::RotFailed { error, .. } => return Err(rot_error_to_sp(error)),
             _ => return Err(SpError::UpdateNotPrepared),
         };
         if chunk.id != current {
-            return Err(id_err);
+            return Err(SpError::InvalidUpdateId {
+                sp_update_id: current,
+            });
         }
         let len = u32::try_from(data.len()).map_err(|_| SpError::InvalidUpdateChunk)?;
         if chunk.offset != received || received.checked_add(len).is_none_or(|end| end > total) {
             return Err(SpError::InvalidUpdateChunk);
         }
-        if w == Which::Host {
-            let sector0 = SECTOR_SIZE.saturating_sub(received).min(len) as usize;
-            if data[..sector0].iter().any(|&b| b != 0xFF) {
-                self.host = State::Failed {
-                    id: current,
-                    code: HF_SECTOR0_IS_RESERVED,
-                };
-                self.abandon_host_write(flash);
-                return Err(SpError::UpdateFailed(HF_SECTOR0_IS_RESERVED));
+        match w {
+            Which::Host => {
+                let sector0 = SECTOR_SIZE.saturating_sub(received).min(len) as usize;
+                if data[..sector0].iter().any(|&b| b != 0xFF) {
+                    self.host = State::Failed {
+                        id: current,
+                        code: HF_SECTOR0_IS_RESERVED,
+                    };
+                    self.abandon_host_write(flash);
+                    return Err(SpError::UpdateFailed(HF_SECTOR0_IS_RESERVED));
+                }
+                if let Some((_, wr)) = self.host_writer.as_mut() {
+                    wr.write(data);
+                }
             }
-            if let Some((_, wr)) = self.host_writer.as_mut() {
-                wr.write(data);
+            Which::Rot => {
+                let keep = ROT_BLOCK_SIZE.saturating_sub(self.rot_block0.len());
+                self.rot_block0
+                    .extend_from_slice(&data[..keep.min(data.len())]);
             }
+            Which::Sp => unreachable!("handled by sp_chunk"),
         }
         let received = received + len;
         if let State::Accepting { received: r, .. } = self.state_mut(w) {
             *r = received;
         }
         if received == total {
+            if w == Which::Rot && component == SpComponent::ROT && !self.rot_block0_valid(slot) {
+                // Block 0 is written last, at finish: the RoT refuses it.
+                let error = RotError::Update(UpdateError::InvalidHeaderBlock);
+                self.rot = State::RotFailed { id: current, error };
+                return Err(rot_error_to_sp(error));
+            }
             *self.state_mut(w) = State::Complete(current);
             if w == Which::Host {
                 self.abandon_host_write(flash);
             }
+        }
+        Ok(())
+    }
+
+    /// The RoT update server's check of block 0 of a Hubris image for
+    /// `slot`: the current header magic at 0x130, and the reset vector
+    /// (word 0x04, bit 28 masked) inside the slot's execution range.
+    fn rot_block0_valid(&self, slot: u16) -> bool {
+        let word = |at: usize| {
+            self.rot_block0
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let reset_ok = match (word(4), rot_slot_range(slot)) {
+            (Some(reset), Some(range)) => range.contains(&(reset & !(1 << 28))),
+            _ => false,
+        };
+        reset_ok && word(ROT_HEADER_OFFSET) == Some(HEADER_MAGIC)
+    }
+
+    /// An `sp` or `sp-aux-flash` chunk. The SP updater checks the id
+    /// before anything else. With aux flash, the aux image (if the scan
+    /// found no match) comes first as `sp-aux-flash` at offsets
+    /// 0..aux_size, then the image as `sp` at 0..sp_size; progress counts
+    /// both (the aux size when it was skipped).
+    fn sp_chunk(&mut self, chunk: UpdateChunk, data: &[u8]) -> R<()> {
+        let Some(current) = self.sp.id() else {
+            return Err(SpError::UpdateNotPrepared);
+        };
+        if chunk.id != current {
+            return Err(SpError::InvalidUpdateId {
+                sp_update_id: current,
+            });
+        }
+        let aux_size = self.sp_aux.map_or(0, |a| a.size);
+        let (component, received, total) = match self.sp {
+            State::Accepting {
+                component,
+                received,
+                total,
+                ..
+            } => (component, received, total),
+            State::AuxScanned {
+                found_match: true,
+                total,
+                ..
+            } => (SpComponent::SP_ITSELF, aux_size, total),
+            State::AuxScanned {
+                found_match: false,
+                total,
+                ..
+            } => (SpComponent::SP_AUX_FLASH, 0, total),
+            State::Failed { code, .. } => return Err(SpError::UpdateFailed(code)),
+            _ => return Err(SpError::UpdateNotPrepared),
+        };
+        if chunk.component != component {
+            return Err(SpError::InvalidUpdateChunk);
+        }
+        let (base, end) = if component == SpComponent::SP_AUX_FLASH {
+            (0, aux_size)
+        } else {
+            (aux_size, total)
+        };
+        let len = u32::try_from(data.len()).map_err(|_| SpError::InvalidUpdateChunk)?;
+        if chunk.offset.checked_add(base) != Some(received)
+            || received.checked_add(len).is_none_or(|e| e > end)
+        {
+            return Err(SpError::InvalidUpdateChunk);
+        }
+        let received = received + len;
+        let mut component = component;
+        if component == SpComponent::SP_AUX_FLASH {
+            let (aux, sp_aux) = match (self.aux.as_mut(), self.sp_aux) {
+                (Some(aux), Some(sp_aux)) => (aux, sp_aux),
+                _ => return Err(SpError::UpdateNotPrepared),
+            };
+            aux.slots[sp_aux.slot].extend_from_slice(data);
+            if received == aux_size {
+                if aux.chck(sp_aux.slot) != Some(sp_aux.chck) {
+                    self.sp = State::Failed {
+                        id: current,
+                        code: SP_AUX_CHCK_MISMATCH,
+                    };
+                    return Err(SpError::UpdateFailed(SP_AUX_CHCK_MISMATCH));
+                }
+                component = SpComponent::SP_ITSELF;
+            }
+        } else {
+            self.sp_image.extend_from_slice(data);
+        }
+        self.sp = State::Accepting {
+            id: current,
+            slot: 0,
+            component,
+            received,
+            total,
+        };
+        if received == total {
+            let image = std::mem::take(&mut self.sp_image);
+            let bank = self.limits.sp_image_capacity;
+            if let Err((code, error)) =
+                check_sp_image(&image, bank, self.running_sp_board.as_deref())
+            {
+                self.sp = State::Failed { id: current, code };
+                return Err(error);
+            }
+            self.sp = State::Complete(current);
+            self.sp_completed = Some(image);
         }
         Ok(())
     }
@@ -483,5 +812,33 @@ impl Updates {
             let writer = flash.writer(slot);
             flash.commit(slot, writer);
         }
+    }
+}
+
+/// The SP's checks when an SP update completes (spec §6): the new image's
+/// header at 0x298 with the current magic, its end within the `bank`, a
+/// caboose with a readable BORD of at most 32 bytes, equal to `running`
+/// when the running image has a BORD. Errors are the `Failed` code and the
+/// error the final chunk gets.
+pub fn check_sp_image(
+    image: &[u8],
+    bank: u32,
+    running: Option<&[u8]>,
+) -> Result<(), (u32, SpError)> {
+    let unknown = (SP_IMAGE_BOARD_UNKNOWN, SpError::ImageBoardUnknown);
+    let header = ImageHeader::at(image, SP_HEADER_OFFSET)
+        .filter(|h| h.magic == HeaderMagic::Current && h.total_image_len <= bank)
+        .ok_or(unknown)?;
+    let caboose = match Caboose::find(image, &header) {
+        Ok(Some(c)) => c,
+        _ => return Err(unknown),
+    };
+    let board = match caboose.bord() {
+        Ok(Some(b)) if b.len() <= MAX_BORD_LEN => b,
+        _ => return Err(unknown),
+    };
+    match running {
+        Some(r) if r != board => Err((SP_IMAGE_BOARD_MISMATCH, SpError::ImageBoardMismatch)),
+        _ => Ok(()),
     }
 }

@@ -234,7 +234,7 @@ async fn sp_image_update_then_watchdog_reset_boots_the_other_bank() {
     let mut c = client(sp).await;
     let sp_itself = SpComponent::SP_ITSELF;
     let id = UpdateId([3; 16]);
-    let img = image(100_000);
+    let img = sp_sim::artifacts::build::sp_image(sp.kind.board(), 100_000, "9.8.7");
     let (r, _) = c
         .rpc(MgsRequest::ReadCaboose { key: *b"BORD" }, &[])
         .await
@@ -264,6 +264,16 @@ async fn sp_image_update_then_watchdog_reset_boots_the_other_bank() {
         .await
         .unwrap();
     assert_eq!(r, SpResponse::ComponentActiveSlot(1), "pending boot bank");
+    // Slot 1 (the other bank) now has the new image's caboose.
+    let read_vers = |slot| MgsRequest::ReadComponentCaboose {
+        component: sp_itself,
+        slot,
+        key: *b"VERS",
+    };
+    let (_, value) = c.rpc(read_vers(1), &[]).await.unwrap();
+    assert_eq!(value, b"9.8.7");
+    let (_, value) = c.rpc(read_vers(0), &[]).await.unwrap();
+    assert_ne!(value, b"9.8.7");
 
     // What the reference client does after a completed SP update.
     let (r, _) = c
@@ -312,18 +322,9 @@ async fn sp_image_update_then_watchdog_reset_boots_the_other_bank() {
     assert_eq!(r, SpResponse::DisableComponentWatchdogAck);
     assert_eq!(c.status(sp_itself).await.unwrap(), UpdateStatus::None);
     // Now running bank 1: caboose slot 0 is what bank 1 holds.
-    let (r, _) = c
-        .rpc(
-            MgsRequest::ReadComponentCaboose {
-                component: sp_itself,
-                slot: 0,
-                key: *b"VERS",
-            },
-            &[],
-        )
-        .await
-        .unwrap();
+    let (r, value) = c.rpc(read_vers(0), &[]).await.unwrap();
     assert_eq!(r, SpResponse::CabooseValue);
+    assert_eq!(value, b"9.8.7");
     let (r, _) = c
         .rpc(MgsRequest::VersionedRotBootInfo { version: 3 }, &[])
         .await
@@ -331,6 +332,119 @@ async fn sp_image_update_then_watchdog_reset_boots_the_other_bank() {
     assert!(
         matches!(r, SpResponse::RotBootInfo(RotBootInfo::V3(_))),
         "{r:?}"
+    );
+    rack.stop().await;
+}
+
+/// Prepares an SP update of `img` with aux flash `aux` over the socket.
+async fn sp_prepare(
+    c: &mut Client,
+    id: UpdateId,
+    aux: &[u8],
+    img: &[u8],
+) -> Result<(), ClientError> {
+    use gateway_messages::SpUpdatePrepare;
+    let chck = match aux {
+        [] => [0; 32],
+        aux => sp_sim::artifacts::AuxFlash::parse(aux.to_vec())
+            .unwrap()
+            .chck(),
+    };
+    let prep = SpUpdatePrepare {
+        id,
+        aux_flash_size: aux.len() as u32,
+        aux_flash_chck: chck,
+        sp_image_size: img.len() as u32,
+    };
+    c.rpc(MgsRequest::SpUpdatePrepare(prep), &[])
+        .await
+        .map(|_| ())
+}
+
+/// Sends `data` as chunks of `component`, from offset 0.
+async fn send(
+    c: &mut Client,
+    component: SpComponent,
+    id: UpdateId,
+    data: &[u8],
+) -> Result<(), ClientError> {
+    use gateway_messages::UpdateChunk;
+    for (i, d) in data.chunks(978).enumerate() {
+        let chunk = UpdateChunk {
+            component,
+            id,
+            offset: (i * 978) as u32,
+        };
+        c.rpc(MgsRequest::UpdateChunk(chunk), d).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_sp_update_writes_aux_flash_once_and_checks_the_board() {
+    use sp_sim::artifacts::build::{aux_flash, sp_image};
+    use sp_sim::artifacts::Tag;
+    let mut cfg = RackConfig::standard(1, 1, 0);
+    cfg.timings = Timings::instant();
+    let rack = SimRack::start(cfg).await.unwrap();
+    let (sled, switch) = (&rack.sps[0], &rack.sps[1]);
+    assert_eq!(switch.kind.board(), "sidecar-c");
+    let aux = aux_flash(&[(Tag(*b"QSFP"), &[3; 3000])]);
+    let img = sp_image("sidecar-c", 50_000, "1.1.0");
+    let total = (aux.len() + img.len()) as u32;
+
+    // Sleds have no aux flash.
+    let mut c = client(sled).await;
+    let r = sp_prepare(&mut c, UpdateId([4; 16]), &aux, &img).await;
+    assert!(
+        matches!(r, Err(ClientError::Sp(SpError::RequestUnsupportedForSp))),
+        "{r:?}"
+    );
+
+    let mut c = client(switch).await;
+    let sp_itself = SpComponent::SP_ITSELF;
+    for (found_match, id) in [(false, UpdateId([5; 16])), (true, UpdateId([6; 16]))] {
+        sp_prepare(&mut c, id, &aux, &img).await.unwrap();
+        assert_eq!(
+            c.status(sp_itself).await.unwrap(),
+            UpdateStatus::SpUpdateAuxFlashChckScan {
+                id,
+                found_match,
+                total_size: total
+            }
+        );
+        if !found_match {
+            send(&mut c, SpComponent::SP_AUX_FLASH, id, &aux)
+                .await
+                .unwrap();
+        }
+        send(&mut c, sp_itself, id, &img).await.unwrap();
+        assert_eq!(
+            c.status(sp_itself).await.unwrap(),
+            UpdateStatus::Complete(id)
+        );
+        switch.reset_now();
+        while c.status(sp_itself).await.unwrap() != UpdateStatus::None {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(
+        switch.device().updates.aux_flash().unwrap().slot(0),
+        &aux[..]
+    );
+
+    // A sled image is refused by the switch at the last chunk.
+    let id = UpdateId([7; 16]);
+    let gimlet = sp_image(sled.kind.board(), 50_000, "1.1.0");
+    sp_prepare(&mut c, id, &[], &gimlet).await.unwrap();
+    let r = send(&mut c, sp_itself, id, &gimlet).await;
+    assert!(
+        matches!(r, Err(ClientError::Sp(SpError::ImageBoardMismatch))),
+        "{r:?}"
+    );
+    assert_eq!(
+        c.status(sp_itself).await.unwrap(),
+        UpdateStatus::Failed { id, code: 22 }
     );
     rack.stop().await;
 }

@@ -6,8 +6,14 @@ use gateway_messages::{
     UpdateId, UpdateInProgressStatus, UpdatePreparationProgress, UpdatePreparationStatus,
     UpdateStatus as S,
 };
+use sp_sim::artifacts::build::{aux_flash, rot_image, rot_image_for_slot, sp_image};
+use sp_sim::artifacts::image::{HEADER_MAGIC, LEGACY_HEADER_MAGIC};
+use sp_sim::artifacts::Tag;
 use sp_sim::flash::HostFlash;
 use sp_sim::update::{UpdateLimits, Updates, HF_SECTOR0_IS_RESERVED};
+use sp_sim::update::{
+    AUX_SLOT_SECTORS, SP_AUX_CHCK_MISMATCH, SP_IMAGE_BOARD_MISMATCH, SP_IMAGE_BOARD_UNKNOWN,
+};
 use tokio::time::{Duration, Instant};
 
 const A: UpdateId = UpdateId([0xa; 16]);
@@ -22,11 +28,15 @@ struct Sp {
 
 impl Sp {
     fn new() -> Self {
+        Self::with_aux(0)
+    }
+    fn with_aux(aux_flash_slots: u32) -> Self {
         let limits = UpdateLimits {
             sector_erase: Duration::from_millis(1),
             sp_image_capacity: 2 * MIB,
             rot_slot_capacity: 256 * 1024,
             has_host_flash: true,
+            aux_flash_slots,
         };
         Self {
             u: Updates::new(limits),
@@ -283,6 +293,7 @@ fn sp_image_rules() {
         sp.prep(C::SP_ITSELF, A, 0, 10, 0),
         Err(E::RequestUnsupportedForComponent)
     );
+    let image = sp_image("gimlet-c", 1000, "1.0.0");
     sp.sp_prep(A, 1000).unwrap();
     // No preparing phase: InProgress with 0 bytes right away.
     assert_eq!(sp.status(C::SP_ITSELF, 0), Ok(in_progress(A, 0, 1000)));
@@ -295,8 +306,9 @@ fn sp_image_rules() {
         sp.chunk(C::SP_AUX_FLASH, A, 0, &FF, 0),
         Err(E::InvalidUpdateChunk)
     );
-    sp.chunk(C::SP_ITSELF, A, 0, &ff(1000), 0).unwrap();
+    sp.chunk(C::SP_ITSELF, A, 0, &image, 0).unwrap();
     assert_eq!(sp.status(C::SP_ITSELF, 0), Ok(S::Complete(A)));
+    assert_eq!(sp.u.take_completed_sp_image(), Some(image));
     // A complete SP update blocks the next prepare until reset or abort.
     assert_eq!(sp.sp_prep(B, 10), Err(E::UpdateInProgress(S::Complete(A))));
     assert_eq!(
@@ -339,6 +351,7 @@ fn rot_and_stage0_share_one_updater() {
         sp.prep(C::ROT, B, 0, 10, 0),
         Err(E::UpdateInProgress(in_progress(A, 0, 500)))
     );
+    // Stage0 images need no header.
     sp.chunk(C::STAGE0, A, 0, &ff(500), 0).unwrap();
     assert_eq!(sp.status(C::STAGE0, 0), Ok(S::Complete(A)));
     // Only accepting blocks a new RoT prepare.
@@ -371,4 +384,302 @@ fn completed_host_flash_slot_hash_covers_the_whole_device() {
         sp_sim::expected_slot_hash(&image, MIB)
     );
     assert_ne!(sp.f.slots[0].content_hash, sp.f.slots[1].content_hash);
+}
+
+fn sp_prep_aux(sp: &mut Sp, id: UpdateId, aux: &[u8], sp_size: u32, ms: u64) -> Result<(), E> {
+    let chck = sp_sim::artifacts::AuxFlash::parse(aux.to_vec())
+        .map(|a| a.chck())
+        .unwrap_or([0x55; 32]);
+    let p = SpUpdatePrepare {
+        id,
+        aux_flash_size: aux.len() as u32,
+        aux_flash_chck: chck,
+        sp_image_size: sp_size,
+    };
+    let now = sp.at(ms);
+    sp.u.sp_prepare(p, now)
+}
+
+fn send(sp: &mut Sp, c: C, id: UpdateId, data: &[u8], ms: u64) -> Result<(), E> {
+    for (i, d) in data.chunks(978).enumerate() {
+        sp.chunk(c, id, (i * 978) as u32, d, ms)?;
+    }
+    Ok(())
+}
+
+fn chck_scan(id: UpdateId, found_match: bool, total_size: u32) -> S {
+    S::SpUpdateAuxFlashChckScan {
+        id,
+        found_match,
+        total_size,
+    }
+}
+
+#[test]
+fn sp_image_with_aux_flash_is_written_then_found_again() {
+    let mut sp = Sp::with_aux(16);
+    let aux = aux_flash(&[(Tag(*b"QSFP"), &[7; 5000])]);
+    let img = sp_image("sidecar-c", 20_000, "1.0.1");
+    let (a, n) = (aux.len() as u32, img.len() as u32);
+    assert_eq!(
+        sp.u.sp_prepare(
+            SpUpdatePrepare {
+                id: A,
+                aux_flash_size: 2 * MIB + 1,
+                aux_flash_chck: [0; 32],
+                sp_image_size: 10,
+            },
+            sp.t0
+        ),
+        Err(E::UpdateIsTooLarge)
+    );
+    sp_prep_aux(&mut sp, A, &aux, n, 0).unwrap();
+    // No slot matches: one 2 MiB slot is erased (1 ms per sector).
+    assert_eq!(
+        sp.status(C::SP_ITSELF, 0),
+        Ok(preparing(A, 0, AUX_SLOT_SECTORS))
+    );
+    assert_eq!(
+        sp.status(C::SP_ITSELF, 10),
+        Ok(preparing(A, 10, AUX_SLOT_SECTORS))
+    );
+    assert_eq!(
+        sp.chunk(C::SP_AUX_FLASH, A, 0, &aux, 10),
+        Err(E::UpdateNotPrepared)
+    );
+    let ms = u64::from(AUX_SLOT_SECTORS);
+    assert_eq!(sp.status(C::SP_ITSELF, ms), Ok(chck_scan(A, false, a + n)));
+    // The aux image comes first, as sp-aux-flash.
+    assert_eq!(
+        sp.chunk(C::SP_ITSELF, A, 0, &img[..978], ms),
+        Err(E::InvalidUpdateChunk)
+    );
+    assert_eq!(sp.status(C::SP_ITSELF, ms), Ok(chck_scan(A, false, a + n)));
+    sp.chunk(C::SP_AUX_FLASH, A, 0, &aux[..978], ms).unwrap();
+    assert_eq!(sp.status(C::SP_ITSELF, ms), Ok(in_progress(A, 978, a + n)));
+    assert_eq!(
+        sp.chunk(C::SP_AUX_FLASH, A, 100, &aux[..10], ms),
+        Err(E::InvalidUpdateChunk)
+    );
+    send(&mut sp, C::SP_AUX_FLASH, A, &aux, ms).unwrap_err(); // first chunk again
+    let rest = &aux[978..];
+    for (i, d) in rest.chunks(978).enumerate() {
+        sp.chunk(C::SP_AUX_FLASH, A, (978 + i * 978) as u32, d, ms)
+            .unwrap();
+    }
+    assert_eq!(sp.status(C::SP_ITSELF, ms), Ok(in_progress(A, a, a + n)));
+    assert_eq!(sp.u.aux_flash().unwrap().slot(0), &aux[..]);
+    // No more aux bytes; the image follows from offset 0.
+    assert_eq!(
+        sp.chunk(C::SP_AUX_FLASH, A, a, &[0], ms),
+        Err(E::InvalidUpdateChunk)
+    );
+    send(&mut sp, C::SP_ITSELF, A, &img, ms).unwrap();
+    assert_eq!(sp.status(C::SP_ITSELF, ms), Ok(S::Complete(A)));
+    assert_eq!(sp.u.take_completed_sp_image(), Some(img.clone()));
+
+    // After a reboot the same aux image is found: skipped, no erase.
+    sp.u.reboot(Some(&mut sp.f));
+    sp_prep_aux(&mut sp, B, &aux, n, ms).unwrap();
+    assert_eq!(sp.status(C::SP_ITSELF, ms), Ok(chck_scan(B, true, a + n)));
+    assert_eq!(
+        sp.chunk(C::SP_AUX_FLASH, B, 0, &aux[..978], ms),
+        Err(E::InvalidUpdateChunk)
+    );
+    sp.chunk(C::SP_ITSELF, B, 0, &img[..978], ms).unwrap();
+    assert_eq!(
+        sp.status(C::SP_ITSELF, ms),
+        Ok(in_progress(B, a + 978, a + n))
+    );
+    sp.chunk(C::SP_ITSELF, B, 978, &img[978..], ms).unwrap();
+    assert_eq!(sp.status(C::SP_ITSELF, ms), Ok(S::Complete(B)));
+
+    // Another aux image goes to the next empty even slot.
+    sp.u.reboot(Some(&mut sp.f));
+    let other = aux_flash(&[(Tag(*b"QSFP"), &[8; 300])]);
+    sp_prep_aux(&mut sp, A, &other, n, 2 * ms).unwrap();
+    assert_eq!(
+        sp.status(C::SP_ITSELF, 3 * ms),
+        Ok(chck_scan(A, false, other.len() as u32 + n))
+    );
+    send(&mut sp, C::SP_AUX_FLASH, A, &other, 3 * ms).unwrap();
+    let chip = sp.u.aux_flash().unwrap();
+    assert_eq!((chip.slot(0), chip.slot(2)), (&aux[..], &other[..]));
+}
+
+#[test]
+fn aux_flash_that_does_not_yield_the_chck_fails_the_update() {
+    let mut sp = Sp::with_aux(16);
+    let aux = aux_flash(&[(Tag(*b"QSFP"), &[1, 2, 3])]);
+    let mut bad = aux.clone();
+    bad[60 + 13] ^= 1; // a blob byte: CRCs and CHCK no longer hold
+    let chck = sp_sim::artifacts::AuxFlash::parse(aux.clone())
+        .unwrap()
+        .chck();
+    let p = SpUpdatePrepare {
+        id: A,
+        aux_flash_size: bad.len() as u32,
+        aux_flash_chck: chck,
+        sp_image_size: 1000,
+    };
+    sp.u.sp_prepare(p, sp.t0).unwrap();
+    let ms = u64::from(AUX_SLOT_SECTORS);
+    let code = SP_AUX_CHCK_MISMATCH;
+    assert_eq!(
+        sp.chunk(C::SP_AUX_FLASH, A, 0, &bad, ms),
+        Err(E::UpdateFailed(code))
+    );
+    assert_eq!(sp.status(C::SP_ITSELF, ms), Ok(S::Failed { id: A, code }));
+    assert_eq!(
+        sp.chunk(C::SP_ITSELF, A, 0, &FF, ms),
+        Err(E::UpdateFailed(code))
+    );
+    // The written slot is invalid: the next update erases it again.
+    sp.abort(C::SP_ITSELF, A, ms).unwrap();
+    sp_prep_aux(&mut sp, B, &aux, 1000, ms).unwrap();
+    assert_eq!(
+        sp.status(C::SP_ITSELF, ms),
+        Ok(preparing(B, 0, AUX_SLOT_SECTORS))
+    );
+    assert!(sp.u.aux_flash().unwrap().slot(0).is_empty());
+}
+
+#[test]
+fn boards_without_aux_flash_refuse_it() {
+    let mut sp = Sp::new();
+    let aux = aux_flash(&[(Tag(*b"QSFP"), &[1, 2, 3])]);
+    assert_eq!(
+        sp_prep_aux(&mut sp, A, &aux, 1000, 0),
+        Err(E::RequestUnsupportedForSp)
+    );
+    assert!(sp.u.aux_flash().is_none());
+}
+
+/// Sends `image` as an SP update `id` and returns the final chunk's answer.
+fn sp_update(sp: &mut Sp, id: UpdateId, image: &[u8]) -> Result<(), E> {
+    sp.sp_prep(id, image.len() as u32).unwrap();
+    send(sp, C::SP_ITSELF, id, image, 0)
+}
+
+#[test]
+fn a_new_sp_image_needs_a_header_and_a_readable_matching_board() {
+    let unknown = (SP_IMAGE_BOARD_UNKNOWN, E::ImageBoardUnknown);
+    let good = sp_image("gimlet-c", 4096, "2.0.0");
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut img = good.clone();
+        f(&mut img);
+        img
+    };
+    let cases: Vec<(&str, Vec<u8>, (u32, E))> = vec![
+        ("erased", ff(4096), unknown),
+        (
+            "legacy magic",
+            with(&|i| i[0x298..0x29C].copy_from_slice(&LEGACY_HEADER_MAGIC.to_le_bytes())),
+            unknown,
+        ),
+        (
+            "header at 0x130",
+            rot_image("gimlet-c", 4096, "2.0.0"),
+            unknown,
+        ),
+        (
+            "end past the data",
+            with(&|i| i[0x29C..0x2A0].copy_from_slice(&8192u32.to_le_bytes())),
+            unknown,
+        ),
+        (
+            "end past the bank",
+            with(&|i| i[0x29C..0x2A0].copy_from_slice(&(2 * MIB + 4).to_le_bytes())),
+            unknown,
+        ),
+        ("no caboose", with(&|i| i[4096 - 256..].fill(0xFF)), unknown),
+        (
+            "bad BORD CRC",
+            with(&|i| i[4096 - 256 + 4 + 56 + 12] ^= 1),
+            unknown,
+        ),
+        (
+            "no BORD",
+            with(&|i| i[4096 - 256 + 4 + 56..4096 - 256 + 4 + 56 + 24].fill(0)),
+            unknown,
+        ),
+        (
+            "BORD over 32 bytes",
+            sp_image(&"g".repeat(33), 4096, "2.0.0"),
+            unknown,
+        ),
+        (
+            "other board",
+            sp_image("sidecar-c", 4096, "2.0.0"),
+            (SP_IMAGE_BOARD_MISMATCH, E::ImageBoardMismatch),
+        ),
+        (
+            "case differs",
+            sp_image("Gimlet-c", 4096, "2.0.0"),
+            (SP_IMAGE_BOARD_MISMATCH, E::ImageBoardMismatch),
+        ),
+    ];
+    for (what, image, (code, error)) in cases {
+        let mut sp = Sp::new();
+        sp.u.set_running_sp_board(Some(b"gimlet-c".to_vec()));
+        assert_eq!(sp_update(&mut sp, A, &image), Err(error), "{what}");
+        assert_eq!(
+            sp.status(C::SP_ITSELF, 0),
+            Ok(S::Failed { id: A, code }),
+            "{what}"
+        );
+        assert_eq!(sp.u.take_completed_sp_image(), None, "{what}");
+    }
+    let mut sp = Sp::new();
+    sp.u.set_running_sp_board(Some(b"gimlet-c".to_vec()));
+    assert_eq!(sp_update(&mut sp, A, &good), Ok(()));
+    assert_eq!(sp.status(C::SP_ITSELF, 0), Ok(S::Complete(A)));
+    // A running image without BORD accepts any readable board.
+    let mut sp = Sp::new();
+    sp.u.set_running_sp_board(None);
+    assert_eq!(sp_update(&mut sp, A, &sp_image("psc-c", 4096, "1")), Ok(()));
+}
+
+#[test]
+fn rot_block_zero_needs_the_header_magic_and_a_reset_vector_in_the_slot() {
+    use gateway_messages::{RotError, UpdateError};
+    let invalid = E::Update(UpdateError::InvalidHeaderBlock);
+    let rot_failed = S::RotError {
+        id: A,
+        error: RotError::Update(UpdateError::InvalidHeaderBlock),
+    };
+    let try_rot = |slot: u16, image: &[u8]| {
+        let mut sp = Sp::new();
+        sp.prep(C::ROT, A, slot, image.len() as u32, 0).unwrap();
+        let r = send(&mut sp, C::ROT, A, image, 0);
+        (r, sp.status(C::ROT, 0))
+    };
+    for slot in [0, 1] {
+        let good = rot_image_for_slot("oxide-rot-1", 3000, "1.0.0", slot);
+        assert_eq!(
+            try_rot(slot, &good),
+            (Ok(()), Ok(S::Complete(A))),
+            "slot {slot}"
+        );
+        let wrong_slot = rot_image_for_slot("oxide-rot-1", 3000, "1.0.0", 1 - slot);
+        assert_eq!(try_rot(slot, &wrong_slot), (Err(invalid), Ok(rot_failed)));
+    }
+    let good = rot_image("oxide-rot-1", 3000, "1.0.0");
+    let mut legacy = good.clone();
+    legacy[0x130..0x134].copy_from_slice(&LEGACY_HEADER_MAGIC.to_le_bytes());
+    assert_eq!(try_rot(0, &legacy), (Err(invalid), Ok(rot_failed)));
+    assert_eq!(
+        try_rot(0, &sp_image("oxide-rot-1", 3000, "1")),
+        (Err(invalid), Ok(rot_failed))
+    );
+    assert_eq!(try_rot(0, &good[..0x132]), (Err(invalid), Ok(rot_failed)));
+    let mut header_only = ff(600);
+    header_only[..8].copy_from_slice(&good[..8]);
+    header_only[0x130..0x134].copy_from_slice(&HEADER_MAGIC.to_le_bytes());
+    assert_eq!(try_rot(0, &header_only), (Ok(()), Ok(S::Complete(A))));
+    // A failed RoT update refuses chunks with the RoT's error.
+    let mut sp = Sp::new();
+    sp.prep(C::ROT, A, 0, 600, 0).unwrap();
+    assert_eq!(send(&mut sp, C::ROT, A, &ff(600), 0), Err(invalid));
+    assert_eq!(sp.chunk(C::ROT, A, 0, &FF, 0), Err(invalid));
 }

@@ -6,6 +6,7 @@ use actors::RegistryHandle;
 use actors::{Phase, RegistryError, RpcError, SpUpdateState, UpdateError};
 use gateway_messages::SpError;
 use mgsd_tests::{fast_settings, host_image, start, wait_record, wait_terminal, CountedSockets};
+use sp_sim::artifacts::build::rot_image;
 use sp_sim::SimRack;
 use sp_sim::{FaultConfig, RackConfig, Timings};
 use std::time::Duration;
@@ -222,7 +223,13 @@ async fn another_update_already_running_is_named() {
         .unwrap();
     let second = Uuid::new_v4();
     let err = h
-        .start_update("sled-0", "rot", 0, second, vec![1; 1000])
+        .start_update(
+            "sled-0",
+            "rot",
+            0,
+            second,
+            rot_image("oxide-rot-1", 1000, "1.0.0"),
+        )
         .await
         .unwrap_err();
     let RegistryError::Update(UpdateError::AlreadyRunning {
@@ -235,9 +242,15 @@ async fn another_update_already_running_is_named() {
     assert!(err.to_string().contains(&first.to_string()));
     // The refused id stays free for later.
     h.abort_update("sled-0", HBF, first).await.unwrap();
-    h.start_update("sled-0", "rot", 0, second, vec![1; 1000])
-        .await
-        .unwrap();
+    h.start_update(
+        "sled-0",
+        "rot",
+        0,
+        second,
+        rot_image("oxide-rot-1", 1000, "1.0.0"),
+    )
+    .await
+    .unwrap();
     assert_eq!(wait_terminal(&h, second, LONG).await.phase, Phase::Complete);
     rack.stop().await;
 }

@@ -70,10 +70,24 @@ enum Cmd {
     Audit(api::AuditArgs),
     /// Follow update progress events (one update, or all).
     Watch(WatchCli),
+    /// Firmware artifacts, read here (no daemon needed).
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
     /// Rack rollouts: many SPs updated as one plan, with a canary, waves,
     /// a concurrency cap and a stop rule (see docs/rollouts.md).
     #[command(subcommand)]
     Rollout(RolloutCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ArtifactCmd {
+    /// What a Hubris build archive holds: its image header and caboose,
+    /// aux flash (and whether its CHCK verifies), image name, signature
+    /// data, warnings.
+    Inspect {
+        /// The archive (zip).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,14 +152,19 @@ enum UpdateCmd {
 
 /// `update start`: the request, plus what only the client side knows.
 #[derive(Debug, clap::Args)]
+#[group(id = "source", required = true, multiple = false, args = ["image", "archive"])]
 struct StartCli {
     #[command(flatten)]
     request: api::UpdateStartArgs,
-    /// Image file. mgsctl opens it with your rights and hands the daemon
-    /// the open file, so any file you can read works (even under the
-    /// daemon's sandbox).
+    /// Raw image file (host flash; experts). mgsctl opens it with your
+    /// rights and hands the daemon the open file, so any file you can
+    /// read works (even under the daemon's sandbox).
     #[arg(long)]
-    image: PathBuf,
+    image: Option<PathBuf>,
+    /// Hubris build archive (`sp`, `rot`, `stage0`): its image (and, for
+    /// `sp`, its aux flash) is sent once its board matches the target's.
+    #[arg(long)]
+    archive: Option<PathBuf>,
     /// Show progress and exit 0 only once the update is complete.
     #[arg(long)]
     watch: bool,
@@ -241,6 +260,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Cmd::Audit(a) => Command::Audit(a.clone()),
         Cmd::Watch(WatchCli { id: Some(id) }) => return watch_update(cli, *id),
         Cmd::Watch(WatchCli { id: None }) => return watch_all(cli),
+        Cmd::Artifact(ArtifactCmd::Inspect { file }) => return inspect(cli, file),
         Cmd::Rollout(RolloutCmd::Start(a)) => return rollout_start(cli, a),
         Cmd::Rollout(RolloutCmd::Status(a)) => Command::RolloutStatus(a.clone()),
         Cmd::Rollout(RolloutCmd::Watch(a)) => return rollout_watch(cli, a.id),
@@ -271,9 +291,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 /// `update start`: open the image with the caller's rights, hand the
 /// daemon the open file.
 fn start(cli: &Cli, a: &StartCli) -> Result<(), Failure> {
-    let image = open_image(&a.image)?;
+    let path = a
+        .archive
+        .as_ref()
+        .or(a.image.as_ref())
+        .expect("clap requires one");
+    let image = open_image(path)?;
     let mut client = connect(cli)?;
-    let command = Command::UpdateStart(a.request.clone());
+    let mut request = a.request.clone();
+    request.archive = a.archive.is_some();
+    let command = Command::UpdateStart(request);
     let response = client
         .request_with(&command, Some(std::os::fd::AsFd::as_fd(&image)))
         .map_err(|e| Failure(3, format!("talking to mgsd: {e}")))?;
@@ -300,6 +327,7 @@ fn start(cli: &Cli, a: &StartCli) -> Result<(), Failure> {
             "update {} started: {sp} {component} slot {slot}",
             scalar(&v["id"])
         );
+        print_artifact(&v["artifact"]);
     }
     match (a.watch, v["id"].as_str().and_then(|s| s.parse().ok())) {
         (true, Some(id)) => watch_update(cli, id),
@@ -322,6 +350,61 @@ fn open_image(path: &std::path::Path) -> Result<std::fs::File, Failure> {
         return Err(bad("not a regular file".into()));
     }
     Ok(file)
+}
+
+/// `artifact inspect`: what the reader sees in an archive.
+fn inspect(cli: &Cli, path: &std::path::Path) -> Result<(), Failure> {
+    let file = open_image(path)?;
+    let archive = artifacts::HubrisArchive::read(std::io::BufReader::new(file))
+        .map_err(|e| Failure(5, format!("{}: {e}", path.display())))?;
+    let caboose = archive.caboose();
+    let key = |tag: artifacts::Tag| -> Value {
+        match caboose.map(|c| c.get(tag)) {
+            None | Some(Ok(None)) => Value::Null,
+            Some(Ok(Some(v))) => Value::from(String::from_utf8_lossy(v).into_owned()),
+            Some(Err(e)) => serde_json::json!({ "error": e.to_string() }),
+        }
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let header = &archive.info.header;
+    let v = serde_json::json!({
+        "file": path.display().to_string(),
+        "archive_version": archive.archive_version,
+        "app": { "name": archive.app.name, "board": archive.app.board, "chip": archive.app.chip },
+        "chip": format!("{:?}", archive.chip).to_lowercase(),
+        "image_name": archive.image_name,
+        "git_rev": archive.git_rev,
+        "image": {
+            "base": format!("{:#010x}", archive.image_base),
+            "bytes": archive.image.len(),
+            "header_offset": format!("{:#x}", header.offset),
+            "header_magic": format!("{:?}", header.magic).to_lowercase(),
+            "total_image_len": header.total_image_len,
+            "signed_data_after_caboose": archive.info.signed_data_after_caboose,
+        },
+        "caboose": caboose.map(|c| serde_json::json!({
+            "bytes": c.payload().len() + 8,
+            "empty": c.is_empty(),
+            "NAME": key(artifacts::Tag::NAME),
+            "VERS": key(artifacts::Tag::VERS),
+            "GITC": key(artifacts::Tag::GITC),
+            "BORD": key(artifacts::Tag::BORD),
+            "SIGN": key(artifacts::Tag::SIGN),
+        })),
+        "aux_flash": archive.aux_flash.as_ref().map(|a| serde_json::json!({
+            "bytes": a.aux_flash_size(),
+            "chck": hex(&a.chck()),
+            "chck_verified": true,
+            "blobs": a.blobs().map(|(t, b)| serde_json::json!({ "tag": t.to_string(), "bytes": b.len() })).collect::<Vec<_>>(),
+        })),
+        "warnings": archive.warnings.iter().map(|w| format!("{w:?}")).collect::<Vec<_>>(),
+    });
+    if cli.json {
+        println!("{v}");
+    } else {
+        print_value(&v, 0);
+    }
+    Ok(())
 }
 
 /// Read a plan file, open the images it names (relative to its
@@ -694,6 +777,22 @@ fn percent(record: &Value) -> u64 {
     record["bytes_acked"].as_u64().unwrap_or(0) * 100 / total
 }
 
+/// An archive's caboose, as an update's record carries it.
+fn print_artifact(a: &Value) {
+    if a.is_object() {
+        println!(
+            "  archive: {} {} for {} (git {}){}",
+            scalar(&a["name"]),
+            scalar(&a["vers"]),
+            scalar(&a["bord"]),
+            scalar(&a["gitc"]),
+            a["image_name"]
+                .as_str()
+                .map_or(String::new(), |n| format!(", image {n}"))
+        );
+    }
+}
+
 fn print_status(v: &Value) {
     let s = &v["sp_status"];
     let state = s["state"].as_str().unwrap_or("?");
@@ -744,6 +843,13 @@ fn print_status(v: &Value) {
         if d["hash_verified"].as_bool() == Some(true) {
             println!("    host-flash hash verified");
         }
+        if d["aux_flash_bytes"].as_u64().unwrap_or(0) > 0 {
+            println!(
+                "    of which aux flash: {} bytes",
+                scalar(&d["aux_flash_bytes"])
+            );
+        }
+        print_artifact(&d["artifact"]);
         if let Some(f) = d["failure"].as_str() {
             println!("    failure: {f}");
         }

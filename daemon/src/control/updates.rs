@@ -30,11 +30,16 @@ pub(super) async fn start(s: &ControlServer, a: UpdateStartArgs, mut fds: Vec<Ow
         }
     };
     let id = a.id.unwrap_or_else(uuid::Uuid::new_v4);
-    let record = s
-        .handle
-        .start_update_fd(&a.sp, &a.component, a.slot, id, file)
-        .await
-        .map_err(registry_error)?;
+    let record = if a.archive {
+        s.handle
+            .start_update_archive(&a.sp, &a.component, a.slot, id, file, a.force_board)
+            .await
+    } else {
+        s.handle
+            .start_update_fd(&a.sp, &a.component, a.slot, id, file)
+            .await
+    }
+    .map_err(registry_error)?;
     Ok(to_value(&record))
 }
 

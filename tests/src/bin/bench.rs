@@ -239,6 +239,8 @@ fn update(d: &Daemon, sp: &str, image: &Path) -> (Value, Duration, Duration) {
         component: HBF.into(),
         slot: 1,
         id: Some(id),
+        archive: false,
+        force_board: false,
     });
     ok(d.client()
         .request_with(&start, Some(std::os::fd::AsFd::as_fd(&file))))

@@ -1,0 +1,281 @@
+//! Updates from Hubris build archives, end to end through the real control
+//! socket and the real `mgsctl`, against an in-process simulated rack:
+//! aux flash sent then skipped, board and slot checks before any traffic,
+//! a corrupt aux image refused locally, and `artifact inspect`.
+
+mod common;
+
+use artifacts::build::{self, ArchiveSpec, ROT_CHIP, SP_CHIP, SP_IMAGE_BASE};
+use artifacts::Tag;
+use common::mgsctl;
+use mgsd::config::Config;
+use serde_json::Value;
+use sp_sim::{RackConfig, SimRack, Timings};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    socket: PathBuf,
+    dir: tempfile::TempDir,
+    rack: SimRack,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A sled, a switch and the daemon on a private socket.
+async fn daemon() -> Daemon {
+    let mut rc = RackConfig::standard(1, 1, 0);
+    rc.timings = Timings {
+        write_kib_per_s: 16 * 1024,
+        ..Timings::instant()
+    };
+    let rack = SimRack::start(rc).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[state]\ndir = \"\"\n\
+         [sp_defaults]\ndiscovery_interval_ms = 50\n\
+         [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\n",
+        dir.path().join("mgsd.sock").display()
+    );
+    for sp in &rack.sps {
+        text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
+    }
+    let config = Config::from_toml(&text).unwrap();
+    let socket = config.control.socket.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    actix::spawn(async move {
+        mgsd::run(config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let (0, out, _) = mgsctl(&socket, &["--json", "health"]).await {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            if v["ok"]["reachable"] == 2 {
+                return Daemon {
+                    socket,
+                    dir,
+                    rack,
+                    _stop: stop,
+                };
+            }
+        }
+        assert!(Instant::now() < deadline, "daemon did not become ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Daemon {
+    fn write(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    }
+
+    fn prepares(&self, sp: &str) -> u64 {
+        self.rack.sp(sp).unwrap().fault_stats().prepares
+    }
+
+    /// `mgsctl --json ARGS`: exit code and the last JSON line.
+    async fn json(&self, args: &[&str]) -> (i32, Value, String) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = mgsctl(&self.socket, &all).await;
+        let last = out.lines().last().unwrap_or_default();
+        (code, serde_json::from_str(last).unwrap_or(Value::Null), err)
+    }
+}
+
+/// A switch SP archive: a 1 MiB image for `board`, with aux flash.
+fn switch_archive(board: &str, aux: Option<Vec<u8>>) -> Vec<u8> {
+    build::archive(ArchiveSpec {
+        image: build::sp_image(board, 1024 * 1024, "1.0.34"),
+        base: SP_IMAGE_BASE,
+        aux,
+        image_name: Some("default"),
+        board,
+        name: "sidecar-rev-c",
+        chip: SP_CHIP,
+        git_rev: &build::fake_git_rev(board, "1.0.34"),
+        bzip2: true,
+    })
+}
+
+fn aux_image(len: usize) -> Vec<u8> {
+    let blob: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    build::aux_flash(&[(Tag(*b"QSFP"), &blob)])
+}
+
+#[actix::test]
+async fn a_switch_update_sends_its_aux_flash_once_then_skips_it() {
+    let d = daemon().await;
+    // 2 MiB in all: a whole aux-flash slot.
+    let aux = aux_image(2 * 1024 * 1024 - 80);
+    let aux_len = aux.len() as u64;
+    let archive = d.write("sidecar.zip", &switch_archive("sidecar-c", Some(aux)));
+    let mut times = Vec::new();
+    let mut chunks = Vec::new();
+    for round in 0..2 {
+        let id = uuid::Uuid::new_v4().to_string();
+        let t = Instant::now();
+        let (code, v, err) = d
+            .json(&[
+                "update",
+                "start",
+                "switch-0",
+                "sp",
+                "--archive",
+                &archive,
+                "--id",
+                &id,
+                "--watch",
+            ])
+            .await;
+        if code != 0 {
+            let (_, s, _) = d.json(&["update", "status", "switch-0", "sp"]).await;
+            panic!("round {round}: {v} {err}; status {s}");
+        }
+        times.push(t.elapsed());
+        assert_eq!(v["ok"]["phase"], "complete", "{v}");
+        assert_eq!(v["ok"]["aux_flash_bytes"], aux_len, "{v}");
+        assert_eq!(v["ok"]["artifact"]["bord"], "sidecar-c", "{v}");
+        assert_eq!(v["ok"]["artifact"]["vers"], "1.0.34", "{v}");
+        chunks.push(v["ok"]["chunks_sent"].as_u64().unwrap());
+        if round == 0 {
+            // The SP takes no other update until reset: the new image
+            // boots, the aux-flash slot stays.
+            let (code, v, err) = d
+                .json(&["update", "start", "switch-0", "sp", "--archive", &archive])
+                .await;
+            assert_eq!(code, 8, "{v} {err}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("reset"),
+                "{v}"
+            );
+            let (code, v, err) = d.json(&["reset", "switch-0"]).await;
+            assert_eq!(code, 0, "{v} {err}");
+        }
+    }
+    // The first round sends the aux image and the SP image; the second
+    // finds the aux image in a slot already and sends the SP image only.
+    let sp_chunks = (1024 * 1024u64).div_ceil(gateway_messages::MAX_UPDATE_CHUNK_DATA as u64);
+    assert!(chunks[0] > sp_chunks + aux_len / 2048, "{chunks:?}");
+    assert!(chunks[1] <= sp_chunks + 16, "aux skipped: {chunks:?}");
+    println!(
+        "FIGURE 1 MiB SP image + {} KiB aux flash to a simulated switch: first {:.2} s ({} chunks), again {:.2} s ({} chunks, aux skipped)",
+        aux_len / 1024,
+        times[0].as_secs_f64(),
+        chunks[0],
+        times[1].as_secs_f64(),
+        chunks[1]
+    );
+}
+
+#[actix::test]
+async fn an_archive_for_another_board_is_refused_before_any_traffic() {
+    let d = daemon().await;
+    let archive = d.write("sidecar.zip", &switch_archive("sidecar-c", None));
+    let (code, v, err) = d
+        .json(&["update", "start", "sled-0", "sp", "--archive", &archive])
+        .await;
+    assert_eq!(code, 5, "{v} {err}");
+    assert_eq!(v["error"]["code"], "bad_image", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("sidecar-c") && message.contains("gimlet"),
+        "names both boards: {message}"
+    );
+    assert_eq!(d.prepares("sled-0"), 0, "nothing was sent");
+    // An image without a header, or a broken caboose, is refused too.
+    let mut bad = build::sp_image("gimlet-e", 64 * 1024, "1.0.0");
+    bad[0x298] ^= 0xFF;
+    let broken = d.write(
+        "broken.zip",
+        &build::archive(ArchiveSpec {
+            image: bad,
+            base: SP_IMAGE_BASE,
+            aux: None,
+            image_name: Some("default"),
+            board: "gimlet-e",
+            name: "gimlet",
+            chip: SP_CHIP,
+            git_rev: "0",
+            bzip2: false,
+        }),
+    );
+    let (code, v, _) = d
+        .json(&["update", "start", "sled-0", "sp", "--archive", &broken])
+        .await;
+    assert_eq!(code, 5, "{v}");
+    assert_eq!(d.prepares("sled-0"), 0);
+}
+
+#[actix::test]
+async fn a_corrupt_aux_image_and_a_rot_image_for_the_other_slot_are_refused_locally() {
+    let d = daemon().await;
+    let mut aux = aux_image(4096);
+    let last = aux.len() - 20;
+    aux[last] ^= 0x01; // inside the blob: CRC and CHCK no longer hold
+    let archive = d.write("corrupt.zip", &switch_archive("sidecar-c", Some(aux)));
+    let (code, v, _) = d
+        .json(&["update", "start", "switch-0", "sp", "--archive", &archive])
+        .await;
+    assert_eq!(code, 5, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("auxi"),
+        "{v}"
+    );
+    assert_eq!(d.prepares("switch-0"), 0);
+
+    let rot_b = build::archive(ArchiveSpec {
+        image: build::rot_image_for_slot("oxide-rot-1", 128 * 1024, "1.0.14", 1),
+        base: 0x0004_0000,
+        aux: None,
+        image_name: Some("b"),
+        board: "oxide-rot-1",
+        name: "oxide-rot-1",
+        chip: ROT_CHIP,
+        git_rev: "0",
+        bzip2: true,
+    });
+    let rot_b = d.write("rot-b.zip", &rot_b);
+    let (code, v, _) = d
+        .json(&[
+            "update",
+            "start",
+            "sled-0",
+            "rot",
+            "--slot",
+            "0",
+            "--archive",
+            &rot_b,
+        ])
+        .await;
+    assert_eq!(code, 5, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains('b'), "{v}");
+    assert_eq!(d.prepares("sled-0"), 0);
+}
+
+#[actix::test]
+async fn artifact_inspect_shows_the_caboose_and_the_aux_flash() {
+    let d = daemon().await;
+    let archive = d.write(
+        "sidecar.zip",
+        &switch_archive("sidecar-c", Some(aux_image(1000))),
+    );
+    let (code, v, err) = d.json(&["artifact", "inspect", &archive]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["caboose"]["BORD"], "sidecar-c", "{v}");
+    assert_eq!(v["caboose"]["VERS"], "1.0.34", "{v}");
+    assert_eq!(v["image"]["header_offset"], "0x298", "{v}");
+    assert_eq!(v["aux_flash"]["chck_verified"], true, "{v}");
+    assert_eq!(v["aux_flash"]["blobs"][0]["tag"], "QSFP", "{v}");
+    let (code, _, err) = mgsctl(
+        Path::new("/nonexistent"),
+        &["artifact", "inspect", "/etc/hostname"],
+    )
+    .await;
+    assert_eq!(code, 5, "not an archive: {err}");
+}
