@@ -236,6 +236,8 @@ pub struct HubrisArchive {
     pub chip: ChipKind,
     /// Oddities that do not stop an update.
     pub warnings: Vec<Warning>,
+    /// Every member's name, in archive order.
+    pub members: Vec<String>,
 }
 
 fn in_member(member: &str) -> impl FnOnce(Error) -> Error + '_ {
@@ -295,6 +297,7 @@ impl HubrisArchive {
     pub fn read<R: Read + Seek>(reader: R) -> Result<HubrisArchive, Error> {
         let mut zip = ZipArchive::new(reader).map_err(|e| zip_err(None, e))?;
         let archive_version = parse_comment(zip.comment())?;
+        let members = zip.file_names().map(String::from).collect();
         let elf =
             read_member(&mut zip, FINAL_ELF)?.ok_or(Error::MissingMember { member: FINAL_ELF })?;
         let ElfImage { base, data: image } = image_from_elf(&elf).map_err(in_member(FINAL_ELF))?;
@@ -327,6 +330,7 @@ impl HubrisArchive {
             chip: app.chip_kind(),
             app,
             warnings,
+            members,
         })
     }
 

@@ -272,6 +272,16 @@ async fn artifact_inspect_shows_the_caboose_and_the_aux_flash() {
     assert_eq!(v["image"]["header_offset"], "0x298", "{v}");
     assert_eq!(v["aux_flash"]["chck_verified"], true, "{v}");
     assert_eq!(v["aux_flash"]["blobs"][0]["tag"], "QSFP", "{v}");
+    let members: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        members.contains(&"img/final.elf") && members.contains(&"img/auxi.tlvc"),
+        "{members:?}"
+    );
     let (code, _, err) = mgsctl(
         Path::new("/nonexistent"),
         &["artifact", "inspect", "/etc/hostname"],

@@ -397,6 +397,7 @@ fn inspect(cli: &Cli, path: &std::path::Path) -> Result<(), Failure> {
             "chck_verified": true,
             "blobs": a.blobs().map(|(t, b)| serde_json::json!({ "tag": t.to_string(), "bytes": b.len() })).collect::<Vec<_>>(),
         })),
+        "members": archive.members,
         "warnings": archive.warnings.iter().map(|w| format!("{w:?}")).collect::<Vec<_>>(),
     });
     if cli.json {
