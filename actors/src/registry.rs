@@ -1089,9 +1089,7 @@ impl RegistryHandle {
             waves: sizes.len(),
             current_wave: 0,
             resume_at_unix_ms: None,
-            created_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            created_unix_ms: crate::update_state::unix_ms(),
             finished_unix_ms: None,
             resumed: 0,
             targets,

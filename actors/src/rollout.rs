@@ -12,7 +12,7 @@ use crate::image::Image;
 use crate::journal::JournalHandle;
 use crate::registry::{parse_updatable, RegistryError, RegistryHandle};
 use crate::rollout_state::{After, RolloutPhase, RolloutRecord, TargetState};
-use crate::update_state::Phase;
+use crate::update_state::{unix_ms, Phase};
 use crate::UpdateError;
 use gateway_messages::MgsRequest;
 use std::collections::HashMap;
@@ -118,12 +118,6 @@ struct RolloutActor {
     journalled: Instant,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl RolloutActor {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -146,7 +140,7 @@ impl RolloutActor {
                 let mut changed = false;
                 self.record.send_modify(|r| {
                     let before = (r.phase, r.current_wave);
-                    r.settle(now_ms());
+                    r.settle(unix_ms());
                     changed = before != (r.phase, r.current_wave);
                 });
                 if changed {
@@ -158,7 +152,7 @@ impl RolloutActor {
                 self.record.send_modify(|r| {
                     let t = &mut r.targets[i];
                     t.state = TargetState::Running;
-                    t.started_unix_ms = Some(now_ms());
+                    t.started_unix_ms = Some(unix_ms());
                 });
                 self.journal_now().await;
                 self.drive(i, &events_tx);
@@ -182,7 +176,7 @@ impl RolloutActor {
             }
             let wait = resume_at
                 .filter(|_| phase == RolloutPhase::Waiting)
-                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())));
+                .map(|t| Duration::from_millis(t.saturating_sub(unix_ms())));
             tokio::select! {
                 Some(command) = commands.recv() => self.command(command).await,
                 Some(event) = events.recv() => self.event(event).await,
@@ -192,7 +186,7 @@ impl RolloutActor {
     }
 
     async fn command(&mut self, command: Command) {
-        let now = now_ms();
+        let now = unix_ms();
         let (done, reply) = match command {
             Command::Pause(reply) => (self.record.send_if_modified(|r| r.pause()), reply),
             Command::Resume(reply) => (self.record.send_if_modified(|r| r.resume(now)), reply),
@@ -267,7 +261,7 @@ impl RolloutActor {
                     let t = &mut r.targets[i];
                     t.state = state;
                     t.failure = failure;
-                    t.finished_unix_ms = Some(now_ms());
+                    t.finished_unix_ms = Some(unix_ms());
                     t.eta_s = None;
                     if state == TargetState::Complete {
                         t.eta_s = Some(0);

@@ -220,10 +220,20 @@ impl Store {
     /// Every record, oldest first; the rows that do not parse are left
     /// where they are and named with the reason.
     pub fn load(&self) -> Result<(Vec<UpdateRecord>, Vec<String>), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, record FROM updates ORDER BY started_unix_ms")
-            .map_err(self.db())?;
+        self.load_json(
+            "SELECT id, record FROM updates ORDER BY started_unix_ms",
+            "record",
+        )
+    }
+
+    /// The `(id, JSON)` rows `query` selects, parsed; rows that do not
+    /// parse are left where they are and named (as `what <id>`).
+    fn load_json<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        what: &str,
+    ) -> Result<(Vec<T>, Vec<String>), StoreError> {
+        let mut stmt = self.conn.prepare(query).map_err(self.db())?;
         let rows = stmt
             .query_map([], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
@@ -232,10 +242,10 @@ impl Store {
         let (mut records, mut bad) = (Vec::new(), Vec::new());
         for row in rows {
             let (id, json) = row.map_err(self.db())?;
-            match serde_json::from_str::<UpdateRecord>(&json) {
+            match serde_json::from_str(&json) {
                 Ok(r) => records.push(r),
                 Err(e) => bad.push(format!(
-                    "{}: record {id} does not parse ({e}); left in place",
+                    "{}: {what} {id} does not parse ({e}); left in place",
                     self.path.display()
                 )),
             }
@@ -290,27 +300,10 @@ impl Store {
     /// Every rollout, oldest first; rows that do not parse are left where
     /// they are and named.
     pub fn load_rollouts(&self) -> Result<(Vec<RolloutRecord>, Vec<String>), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, record FROM rollouts ORDER BY created_unix_ms")
-            .map_err(self.db())?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(self.db())?;
-        let (mut records, mut bad) = (Vec::new(), Vec::new());
-        for row in rows {
-            let (id, json) = row.map_err(self.db())?;
-            match serde_json::from_str(&json) {
-                Ok(r) => records.push(r),
-                Err(e) => bad.push(format!(
-                    "{}: rollout {id} does not parse ({e}); left in place",
-                    self.path.display()
-                )),
-            }
-        }
-        Ok((records, bad))
+        self.load_json(
+            "SELECT id, record FROM rollouts ORDER BY created_unix_ms",
+            "rollout",
+        )
     }
 
     /// Forget rollouts that ended before `before_unix_ms`.

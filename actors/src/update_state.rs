@@ -201,7 +201,8 @@ pub struct UpdateRecord {
     finished: Option<Instant>,
 }
 
-fn unix_ms() -> u64 {
+/// Wall-clock time now, Unix ms (0 if the clock is before 1970).
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -301,9 +301,7 @@ impl ControlServer {
     /// Complete `entry` with what `response` says, log it (target
     /// `audit`) and keep it in the state store.
     fn audit(&self, mut entry: AuditEntry, response: &Response) {
-        entry.time_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        entry.time_unix_ms = actors::update_state::unix_ms();
         match (&response.ok, &response.error) {
             (Some(v), _) => {
                 entry.result = "ok".into();
