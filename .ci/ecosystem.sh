@@ -45,6 +45,9 @@ python3 -c 'import sys; sys.stdout.buffer.write(b"\xff"*65536 + bytes(i*7 % 251 
 image_bytes=$(stat -c %s "$work/host.img")
 mgsctl update start sled-0 host-boot-flash --slot 1 --image "$work/host.img" --watch
 
+echo "== a reset (nothing to activate: the plain trigger)"
+mgsctl reset sled-1
+
 echo "== Prometheus on 127.0.0.1:$pport"
 cat >"$work/prometheus.yml" <<YML
 global:
@@ -95,6 +98,7 @@ expect 'mgsd_update_state{sp="sled-0",component="host-boot-flash",state="complet
 expect 'mgsd_update_completions_total{sp="sled-0",component="host-boot-flash"}' 1
 expect 'mgsd_active_updates' 0
 expect 'mgsd_build_info' 1
+expect 'mgsd_sp_resets_total{sp="sled-1",outcome="reset",method="plain"}' 1
 expect 'count(mgsd_sp_firmware_info{component="sp"} == 1)' 12
 # SPs' state is read every few seconds, so the count moves: only ask that
 # round trips were measured.

@@ -15,6 +15,7 @@
 //! [`update_state`] (records and the decisions on the SP's answers),
 //! [`image`] (images shared by hash).
 
+pub mod activate;
 pub mod deadlines;
 pub mod delivery;
 pub mod image;

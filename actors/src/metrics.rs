@@ -63,6 +63,10 @@ pub const ROLLOUT_STATE: &str = "mgsd_rollout_state";
 /// Counter: rollouts stopped by their failure rule.
 pub const ROLLOUT_STOPS: &str = "mgsd_rollout_stops_total";
 
+/// Counter: SP resets by `outcome` (activated, rolled_back, unreachable,
+/// reset) and `method` (watchdog, plain).
+pub const SP_RESETS: &str = "mgsd_sp_resets_total";
+
 /// Register help texts and units (call once at start).
 pub fn describe() {
     describe_gauge!(
@@ -152,6 +156,10 @@ pub fn describe() {
         Unit::Seconds,
         "Time to write one update record to the state directory's journal."
     );
+    describe_counter!(
+        SP_RESETS,
+        "SP resets by outcome (activated, rolled_back, unreachable, reset) and method (watchdog, plain)."
+    );
     describe_gauge!(
         FIRMWARE_INFO,
         "Firmware version (caboose VERS) of the running sp and rot images; always 1."
@@ -173,6 +181,9 @@ pub fn request_kind(r: &MgsRequest) -> &'static str {
         Q::UpdateAbort { .. } => "update_abort",
         Q::ResetComponentPrepare { .. } => "reset_component_prepare",
         Q::ResetComponentTrigger { .. } => "reset_component_trigger",
+        Q::ResetComponentTriggerWithWatchdog { .. } => "reset_component_trigger_with_watchdog",
+        Q::ComponentWatchdogSupported { .. } => "component_watchdog_supported",
+        Q::DisableComponentWatchdog { .. } => "disable_component_watchdog",
         Q::ComponentGetActiveSlot(_) => "component_get_active_slot",
         Q::ComponentSetActiveSlot { .. } => "component_set_active_slot",
         Q::ComponentSetAndPersistActiveSlot { .. } => "component_set_and_persist_active_slot",
@@ -231,6 +242,12 @@ pub fn firmware(sp: &str, component: &str, version: &str) {
 /// An update was taken up again after a restart.
 pub fn resumed(sp: &str, component: &str) {
     counter!(UPDATE_RESUMED, "sp" => sp.to_string(), "component" => component.to_string())
+        .increment(1);
+}
+
+/// A reset of `sp` ended.
+pub fn reset_done(sp: &str, outcome: crate::activate::Outcome, method: crate::activate::Method) {
+    counter!(SP_RESETS, "sp" => sp.to_string(), "outcome" => outcome.as_str(), "method" => method.as_str())
         .increment(1);
 }
 

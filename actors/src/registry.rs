@@ -7,6 +7,7 @@
 //! bounded history. [`RegistryHandle`] is the typed API the control socket
 //! (and the tests) use.
 
+use crate::activate::{activate, Activation, Expected, ResetOptions};
 use crate::image::{Image, ImageHash, ImageStore};
 use crate::journal::JournalHandle;
 use crate::rollout::RolloutHandle;
@@ -14,7 +15,7 @@ use crate::rollout_state::{
     wave_sizes, RolloutPhase, RolloutRecord, RolloutSpec, Target, TargetState,
 };
 use crate::rpc::RpcError;
-use crate::sp::{RpcKind, SpHandle, SpInfo, SpSettings, SpTarget};
+use crate::sp::{SpHandle, SpInfo, SpSettings, SpTarget};
 use crate::store::{Spool, Store};
 use crate::transport::{Transport, UdpTransport};
 use crate::update::{UpdateContext, UpdateEnded, UpdateHandle, UpdatePlan};
@@ -29,6 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
+use tracing::Instrument;
 use tracing::{info, warn};
 
 /// One configured SP.
@@ -222,6 +224,7 @@ impl Registry {
     fn context(&self, ctx: &Context<Self>) -> UpdateContext {
         UpdateContext {
             settings: self.settings.delivery.clone(),
+            rpc: self.settings.rpc,
             ended: ctx.address().recipient(),
             journal: self.journal.clone(),
         }
@@ -257,6 +260,7 @@ impl Registry {
                         image,
                         aux,
                         artifact: record.artifact.clone(),
+                        activate: record.activate,
                     };
                     let handle = UpdateHandle::resume(sp, plan, record, self.context(ctx));
                     crate::metrics::follow_update(handle.watch());
@@ -750,6 +754,33 @@ pub struct RegistryHandle {
     own_sp: Option<String>,
 }
 
+/// What a caboose says, for an update's record.
+fn artifact_info(
+    caboose: Option<&artifacts::image::Caboose>,
+    image_name: Option<String>,
+) -> crate::update_state::ArtifactInfo {
+    let text = |v: Result<Option<&[u8]>, artifacts::Error>| {
+        v.ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    crate::update_state::ArtifactInfo {
+        name: caboose.and_then(|c| text(c.name())),
+        vers: caboose.and_then(|c| text(c.vers())),
+        gitc: caboose.and_then(|c| text(c.gitc())),
+        bord: caboose.and_then(|c| text(c.bord())),
+        image_name,
+    }
+}
+
+/// The caboose of a raw SP image (header at 0x298), if it has one.
+fn raw_sp_artifact(image: &[u8]) -> Option<crate::update_state::ArtifactInfo> {
+    use artifacts::image::{Caboose, ImageHeader, SP_HEADER_OFFSET};
+    let header = ImageHeader::at(image, SP_HEADER_OFFSET)?;
+    let caboose = Caboose::find(image, &header).ok()??;
+    Some(artifact_info(Some(&caboose), None))
+}
+
 /// Components updates can target.
 pub const UPDATABLE: [SpComponent; 4] = [
     SpComponent::SP_ITSELF,
@@ -1217,6 +1248,7 @@ impl RegistryHandle {
         slot: u16,
         id: uuid::Uuid,
         file: std::fs::File,
+        activate: Option<ResetOptions>,
     ) -> Result<UpdateRecord, RegistryError> {
         let component = parse_updatable(component)?;
         let sp = self.sp(sp).await?;
@@ -1231,7 +1263,7 @@ impl RegistryHandle {
                 }
                 _ => RegistryError::ImageUnreadable(e.to_string()),
             })?;
-        self.start_update_image(&sp, component, slot, id, image)
+        self.start_update_prepared(&sp, component, slot, id, image, None, None, activate)
             .await
     }
 
@@ -1242,6 +1274,7 @@ impl RegistryHandle {
     /// must read cleanly, and its caboose `BORD` must be the board the
     /// target runs (read from the target's running caboose) unless
     /// `force_board`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start_update_archive(
         &self,
         sp: &str,
@@ -1250,6 +1283,7 @@ impl RegistryHandle {
         id: uuid::Uuid,
         file: std::fs::File,
         force_board: bool,
+        activate: Option<ResetOptions>,
     ) -> Result<UpdateRecord, RegistryError> {
         use artifacts::UpdateTarget;
         let component = parse_updatable(component)?;
@@ -1273,19 +1307,7 @@ impl RegistryHandle {
         archive
             .check_target(target, slot)
             .map_err(|e| bad(format!("archive: {e}")))?;
-        let caboose = archive.caboose();
-        let text = |v: Result<Option<&[u8]>, artifacts::Error>| {
-            v.ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
-        let info = crate::update_state::ArtifactInfo {
-            name: caboose.and_then(|c| text(c.name())),
-            vers: caboose.and_then(|c| text(c.vers())),
-            gitc: caboose.and_then(|c| text(c.gitc())),
-            bord: caboose.and_then(|c| text(c.bord())),
-            image_name: archive.image_name.clone(),
-        };
+        let info = artifact_info(archive.caboose(), archive.image_name.clone());
         if !force_board {
             self.check_board(&sp, component, info.bord.as_deref())
                 .await?;
@@ -1303,7 +1325,7 @@ impl RegistryHandle {
         let image = tokio::task::spawn_blocking(move || images.insert(data))
             .await
             .map_err(|_| RegistryError::Stopped)?;
-        self.start_update_prepared(&sp, component, slot, id, image, aux, Some(info))
+        self.start_update_prepared(&sp, component, slot, id, image, aux, Some(info), activate)
             .await
     }
 
@@ -1380,7 +1402,7 @@ impl RegistryHandle {
         id: uuid::Uuid,
         image: Arc<Image>,
     ) -> Result<UpdateRecord, RegistryError> {
-        self.start_update_prepared(sp, component, slot, id, image, None, None)
+        self.start_update_prepared(sp, component, slot, id, image, None, None, None)
             .await
     }
 
@@ -1398,7 +1420,22 @@ impl RegistryHandle {
         image: Arc<Image>,
         aux: Option<(u32, [u8; 32])>,
         artifact: Option<crate::update_state::ArtifactInfo>,
+        activate: Option<ResetOptions>,
     ) -> Result<UpdateRecord, RegistryError> {
+        if activate.is_some() && component != SpComponent::SP_ITSELF {
+            return Err(RegistryError::BadComponent {
+                name: component.to_string(),
+                reason: "activation resets the SP into a new SP image; reset other \
+                         components on their own"
+                    .into(),
+            });
+        }
+        // A raw SP image says what it is in its caboose too.
+        let artifact = artifact.or_else(|| {
+            (component == SpComponent::SP_ITSELF)
+                .then(|| raw_sp_artifact(&image.data))
+                .flatten()
+        });
         let aux_len = aux.map_or(0, |(len, _)| len as usize);
         self.check_image(component, &image.data[aux_len.min(image.len())..])?;
         // On disk before the SP hears of it: a restart needs the bytes.
@@ -1416,6 +1453,7 @@ impl RegistryHandle {
             image,
             aux,
             artifact,
+            activate,
         };
         let handle = self
             .registry
@@ -1561,34 +1599,48 @@ impl RegistryHandle {
         }
     }
 
-    /// Reset a component (`sp` reboots the SP: success is the rebooted SP
-    /// answering a resent trigger with "without prepare").
-    pub async fn reset(&self, sp: &str, component: &str) -> Result<(), RegistryError> {
+    /// Reset a component. For `sp` with a completed SP update this is an
+    /// activation (see [`crate::activate`]): the outcome says whether the
+    /// new image runs. It runs on its own task: a client that goes away
+    /// mid-reset must not leave an armed watchdog behind.
+    pub async fn reset(
+        &self,
+        sp: &str,
+        component: &str,
+        opts: ResetOptions,
+    ) -> Result<Activation, RegistryError> {
         let component = parse_component(component)?;
         let sp = self.sp(sp).await?;
-        sp.rpc(MgsRequest::ResetComponentPrepare { component })
-            .await?;
-        let result = sp
-            .rpc_with(
-                MgsRequest::ResetComponentTrigger { component },
-                RpcKind::Reset,
-            )
-            .await;
-        match (component, result) {
-            (
-                SpComponent::SP_ITSELF,
-                Err(RpcError::Sp {
-                    error: SpError::ResetComponentTriggerWithoutPrepare,
-                    ..
-                }),
-            ) => Ok(()),
-            (SpComponent::SP_ITSELF, Ok((response, _))) => Err(RpcError::Unexpected {
+        // What our latest update of that component says of its image.
+        let latest = self
+            .registry
+            .send(Latest {
                 sp: sp.name().clone(),
-                response: format!("{response:?} (an SP acknowledging its own reset did not reset)"),
+                component,
+            })
+            .await?
+            .map(|h| h.record());
+        let policy = self.settings.rpc;
+        let span = tracing::info_span!("reset", sp = %sp.name(), component = %component);
+        let task = actix::spawn(
+            async move {
+                let expected = move |id| {
+                    latest
+                        .filter(|r| r.id == id)
+                        .and_then(|r| r.artifact)
+                        .map(|a| Expected {
+                            vers: a.vers,
+                            gitc: a.gitc,
+                        })
+                };
+                let result = activate(&sp, component, opts, &policy, expected).await;
+                if let Ok(a) = &result {
+                    crate::metrics::reset_done(sp.name().as_str(), a.outcome, a.method);
+                }
+                result
             }
-            .into()),
-            (_, Ok(_)) => Ok(()),
-            (_, Err(e)) => Err(e.into()),
-        }
+            .instrument(span),
+        );
+        Ok(task.await.map_err(|_| RegistryError::Stopped)??)
     }
 }

@@ -8,6 +8,7 @@
 //! rule. Pause, resume and abort are messages to it; the clients that
 //! asked are never needed.
 
+use crate::activate::{Outcome, ResetOptions};
 use crate::image::Image;
 use crate::journal::JournalHandle;
 use crate::registry::{parse_updatable, RegistryError, RegistryHandle};
@@ -377,19 +378,28 @@ async fn drive(
         }
     }
     let slot = t.slot;
+    // An SP image is activated under the watchdog, as `mgsctl reset` does.
+    let reset = || registry.reset(t.sp.as_str(), &t.component, ResetOptions::default());
     let result = match after {
-        After::Nothing => Ok(()),
-        After::Reset => registry.reset(t.sp.as_str(), &t.component).await,
+        After::Nothing => return Some((TargetState::Complete, None)),
+        After::Reset => reset().await,
         After::ActivateAndReset => {
             let persist = MgsRequest::ComponentSetAndPersistActiveSlot { component, slot };
             match registry.rpc(t.sp.as_str(), persist).await {
-                Ok(_) => registry.reset(t.sp.as_str(), &t.component).await,
+                Ok(_) => reset().await,
                 Err(e) => Err(e),
             }
         }
     };
     match result {
-        Ok(()) => Some((TargetState::Complete, None)),
+        Ok(a) if matches!(a.outcome, Outcome::Activated | Outcome::Reset) => {
+            Some((TargetState::Complete, None))
+        }
+        Ok(a) => failed(format!(
+            "updated, but the reset ended {}: {}",
+            a.outcome.as_str(),
+            a.detail
+        )),
         Err(e) => failed(format!("updated, but the after-action failed: {e}")),
     }
 }

@@ -572,6 +572,7 @@ impl SpActor {
             MgsRequest::SpUpdatePrepare(_)
                 | MgsRequest::ComponentUpdatePrepare(_)
                 | MgsRequest::ResetComponentTrigger { .. }
+                | MgsRequest::ResetComponentTriggerWithWatchdog { .. }
                 | MgsRequest::ResetTrigger
         );
         let id = next_message_id(&mut self.next_id);

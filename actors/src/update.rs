@@ -8,10 +8,11 @@
 //! not depend on the client that started it, and tells the registry when
 //! it has ended.
 
+use crate::activate::{activate, Activation, Expected, Outcome, ResetOptions};
 use crate::delivery::StreamEvent;
 use crate::image::{Image, ImageHash};
 use crate::journal::JournalHandle;
-use crate::rpc::RpcError;
+use crate::rpc::{RpcError, RpcPolicy};
 use crate::sp::{Deliver, DeliveryReport, RpcResult, SpHandle};
 use crate::update_state::{
     prepare_outcome, read_status, FailureKind, Phase, Prepared, SpUpdateState, SpView, UpdateRecord,
@@ -112,8 +113,10 @@ pub struct UpdatePlan {
     /// Bytes of `image` that are the aux-flash image (0: none), and its
     /// `CHCK` (SHA3-256 of its AUXI body), for the prepare.
     pub aux: Option<(u32, [u8; 32])>,
-    /// What the archive says of itself, for the record.
+    /// What the image says of itself (its caboose), for the record.
     pub artifact: Option<crate::update_state::ArtifactInfo>,
+    /// Reset the SP once complete so the new image runs (`sp` only).
+    pub activate: Option<ResetOptions>,
 }
 
 /// A typed handle on an update: its published record, and abort. An
@@ -130,6 +133,8 @@ pub struct UpdateHandle {
 pub struct UpdateContext {
     /// Delivery settings.
     pub settings: DeliverySettings,
+    /// The SP's request patience (an activation's reset budget).
+    pub rpc: RpcPolicy,
     /// Told when the update has ended.
     pub ended: Recipient<UpdateEnded>,
     /// Where the record is kept, if the daemon keeps state.
@@ -151,6 +156,7 @@ impl UpdateHandle {
         record.sp_serial = sp.info().identity.map(|i| i.serial);
         record.aux_flash_bytes = plan.aux.map_or(0, |(len, _)| u64::from(len));
         record.artifact = plan.artifact.clone();
+        record.activate = plan.activate;
         Self::spawn(sp, plan, record, Step::Starting, cx)
     }
 
@@ -188,6 +194,7 @@ impl UpdateHandle {
             journaled,
             plan,
             settings: cx.settings,
+            rpc: cx.rpc,
             record,
             tx,
             step,
@@ -282,6 +289,8 @@ enum Step {
     Confirming,
     /// Reading the hash back.
     Verifying,
+    /// Resetting the SP into the new image.
+    Activating,
     /// Ended.
     Done,
 }
@@ -312,6 +321,7 @@ pub struct UpdateActor {
     journaled: (Phase, Instant),
     plan: UpdatePlan,
     settings: DeliverySettings,
+    rpc: RpcPolicy,
     record: UpdateRecord,
     tx: watch::Sender<UpdateRecord>,
     step: Step,
@@ -565,7 +575,10 @@ impl UpdateActor {
         }
         if why == Ask::Reconcile {
             if let SpView::Gone(kind, why) = view {
-                return if self.record.phase == Phase::Starting {
+                return if self.record.phase == Phase::Activating {
+                    // The reset went out before the restart.
+                    self.confirm_activation(ctx)
+                } else if self.record.phase == Phase::Starting {
                     // The daemon stopped before the SP took the prepare:
                     // nothing was started, and the id is free again.
                     let e = RpcError::Stopped {
@@ -803,9 +816,80 @@ impl UpdateActor {
     }
 
     fn complete(&mut self, ctx: &mut Context<Self>) {
+        if self.plan.activate.is_some()
+            && self.plan.component == SpComponent::SP_ITSELF
+            && self.step != Step::Activating
+        {
+            return self.activate(ctx);
+        }
         self.record.complete(Instant::now());
         info!(rewinds = self.record.rewinds, "update complete");
         self.finish(ctx);
+    }
+
+    /// Reset the SP into the new image (asked for with the start).
+    fn activate(&mut self, ctx: &mut Context<Self>) {
+        self.step = Step::Activating;
+        self.record.phase = Phase::Activating;
+        self.publish();
+        let opts = self.plan.activate.unwrap_or_default();
+        let (sp, policy, id) = (self.sp.clone(), self.rpc, self.plan.id.as_uuid());
+        let expected = self.plan.artifact.clone().map(|a| Expected {
+            vers: a.vers,
+            gitc: a.gitc,
+        });
+        let reset = async move {
+            let ours = move |completed| expected.filter(|_| completed == id);
+            activate(&sp, SpComponent::SP_ITSELF, opts, &policy, ours).await
+        };
+        let reset = tracing::Instrument::instrument(reset, self.span.clone());
+        ctx.spawn(reset.into_actor(self).map(|result, act, ctx| {
+            let _in_span = act.span.clone().entered();
+            act.activated(result, ctx)
+        }));
+    }
+
+    /// The activation ended: the update ends complete only if the new
+    /// image runs.
+    fn activated(&mut self, result: Result<Activation, RpcError>, ctx: &mut Context<Self>) {
+        let a = match result {
+            Ok(a) => a,
+            Err(e) => {
+                let why = format!("delivered, but the reset could not start: {e}");
+                return self.fail(FailureKind::of(&e), why, ctx);
+            }
+        };
+        crate::metrics::reset_done(self.name().as_str(), a.outcome, a.method);
+        let (outcome, detail) = (a.outcome, a.detail.clone());
+        self.record.activation = Some(a);
+        match outcome {
+            Outcome::Activated | Outcome::Reset => self.complete(ctx),
+            Outcome::RolledBack => self.fail(FailureKind::RolledBack, detail, ctx),
+            Outcome::Unreachable => self.fail(FailureKind::SpUnreachable, detail, ctx),
+        }
+    }
+
+    /// After a restart mid-activation, with the SP rebooted: recognise the
+    /// image by its caboose.
+    fn confirm_activation(&mut self, ctx: &mut Context<Self>) {
+        let expected = self.plan.artifact.clone().map(|a| Expected {
+            vers: a.vers,
+            gitc: a.gitc,
+        });
+        let Some(expected) = expected.filter(|e| *e != Expected::default()) else {
+            let why = "mgsd restarted mid-activation, and the image has no caboose to \
+                       recognise it by: compare the SP's archive id (mgsctl state)";
+            return self.fail(FailureKind::Other, why.into(), ctx);
+        };
+        self.step = Step::Activating;
+        self.record.resumed += 1;
+        let (sp, opts) = (self.sp.clone(), self.plan.activate.unwrap_or_default());
+        let confirm = async move { crate::activate::confirm(&sp, &expected, opts).await };
+        let confirm = tracing::Instrument::instrument(confirm, self.span.clone());
+        ctx.spawn(confirm.into_actor(self).map(|a, act, ctx| {
+            let _in_span = act.span.clone().entered();
+            act.activated(Ok(a), ctx)
+        }));
     }
 
     fn aborted(&mut self, ctx: &mut Context<Self>) {

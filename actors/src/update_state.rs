@@ -23,6 +23,9 @@ pub enum Phase {
     Delivering,
     /// All bytes acknowledged; confirming with the SP and checking the hash.
     Verifying,
+    /// Complete on the SP; resetting it so the new image runs (asked for
+    /// with the start), see `activation`.
+    Activating,
     /// The SP reports it complete (and the hash matched where checked).
     Complete,
     /// Failed; see `failure`.
@@ -33,11 +36,12 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in order (metric label sets).
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Starting,
         Phase::Preparing,
         Phase::Delivering,
         Phase::Verifying,
+        Phase::Activating,
         Phase::Complete,
         Phase::Failed,
         Phase::Aborted,
@@ -55,6 +59,7 @@ impl Phase {
             Phase::Preparing => "preparing",
             Phase::Delivering => "delivering",
             Phase::Verifying => "verifying",
+            Phase::Activating => "activating",
             Phase::Complete => "complete",
             Phase::Failed => "failed",
             Phase::Aborted => "aborted",
@@ -74,17 +79,20 @@ pub enum FailureKind {
     SpRefused,
     /// The host-flash hash read back did not match the image.
     HashMismatch,
+    /// Delivered, but after the reset the SP ran its previous image.
+    RolledBack,
     /// Anything else (the SP was removed from the configuration, ...).
     Other,
 }
 
 impl FailureKind {
     /// Every kind (metric label sets).
-    pub const ALL: [FailureKind; 5] = [
+    pub const ALL: [FailureKind; 6] = [
         FailureKind::SpReset,
         FailureKind::SpUnreachable,
         FailureKind::SpRefused,
         FailureKind::HashMismatch,
+        FailureKind::RolledBack,
         FailureKind::Other,
     ];
 
@@ -95,6 +103,7 @@ impl FailureKind {
             FailureKind::SpUnreachable => "sp_unreachable",
             FailureKind::SpRefused => "sp_refused",
             FailureKind::HashMismatch => "hash_mismatch",
+            FailureKind::RolledBack => "rolled_back",
             FailureKind::Other => "other",
         }
     }
@@ -186,6 +195,12 @@ pub struct UpdateRecord {
     /// What the archive the image came from says of itself.
     #[serde(default)]
     pub artifact: Option<ArtifactInfo>,
+    /// Reset the SP once complete, so the new image runs (`sp` only).
+    #[serde(default)]
+    pub activate: Option<crate::activate::ResetOptions>,
+    /// How that reset went.
+    #[serde(default)]
+    pub activation: Option<crate::activate::Activation>,
     /// The SP's own status as last read, and when.
     #[serde(skip)]
     pub sp_status: Option<(SpUpdateState, Instant)>,
@@ -244,6 +259,8 @@ impl UpdateRecord {
             resumed: 0,
             aux_flash_bytes: 0,
             artifact: None,
+            activate: None,
+            activation: None,
             sp_status: None,
             start_error: None,
             started: now,

@@ -74,6 +74,7 @@ impl MemSp {
                     ..Timings::instant()
                 },
                 store_dir: None,
+                watchdog: true,
             },
             Instant::now(),
         );
@@ -527,7 +528,7 @@ fn a_failed_update_started_again_with_its_id_is_reported_failed() {
             .unwrap();
         let mut rx = h.update(id).await.unwrap().watch();
         rx.wait_for(|r| r.bytes_acked > 300 * 1024).await.unwrap();
-        sp.device.lock().unwrap().reboot(Instant::now());
+        sp.device.lock().unwrap().reboot(Instant::now(), false);
         let failed = terminal(&h, id).await;
         assert_eq!(failed.phase, Phase::Failed, "{failed:?}");
         let prepares = sp.count(is_prepare);

@@ -88,10 +88,22 @@ pub struct SlotSetArgs {
 pub struct ResetArgs {
     /// SP name or serial number.
     pub sp: String,
-    /// Component (`sp` reboots the SP).
+    /// Component (`sp` reboots the SP; after a completed SP update this
+    /// activates it, under the SP's reset watchdog where it has one).
     #[arg(default_value = "sp")]
     #[serde(default = "default_sp_component")]
     pub component: String,
+    /// Send the plain reset trigger even after an SP update: a new image
+    /// that does not boot is then not rolled back.
+    #[arg(long, conflicts_with = "watchdog_ms")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_watchdog: bool,
+    /// Watchdog window: the new image must be confirmed within it, or the
+    /// SP falls back to the previous one (default 1.5 × per-attempt
+    /// timeout × reset attempts: 90000).
+    #[arg(long, value_name = "MS")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_ms: Option<u32>,
 }
 
 /// `update_start`. The image travels as an open file descriptor sent
@@ -122,6 +134,34 @@ pub struct UpdateStartArgs {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_board: bool,
+    /// Once complete, reset the SP into the new image and confirm it runs
+    /// (`sp` only; see `reset`). Implies --watch.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub activate: bool,
+    /// With --activate: the plain reset trigger, no watchdog.
+    #[arg(long, requires = "activate", conflicts_with = "watchdog_ms")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_watchdog: bool,
+    /// With --activate: the watchdog window (ms).
+    #[arg(long, value_name = "MS", requires = "activate")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_ms: Option<u32>,
+}
+
+/// The reset options of `reset` and `update_start`, checked.
+pub fn reset_options(
+    no_watchdog: bool,
+    watchdog_ms: Option<u32>,
+) -> Result<actors::activate::ResetOptions, String> {
+    match (no_watchdog, watchdog_ms) {
+        (true, Some(_)) => Err("no_watchdog and watchdog_ms exclude each other".into()),
+        (_, Some(0)) => Err("watchdog_ms must be more than 0".into()),
+        _ => Ok(actors::activate::ResetOptions {
+            no_watchdog,
+            watchdog_ms,
+        }),
+    }
 }
 
 /// `update_abort`.
@@ -645,6 +685,9 @@ mod tests {
             id: None,
             archive: true,
             force_board: false,
+            activate: true,
+            no_watchdog: false,
+            watchdog_ms: Some(5000),
         });
         let line = serde_json::to_string(&start).unwrap();
         assert_eq!(parse_request(&line).unwrap().command, start);

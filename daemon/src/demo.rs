@@ -153,6 +153,8 @@ fn instructions(socket: &Path, image: &Path, dir: &Path) -> String {
          \x20 mgsctl artifact inspect {dir}/sidecar-sp.zip\n\
          \x20 mgsctl update start switch-0 sp --archive {dir}/sidecar-sp.zip --watch   # with aux flash\n\
          \x20 mgsctl update start sled-0 sp --archive {dir}/sidecar-sp.zip   # refused: wrong board\n\
+         \x20 mgsctl update start sled-1 sp --archive {dir}/gimlet-sp.zip --activate   # then reset under the watchdog\n\
+         \x20 mgsctl reset sled-1   # nothing left to activate: a plain reset\n\
          \x20 mgsctl update start sled-0 rot --slot 1 --archive {dir}/rot-b.zip --watch\n\n\
          Ctrl-C stops the demo.\n",
         socket = socket.display(),

@@ -463,3 +463,84 @@ async fn history_survives_restarts_and_retention_shrinks_it_and_the_spool() {
     daemon.kill9().await;
     rack.stop().await;
 }
+
+#[actix::test]
+async fn sigkill_mid_activation_recognises_the_new_image_after_restart() {
+    use artifacts::build::{self, ArchiveSpec, SP_CHIP, SP_IMAGE_BASE};
+    let mut config = realistic(1);
+    // Silent long enough after the trigger to kill the daemon meanwhile.
+    config.timings.reset_ms = 3000;
+    let rack = SimRack::start(config).await.unwrap();
+    // A reset budget of 10 s, a watchdog window of 15 s.
+    let extra = "[sp_defaults.rpc]\nper_attempt_timeout_ms = 200\nmax_attempts_reset = 50\n";
+    let setup = Setup::new("activation", &rack, extra);
+    let board = "gimlet-e";
+    let archive = setup.image(
+        "sp.zip",
+        &build::archive(ArchiveSpec {
+            image: build::sp_image(board, 64 * 1024, "1.0.50"),
+            base: SP_IMAGE_BASE,
+            aux: None,
+            image_name: Some("default"),
+            board,
+            name: board,
+            chip: SP_CHIP,
+            git_rev: &build::fake_git_rev(board, "1.0.50"),
+            bzip2: false,
+        }),
+    );
+    let before = rack.sps[0].device().archive_id();
+    let daemon = setup.start().await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let socket = setup.socket();
+    let args = [
+        "update",
+        "start",
+        "sled-0",
+        "sp",
+        "--archive",
+        &archive,
+        "--id",
+        &id,
+        "--activate",
+    ];
+    let client = mgsctl(&socket, &args);
+    let trigger = async {
+        until("the reset trigger", Duration::from_secs(30), async || {
+            rack.sps[0].fault_stats().resets == 1
+        })
+        .await;
+    };
+    // The client is cut off when the daemon dies.
+    let ((code, _, _), ()) = tokio::join!(client, async {
+        trigger.await;
+        daemon.kill9().await;
+    });
+    assert_ne!(code, 0);
+    let daemon = setup.start().await;
+    let (code, out, err) = mgsctl(&socket, &["--json", "watch", &id]).await;
+    assert_eq!(code, 0, "{out} {err} {}", setup.log());
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let record = &last["ok"];
+    assert_eq!(record["phase"], "complete", "{record}");
+    let a = &record["activation"];
+    assert_eq!(a["outcome"], "activated", "{a}");
+    assert!(
+        a["detail"]
+            .as_str()
+            .unwrap()
+            .contains("after a daemon restart"),
+        "{a}"
+    );
+    assert_eq!(a["watchdog_disabled"], true, "{a}");
+    assert_eq!(a["running"]["vers"], "1.0.50", "{a}");
+    let (armed, after) = {
+        let device = rack.sps[0].device();
+        (device.watchdog_armed(), device.archive_id())
+    };
+    assert!(!armed, "disabled before its window ran out");
+    assert_ne!(after, before);
+    assert_eq!(rack.sps[0].fault_stats().resets, 1, "reset once");
+    daemon.kill9().await;
+    rack.stop().await;
+}

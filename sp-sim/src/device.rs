@@ -47,6 +47,13 @@ impl SpKind {
         }
     }
 
+    /// Whether the SP answers `ComponentWatchdogSupported` with an ack.
+    /// The power shelf is modelled without, so the plain reset path of an
+    /// activation has a kind that takes it.
+    pub fn watchdog(self) -> bool {
+        !matches!(self, SpKind::PowerShelf)
+    }
+
     /// Short name used for SP names (`sled-3`).
     pub fn short(self) -> &'static str {
         match self {
@@ -120,7 +127,23 @@ pub struct DeviceConfig {
     pub timings: Timings,
     /// Where to keep written host-flash images (none: hashes only).
     pub store_dir: Option<PathBuf>,
+    /// Supports the SP reset watchdog (default: [`SpKind::watchdog`]).
+    pub watchdog: bool,
 }
+
+/// A watchdog armed by `ResetComponentTriggerWithWatchdog`. It is
+/// hardware: it survives the reset it guards.
+#[derive(Debug, Clone, Copy)]
+struct Watchdog {
+    /// Unless disabled by then, the SP resets into `fallback`.
+    expires: Instant,
+    /// The bank that ran before the reset.
+    fallback: u16,
+}
+
+/// How long an SP whose image hangs at boot stays silent: for good, as
+/// far as a test can tell (a real one needs hands-on recovery).
+const HUNG: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Caboose contents for one component slot: the first chunk of each tag,
 /// its value `None` when its CRC fails.
@@ -182,6 +205,12 @@ pub struct Device {
     /// SP bank running now, and the one that boots next.
     sp_bank: u16,
     sp_pending_bank: u16,
+    /// `hubris_archive_id` of each bank's image: derived from the serial
+    /// at first, the first 8 bytes of the SHA-256 of an image written by
+    /// an update.
+    sp_archive: [[u8; 8]; 2],
+    watchdog_supported: bool,
+    watchdog: Option<Watchdog>,
     rot_active: RotSlotId,
     rot_persistent: RotSlotId,
     rot_transient: Option<RotSlotId>,
@@ -204,6 +233,8 @@ pub struct Device {
     /// Set when the current request was an update prepare the SP accepted
     /// (so its reply is the prepare ack).
     pub accepted_prepare: bool,
+    /// Set when the current request disabled the reset watchdog.
+    pub disabled_watchdog: bool,
 }
 
 impl Device {
@@ -254,6 +285,12 @@ impl Device {
             has_host_flash: flash.is_some(),
             aux_flash_slots: if cfg.kind == SpKind::Switch { 16 } else { 0 },
         };
+        let sp_archive = [0, 1].map(|bank| {
+            let digest = Sha256::digest(format!("{}-bank{bank}", cfg.serial));
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&digest[..8]);
+            id
+        });
         let mut device = Self {
             kind: cfg.kind,
             serial: cfg.serial,
@@ -262,6 +299,9 @@ impl Device {
             power: PowerState::A0,
             sp_bank: 0,
             sp_pending_bank: 0,
+            sp_archive,
+            watchdog_supported: cfg.watchdog,
+            watchdog: None,
             rot_active: RotSlotId::A,
             rot_persistent: RotSlotId::A,
             rot_transient: None,
@@ -275,6 +315,7 @@ impl Device {
             rebooting: false,
             completed_update: false,
             accepted_prepare: false,
+            disabled_watchdog: false,
         };
         device.sync_running_board();
         device
@@ -303,7 +344,37 @@ impl Device {
     }
 
     /// The SP reboots: RAM state is lost, pending slot choices take effect.
-    pub fn reboot(&mut self, now: Instant) {
+    /// Returns how long it stays silent. With `new_image_fails`, an image
+    /// in the other bank hangs at boot: an armed watchdog brings the
+    /// previous image back when it expires; without one the SP stays
+    /// silent.
+    pub fn reboot(&mut self, now: Instant, new_image_fails: bool) -> Duration {
+        let reset = self.reset_time();
+        let mut silent = reset;
+        if new_image_fails && self.sp_pending_bank != self.sp_bank {
+            match self.watchdog.take() {
+                Some(w) => {
+                    self.sp_pending_bank = w.fallback;
+                    silent = w.expires.saturating_duration_since(now) + reset;
+                }
+                None => silent = HUNG,
+            }
+        }
+        self.boot(now);
+        silent
+    }
+
+    /// An armed watchdog that expired by `now` resets the SP into the
+    /// previous image; returns when that reset ends.
+    pub fn poll_watchdog(&mut self, now: Instant) -> Option<Instant> {
+        let w = self.watchdog.filter(|w| now >= w.expires)?;
+        self.watchdog = None;
+        self.sp_pending_bank = w.fallback;
+        self.boot(w.expires);
+        Some(w.expires + self.reset_time())
+    }
+
+    fn boot(&mut self, now: Instant) {
         self.updates.reboot(self.flash.as_mut());
         self.reset_prepared = None;
         self.sp_bank = self.sp_pending_bank;
@@ -321,6 +392,16 @@ impl Device {
     pub fn update_status(&mut self, component: SpComponent) -> Result<UpdateStatus, SpError> {
         self.updates
             .status(component, self.flash.as_mut(), self.now)
+    }
+
+    /// Whether a reset watchdog is armed (not yet disabled or expired).
+    pub fn watchdog_armed(&self) -> bool {
+        self.watchdog.is_some()
+    }
+
+    /// `hubris_archive_id` of the running SP image.
+    pub fn archive_id(&self) -> [u8; 8] {
+        self.sp_archive[usize::from(self.sp_bank)]
     }
 
     /// The content hash of a host-flash slot, as the SP would compute it.
@@ -390,9 +471,7 @@ impl SpHandler for Device {
     }
 
     fn sp_state(&mut self) -> Result<SpStateV2, SpError> {
-        let digest = Sha256::digest(format!("{}-bank{}", self.serial, self.sp_bank));
-        let mut archive = [0u8; 8];
-        archive.copy_from_slice(&digest[..8]);
+        let archive = self.sp_archive[usize::from(self.sp_bank)];
         let mac = Sha256::digest(self.serial.as_bytes());
         Ok(SpStateV2 {
             hubris_archive_id: archive,
@@ -429,7 +508,8 @@ impl SpHandler for Device {
 
     fn component_watchdog_supported(&mut self, component: SpComponent) -> Result<(), SpError> {
         match component {
-            SpComponent::SP_ITSELF => Ok(()),
+            SpComponent::SP_ITSELF if self.watchdog_supported => Ok(()),
+            SpComponent::SP_ITSELF => Err(SpError::RequestUnsupportedForSp),
             _ => Err(SpError::RequestUnsupportedForComponent),
         }
     }
@@ -437,11 +517,9 @@ impl SpHandler for Device {
     fn reset_component_trigger_with_watchdog(
         &mut self,
         component: SpComponent,
-        _time_ms: u32,
+        time_ms: u32,
     ) -> Result<ResetOutcome, SpError> {
-        if component != SpComponent::SP_ITSELF {
-            return Err(SpError::RequestUnsupportedForComponent);
-        }
+        self.component_watchdog_supported(component)?;
         // The prepare is checked first, as for a plain trigger: a retried
         // trigger after the reboot must say "without prepare".
         if self.reset_prepared != Some(component) {
@@ -452,12 +530,20 @@ impl SpHandler for Device {
             self.reset_prepared = None;
             return Err(SpError::Watchdog(WatchdogError::NoCompletedUpdate));
         }
-        // The new image boots; rollback on watchdog expiry is not modelled.
+        self.watchdog = Some(Watchdog {
+            expires: self.now + Duration::from_millis(u64::from(time_ms)),
+            fallback: self.sp_bank,
+        });
         self.reset_component_trigger(component)
     }
 
+    /// The running image keeps its bank: the watchdog is disarmed (an ack
+    /// also when none is armed, so a resent disable is harmless).
     fn disable_component_watchdog(&mut self, component: SpComponent) -> Result<(), SpError> {
-        self.component_watchdog_supported(component)
+        self.component_watchdog_supported(component)?;
+        self.watchdog = None;
+        self.disabled_watchdog = true;
+        Ok(())
     }
 
     fn get_power_state(&mut self) -> Result<PowerState, SpError> {
@@ -503,6 +589,7 @@ impl SpHandler for Device {
             let other = 1 - self.sp_bank;
             self.sp_pending_bank = other;
             if let Some(image) = self.updates.take_completed_sp_image() {
+                self.sp_archive[usize::from(other)].copy_from_slice(&Sha256::digest(&image)[..8]);
                 let new = Caboose::of_sp_image(&image).unwrap_or(Caboose {
                     entries: Vec::new(),
                 });

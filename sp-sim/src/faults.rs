@@ -34,6 +34,14 @@ pub struct FaultConfig {
     /// so a retried prepare meets `UpdateInProgress` with its own id.
     /// Counts down as acks are dropped; setting the faults again re-arms it.
     pub drop_prepare_acks: u32,
+    /// An SP image booted from the other bank (a new one) hangs at boot:
+    /// with a reset watchdog armed the SP comes back on the previous image
+    /// when it expires; without one it stays silent.
+    pub new_image_fails_boot: bool,
+    /// Drop the acks of the next this-many `DisableComponentWatchdog`s the
+    /// SP carries out (the watchdog is disabled all the same). Counts
+    /// down like `drop_prepare_acks`.
+    pub drop_watchdog_disable_acks: u32,
 }
 
 /// Counts of what was injected or dropped.

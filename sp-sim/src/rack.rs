@@ -30,6 +30,10 @@ pub struct SpConfig {
     /// Faults for this SP (overrides the rack's).
     #[serde(default)]
     pub faults: Option<FaultConfig>,
+    /// Whether it supports the reset watchdog (default: by kind, see
+    /// [`SpKind::watchdog`]).
+    #[serde(default)]
+    pub watchdog: Option<bool>,
 }
 
 /// A rack: SPs plus shared settings. TOML-deserialisable.
@@ -134,6 +138,7 @@ impl RackConfig {
                     serial: format!("{prefix}{:06}", 220_000 + i),
                     port: 0,
                     faults: None,
+                    watchdog: None,
                 });
             }
         }
@@ -273,6 +278,7 @@ impl SimRack {
                     revision: 6,
                     timings: config.timings.clone(),
                     store_dir: config.store_dir.clone(),
+                    watchdog: sp.watchdog.unwrap_or(sp.kind.watchdog()),
                 },
                 Instant::now(),
             );

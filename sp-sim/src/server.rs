@@ -51,10 +51,28 @@ impl Shared {
     /// Reboot now: state lost, silent for the configured reset time.
     pub fn reset_now(&self) {
         let now = Instant::now();
-        let mut dev = self.device.lock().unwrap_or_else(|e| e.into_inner());
-        dev.reboot(now);
-        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + dev.reset_time());
+        let fails = self.faults().config.new_image_fails_boot;
+        let silent = self
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reboot(now, fails);
+        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + silent);
         self.faults().stats.resets += 1;
+    }
+
+    /// A reset watchdog that expired resets the SP (seen lazily, when a
+    /// datagram arrives: nothing else could tell).
+    fn poll_watchdog(&self, now: Instant) {
+        let back = self
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_watchdog(now);
+        if let Some(back) = back {
+            *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(back);
+            self.faults().stats.resets += 1;
+        }
     }
 
     fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
@@ -290,6 +308,7 @@ fn handle(
     now: Instant,
     out: &mut [u8; MAX_SERIALIZED_SIZE],
 ) -> Option<Handled> {
+    shared.poll_watchdog(now);
     let resetting = shared.resetting(now);
     let busy_injected = {
         let mut f = shared.faults();
@@ -311,13 +330,14 @@ fn handle(
             rebooting: false,
         });
     }
-    let (mut reply_len, work, rebooting, completed, prepared) = {
+    let (mut reply_len, work, rebooting, completed, prepared, disabled) = {
         let mut dev = shared.device.lock().unwrap_or_else(|e| e.into_inner());
         dev.now = now;
         dev.busy = Duration::ZERO;
         dev.rebooting = false;
         dev.completed_update = false;
         dev.accepted_prepare = false;
+        dev.disabled_watchdog = false;
         let n = handle_request(request, &mut *dev, out);
         (
             n,
@@ -325,10 +345,19 @@ fn handle(
             dev.rebooting,
             dev.completed_update,
             dev.accepted_prepare,
+            dev.disabled_watchdog,
         )
     };
     if prepared {
         shared.faults().stats.prepares += 1;
+    }
+    if disabled && reply_len.is_some() {
+        let mut f = shared.faults();
+        if f.config.drop_watchdog_disable_acks > 0 {
+            f.config.drop_watchdog_disable_acks -= 1;
+            f.stats.responses_dropped += 1;
+            reply_len = None;
+        }
     }
     if (completed || prepared) && reply_len.is_some() {
         let mut f = shared.faults();

@@ -587,6 +587,8 @@ impl NetBed {
             reorder,
             drop_completion_ack,
             drop_prepare_acks,
+            new_image_fails_boot,
+            drop_watchdog_disable_acks,
         } = faults;
         let mut t = String::new();
         let _ = writeln!(t, "bind = \"::\"");
@@ -626,6 +628,11 @@ impl NetBed {
         let _ = writeln!(t, "reorder = {reorder:?}");
         let _ = writeln!(t, "drop_completion_ack = {drop_completion_ack}");
         let _ = writeln!(t, "drop_prepare_acks = {drop_prepare_acks}");
+        let _ = writeln!(t, "new_image_fails_boot = {new_image_fails_boot}");
+        let _ = writeln!(
+            t,
+            "drop_watchdog_disable_acks = {drop_watchdog_disable_acks}"
+        );
         let _ = writeln!(t, "\n[[sp]]");
         let _ = writeln!(t, "name = \"{}\"", sp_name(i));
         let _ = writeln!(t, "kind = \"sled\"");

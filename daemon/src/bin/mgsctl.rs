@@ -5,7 +5,9 @@
 //! slot or image); 6 SP error or SP unreachable; 7 the update failed or was
 //! aborted (watched, or started again with its id after it ended);
 //! 8 conflict (update id in use, another update running, abort refused);
-//! 9 permission denied (see the daemon's `[control.access]`).
+//! 9 permission denied (see the daemon's `[control.access]`); 10 after a
+//! reset the SP runs its previous image (rolled back); 11 after a reset
+//! the SP did not answer again within the budget.
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,7 +38,8 @@ struct Cli {
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 1 other error, 2 usage, 3 daemon unreachable, \
 4 unknown SP or update, 5 invalid request, 6 SP error or unreachable, 7 update failed or aborted, 8 conflict, \
-9 permission denied.";
+9 permission denied, 10 rolled back (the SP came back on its previous image), 11 the SP did not come back \
+after a reset.";
 
 // Each command's arguments are the wire's request structs (`mgsd::api`),
 // declared once; `run` maps each subcommand to its request in one line.
@@ -252,7 +255,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Cmd::Power(PowerCmd::Set(a)) => Command::PowerSet(a.clone()),
         Cmd::Slot(SlotCmd::Get(a)) => Command::SlotGet(a.clone()),
         Cmd::Slot(SlotCmd::Set(a)) => Command::SlotSet(a.clone()),
-        Cmd::Reset(a) => Command::Reset(a.clone()),
+        Cmd::Reset(a) => return reset(cli, a),
         Cmd::Update(UpdateCmd::Start(a)) => return start(cli, a),
         Cmd::Update(UpdateCmd::Status(a)) => Command::UpdateStatus(a.clone()),
         Cmd::Update(UpdateCmd::Abort(a)) => Command::UpdateAbort(a.clone()),
@@ -284,6 +287,45 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         | Command::RolloutAbort(_) => print_rollout(&value),
         Command::RolloutList(_) => print_rollouts(&value),
         _ => print_value(&value, 0),
+    }
+    Ok(())
+}
+
+/// Exit code of a reset that came back on the previous image.
+const EXIT_ROLLED_BACK: u8 = 10;
+/// Exit code of a reset after which the SP did not answer again.
+const EXIT_NOT_BACK: u8 = 11;
+
+/// A reset's (or activation's) outcome: its line, and its failure.
+fn reset_outcome(a: &Value) -> Result<String, Failure> {
+    let outcome = a["outcome"].as_str().unwrap_or("?");
+    let line = format!(
+        "{} {}: {outcome} ({} trigger{}): {}",
+        scalar(&a["sp"]),
+        scalar(&a["component"]),
+        scalar(&a["method"]),
+        a["watchdog_ms"]
+            .as_u64()
+            .map_or_else(String::new, |ms| format!(", watchdog {ms} ms")),
+        scalar(&a["detail"]),
+    );
+    match outcome {
+        "rolled_back" => Err(Failure(EXIT_ROLLED_BACK, line)),
+        "unreachable" => Err(Failure(EXIT_NOT_BACK, line)),
+        _ => Ok(line),
+    }
+}
+
+/// `reset`: exit by outcome (activated and reset 0, rolled back 10,
+/// unreachable 11).
+fn reset(cli: &Cli, a: &api::ResetArgs) -> Result<(), Failure> {
+    let v = call(cli, &Command::Reset(a.clone()))?;
+    let line = reset_outcome(&v)?;
+    if !cli.json {
+        println!("{line}");
+        if let Some(why) = v["plain_because"].as_str() {
+            println!("  plain trigger: {why}");
+        }
     }
     Ok(())
 }
@@ -329,7 +371,10 @@ fn start(cli: &Cli, a: &StartCli) -> Result<(), Failure> {
         );
         print_artifact(&v["artifact"]);
     }
-    match (a.watch, v["id"].as_str().and_then(|s| s.parse().ok())) {
+    match (
+        a.watch || a.request.activate,
+        v["id"].as_str().and_then(|s| s.parse().ok()),
+    ) {
         (true, Some(id)) => watch_update(cli, id),
         _ => Ok(()),
     }
@@ -765,7 +810,11 @@ fn print_history(v: &Value) {
             scalar(&r["sp"]),
             scalar(&r["component"]),
             scalar(&r["id"]),
-            scalar(&r["phase"]),
+            // An activated update says so.
+            match (r["phase"].as_str(), r["activation"]["outcome"].as_str()) {
+                (Some("complete"), Some("activated")) => "activated".to_string(),
+                _ => scalar(&r["phase"]),
+            },
             duration,
             rate,
             r["failure"].as_str().unwrap_or("")
@@ -886,6 +935,17 @@ fn watch_update(cli: &Cli, id: uuid::Uuid) -> Result<(), Failure> {
 
 fn finished(cli: &Cli, record: &Value) -> Result<(), Failure> {
     let phase = record["phase"].as_str().unwrap_or("?");
+    if let Some(activation) = record.get("activation").filter(|a| !a.is_null()) {
+        let line = reset_outcome(activation).map_err(|Failure(code, line)| {
+            Failure(
+                code,
+                format!("update {} delivered; {line}", scalar(&record["id"])),
+            )
+        })?;
+        if !cli.json {
+            println!("{line}");
+        }
+    }
     if phase == "complete" {
         if !cli.json {
             let verified = if record["hash_verified"].as_bool() == Some(true) {
@@ -938,6 +998,7 @@ struct Bars {
     hidden: bool,
     bar: Option<ProgressBar>,
     delivering: bool,
+    activating: bool,
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -950,6 +1011,7 @@ impl Bars {
             hidden,
             bar: None,
             delivering: false,
+            activating: false,
         }
     }
 
@@ -958,7 +1020,15 @@ impl Bars {
             return;
         }
         let bar = self.bar.get_or_insert_with(|| ProgressBar::new(1));
-        if record["phase"] == "preparing" {
+        if record["phase"] == "activating" {
+            if !self.activating {
+                self.activating = true;
+                bar.set_style(style(
+                    "activating {spinner} resetting the SP into the new image ({elapsed})",
+                ));
+                bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            }
+        } else if record["phase"] == "preparing" {
             if let Some([cur, total]) = record["erase_progress"]
                 .as_array()
                 .map(|a| [a[0].as_u64(), a[1].as_u64()])

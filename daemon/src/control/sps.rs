@@ -168,12 +168,19 @@ pub(super) async fn slot_set(s: &ControlServer, a: SlotSetArgs) -> Outcome {
     Ok(json!({ "component": component.to_string(), "slot": a.slot, "persist": a.persist }))
 }
 
+/// Reset; for an SP holding a completed SP update, an activation whose
+/// `outcome` says whether the new image runs.
 pub(super) async fn reset(s: &ControlServer, a: ResetArgs) -> Outcome {
-    s.handle
-        .reset(&a.sp, &a.component)
+    let opts = crate::api::reset_options(a.no_watchdog, a.watchdog_ms)
+        .map_err(|e| (ErrorCode::BadRequest, e))?;
+    let activation = s
+        .handle
+        .reset(&a.sp, &a.component, opts)
         .await
         .map_err(registry_error)?;
-    Ok(json!({ "sp": a.sp, "component": a.component, "reset": true }))
+    let mut v = to_value(&activation);
+    v["reset"] = Value::Bool(true);
+    Ok(v)
 }
 
 async fn rpc(

@@ -29,14 +29,35 @@ pub(super) async fn start(s: &ControlServer, a: UpdateStartArgs, mut fds: Vec<Ow
             ))
         }
     };
+    let activate = match (a.activate, a.no_watchdog || a.watchdog_ms.is_some()) {
+        (true, _) => Some(
+            crate::api::reset_options(a.no_watchdog, a.watchdog_ms)
+                .map_err(|e| (ErrorCode::BadRequest, e))?,
+        ),
+        (false, true) => {
+            return Err((
+                ErrorCode::BadRequest,
+                "no_watchdog and watchdog_ms go with \"activate\": true".into(),
+            ))
+        }
+        (false, false) => None,
+    };
     let id = a.id.unwrap_or_else(uuid::Uuid::new_v4);
     let record = if a.archive {
         s.handle
-            .start_update_archive(&a.sp, &a.component, a.slot, id, file, a.force_board)
+            .start_update_archive(
+                &a.sp,
+                &a.component,
+                a.slot,
+                id,
+                file,
+                a.force_board,
+                activate,
+            )
             .await
     } else {
         s.handle
-            .start_update_fd(&a.sp, &a.component, a.slot, id, file)
+            .start_update_fd(&a.sp, &a.component, a.slot, id, file, activate)
             .await
     }
     .map_err(registry_error)?;

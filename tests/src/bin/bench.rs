@@ -241,6 +241,9 @@ fn update(d: &Daemon, sp: &str, image: &Path) -> (Value, Duration, Duration) {
         id: Some(id),
         archive: false,
         force_board: false,
+        activate: false,
+        no_watchdog: false,
+        watchdog_ms: None,
     });
     ok(d.client()
         .request_with(&start, Some(std::os::fd::AsFd::as_fd(&file))))

@@ -1,0 +1,384 @@
+//! Activating a new SP image, end to end through the real control socket
+//! and the real `mgsctl`, against an in-process simulated rack: the
+//! watchdog-protected reset and its outcomes (activated, rolled back,
+//! unreachable), the plain reset where there is no watchdog or nothing to
+//! activate, and a lost `DisableComponentWatchdog` ack.
+
+mod common;
+
+use artifacts::build::{self, ArchiveSpec, SP_CHIP, SP_IMAGE_BASE};
+use common::mgsctl;
+use mgsd::config::Config;
+use serde_json::Value;
+use sp_sim::{FaultConfig, RackConfig, SimRack, Timings};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    socket: PathBuf,
+    dir: tempfile::TempDir,
+    rack: SimRack,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A sled and a power shelf (which has no reset watchdog) and the daemon
+/// on a private socket. Attempts of 100 ms, 10 for a reset: a reset
+/// budget of 1 s and a default watchdog window of 1.5 s.
+async fn daemon() -> Daemon {
+    let mut rc = RackConfig::standard(1, 0, 1);
+    rc.timings = Timings {
+        reset_ms: 50,
+        ..Timings::instant()
+    };
+    let rack = SimRack::start(rc).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[state]\ndir = \"\"\n\
+         [sp_defaults]\ndiscovery_interval_ms = 50\n\
+         [sp_defaults.rpc]\nper_attempt_timeout_ms = 100\nmax_attempts = 10\nmax_attempts_reset = 10\n\
+         [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\n",
+        dir.path().join("mgsd.sock").display()
+    );
+    for sp in &rack.sps {
+        text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
+    }
+    let config = Config::from_toml(&text).unwrap();
+    let socket = config.control.socket.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    actix::spawn(async move {
+        mgsd::run(config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let (0, out, _) = mgsctl(&socket, &["--json", "health"]).await {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            if v["ok"]["reachable"] == 2 {
+                return Daemon {
+                    socket,
+                    dir,
+                    rack,
+                    _stop: stop,
+                };
+            }
+        }
+        assert!(Instant::now() < deadline, "daemon did not become ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Daemon {
+    /// An SP archive for `board` at version `vers`, written to a file.
+    fn archive(&self, board: &str, vers: &str) -> String {
+        let bytes = build::archive(ArchiveSpec {
+            image: build::sp_image(board, 64 * 1024, vers),
+            base: SP_IMAGE_BASE,
+            aux: None,
+            image_name: Some("default"),
+            board,
+            name: board,
+            chip: SP_CHIP,
+            git_rev: &build::fake_git_rev(board, vers),
+            bzip2: false,
+        });
+        let path = self.dir.path().join(format!("{board}-{vers}.zip"));
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    }
+
+    /// `mgsctl --json ARGS`: exit code, the last JSON line's `ok` (or the
+    /// whole line), stderr.
+    async fn json(&self, args: &[&str]) -> (i32, Value, String) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = mgsctl(&self.socket, &all).await;
+        let last: Value =
+            serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap_or(Value::Null);
+        let ok = last.get("ok").cloned().unwrap_or(last);
+        (code, ok, err)
+    }
+
+    fn faults(&self, sp: &str, faults: FaultConfig) {
+        self.rack.sp(sp).unwrap().set_faults(faults);
+    }
+
+    fn archive_id(&self, sp: &str) -> String {
+        let id = self.rack.sp(sp).unwrap().device().archive_id();
+        id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn watchdog_armed(&self, sp: &str) -> bool {
+        self.rack.sp(sp).unwrap().device().watchdog_armed()
+    }
+
+    /// Deliver `archive` to `sp` without activating it.
+    async fn deliver(&self, sp: &str, archive: &str) {
+        let (code, v, err) = self
+            .json(&["update", "start", sp, "sp", "--archive", archive, "--watch"])
+            .await;
+        assert_eq!(code, 0, "{v} {err}");
+        assert_eq!(v["phase"], "complete", "{v}");
+    }
+}
+
+#[actix::test]
+async fn update_then_activate_runs_the_new_image_and_disables_the_watchdog() {
+    let d = daemon().await;
+    let before = d.archive_id("sled-0");
+    let archive = d.archive("gimlet-e", "1.0.40");
+    let (code, v, err) = d
+        .json(&[
+            "update",
+            "start",
+            "sled-0",
+            "sp",
+            "--archive",
+            &archive,
+            "--activate",
+        ])
+        .await;
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["phase"], "complete", "{v}");
+    let a = &v["activation"];
+    assert_eq!(a["outcome"], "activated", "{a}");
+    assert_eq!(a["method"], "watchdog", "{a}");
+    assert_eq!(a["watchdog_ms"], 1500, "1.5 × 100 ms × 10 attempts: {a}");
+    assert_eq!(a["watchdog_disabled"], true, "{a}");
+    assert_eq!(a["update_id"], v["id"], "{a}");
+    assert_eq!(a["archive_id_before"], before.as_str(), "{a}");
+    let after = d.archive_id("sled-0");
+    assert_ne!(after, before);
+    assert_eq!(a["archive_id_after"], after.as_str(), "{a}");
+    assert_eq!(a["running"]["vers"], "1.0.40", "{a}");
+    assert!(!d.watchdog_armed("sled-0"));
+    // Well past the window the new image still runs: the watchdog is off.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let (code, state, _) = d.json(&["state", "sled-0"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(d.archive_id("sled-0"), after);
+    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 1);
+    assert_eq!(
+        state["state"]["hubris_archive_id"],
+        after.as_str(),
+        "{state}"
+    );
+}
+
+#[actix::test]
+async fn a_new_image_that_does_not_boot_is_rolled_back_and_reported() {
+    let d = daemon().await;
+    let before = d.archive_id("sled-0");
+    d.faults(
+        "sled-0",
+        FaultConfig {
+            new_image_fails_boot: true,
+            ..FaultConfig::default()
+        },
+    );
+    let archive = d.archive("gimlet-e", "1.0.41");
+    let (code, v, err) = d
+        .json(&[
+            "update",
+            "start",
+            "sled-0",
+            "sp",
+            "--archive",
+            &archive,
+            "--activate",
+        ])
+        .await;
+    assert_eq!(code, 10, "rolled back: {v} {err}");
+    assert!(err.contains("rolled_back"), "{err}");
+    assert_eq!(v["phase"], "failed", "{v}");
+    assert_eq!(v["failure_kind"], "rolled_back", "{v}");
+    let a = &v["activation"];
+    assert_eq!(a["outcome"], "rolled_back", "{a}");
+    assert_eq!(a["method"], "watchdog", "{a}");
+    assert_eq!(a["archive_id_after"], before.as_str(), "{a}");
+    assert!(
+        a["took_ms"].as_u64().unwrap() >= 1500,
+        "after the window: {a}"
+    );
+    assert_eq!(d.archive_id("sled-0"), before);
+}
+
+#[actix::test]
+async fn an_sp_that_never_comes_back_is_unreachable() {
+    let d = daemon().await;
+    let archive = d.archive("gimlet-e", "1.0.42");
+    d.deliver("sled-0", &archive).await;
+    // Without the watchdog nothing brings the old image back.
+    d.faults(
+        "sled-0",
+        FaultConfig {
+            new_image_fails_boot: true,
+            ..FaultConfig::default()
+        },
+    );
+    let (code, v, err) = d.json(&["reset", "sled-0", "--no-watchdog"]).await;
+    assert_eq!(code, 11, "{v} {err}");
+    assert_eq!(v["outcome"], "unreachable", "{v}");
+    assert_eq!(v["method"], "plain", "{v}");
+    assert!(
+        v["plain_because"].as_str().unwrap().contains("no-watchdog"),
+        "{v}"
+    );
+    let (code, text, _) = mgsctl(&d.socket, &["reset", "sled-0", "--no-watchdog"]).await;
+    assert_eq!(code, 6, "the SP is gone now: {text}");
+}
+
+#[actix::test]
+async fn an_sp_without_a_watchdog_is_activated_with_the_plain_reset() {
+    let d = daemon().await;
+    let before = d.archive_id("psc-0");
+    let archive = d.archive("psc-c", "1.0.43");
+    let (code, v, err) = d
+        .json(&[
+            "update",
+            "start",
+            "psc-0",
+            "sp",
+            "--archive",
+            &archive,
+            "--activate",
+        ])
+        .await;
+    assert_eq!(code, 0, "{v} {err}");
+    let a = &v["activation"];
+    assert_eq!(a["outcome"], "activated", "{a}");
+    assert_eq!(a["method"], "plain", "{a}");
+    assert_eq!(a["watchdog_ms"], Value::Null, "{a}");
+    assert!(
+        a["plain_because"]
+            .as_str()
+            .unwrap()
+            .contains("no reset watchdog"),
+        "{a}"
+    );
+    assert_ne!(d.archive_id("psc-0"), before);
+}
+
+#[actix::test]
+async fn a_reset_with_nothing_to_activate_uses_the_plain_trigger() {
+    let d = daemon().await;
+    let before = d.archive_id("sled-0");
+    let (code, v, err) = d.json(&["reset", "sled-0"]).await;
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["outcome"], "reset", "{v}");
+    assert_eq!(v["method"], "plain", "{v}");
+    assert_eq!(v["reset"], true, "{v}");
+    assert!(
+        v["plain_because"]
+            .as_str()
+            .unwrap()
+            .contains("no completed"),
+        "{v}"
+    );
+    assert_eq!(d.archive_id("sled-0"), before);
+    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 1);
+    // The human form says the same.
+    let (code, text, _) = mgsctl(&d.socket, &["reset", "sled-0"]).await;
+    assert_eq!(code, 0);
+    assert!(text.contains("sled-0 sp: reset (plain trigger)"), "{text}");
+}
+
+#[actix::test]
+async fn a_lost_disable_ack_is_resent_and_the_activation_stands() {
+    let d = daemon().await;
+    let archive = d.archive("gimlet-e", "1.0.44");
+    d.deliver("sled-0", &archive).await;
+    d.faults(
+        "sled-0",
+        FaultConfig {
+            drop_watchdog_disable_acks: 2,
+            ..FaultConfig::default()
+        },
+    );
+    let (code, v, err) = d.json(&["reset", "sled-0", "--watchdog-ms", "3000"]).await;
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["outcome"], "activated", "{v}");
+    assert_eq!(v["watchdog_ms"], 3000, "{v}");
+    assert_eq!(v["watchdog_disabled"], true, "{v}");
+    let stats = d.rack.sp("sled-0").unwrap().fault_stats();
+    assert_eq!(stats.responses_dropped, 2, "{stats:?}");
+    assert!(!d.watchdog_armed("sled-0"));
+    // Past the window: no rollback.
+    let after = d.archive_id("sled-0");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (code, _, _) = d.json(&["state", "sled-0"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(d.archive_id("sled-0"), after);
+}
+
+#[actix::test]
+async fn bad_reset_options_are_refused_before_anything_is_sent() {
+    let d = daemon().await;
+    let (code, _, err) = d.json(&["reset", "sled-0", "--watchdog-ms", "0"]).await;
+    assert_eq!(code, 5, "{err}");
+    // A JSON client gets the same checks as mgsctl's flags.
+    let (code, _, err) = d
+        .json(&["reset", "sled-0", "--no-watchdog", "--watchdog-ms", "10"])
+        .await;
+    assert_eq!(code, 2, "clap refuses: {err}");
+    let archive = d.archive("gimlet-e", "1.0.45");
+    let (code, _, err) = d
+        .json(&[
+            "update",
+            "start",
+            "sled-0",
+            "rot",
+            "--archive",
+            &archive,
+            "--activate",
+        ])
+        .await;
+    assert_eq!(code, 5, "{err}");
+    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 0);
+    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().prepares, 0);
+}
+
+#[actix::test]
+async fn a_rollout_that_resets_activates_and_fails_a_target_that_rolls_back() {
+    let d = daemon().await;
+    let psc_before = d.archive_id("psc-0");
+    let sled_before = d.archive_id("sled-0");
+    d.faults(
+        "sled-0",
+        FaultConfig {
+            new_image_fails_boot: true,
+            ..FaultConfig::default()
+        },
+    );
+    let image = |board: &str| {
+        let path = d.dir.path().join(format!("{board}.bin"));
+        std::fs::write(&path, build::sp_image(board, 64 * 1024, "1.0.46")).unwrap();
+    };
+    image("psc-c");
+    image("gimlet-e");
+    let plan = d.dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "stop_after_failures = 2\nafter = \"reset\"\n\
+         [[target]]\nsps = [\"psc-0\"]\ncomponent = \"sp\"\nimage = \"psc-c.bin\"\n\
+         [[target]]\nsps = [\"sled-0\"]\ncomponent = \"sp\"\nimage = \"gimlet-e.bin\"\n",
+    )
+    .unwrap();
+    let plan = plan.display().to_string();
+    let (code, _, err) = d.json(&["rollout", "start", &plan, "--watch"]).await;
+    assert_ne!(code, 0, "a target failed: {err}");
+    let (code, list, _) = d.json(&["rollout", "list"]).await;
+    assert_eq!(code, 0);
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let (_, r, _) = d.json(&["rollout", "status", &id]).await;
+    let targets = r["targets"].as_array().unwrap();
+    let of = |sp: &str| targets.iter().find(|t| t["sp"] == sp).unwrap();
+    assert_eq!(of("psc-0")["state"], "complete", "{r}");
+    assert_eq!(of("sled-0")["state"], "failed", "{r}");
+    let why = of("sled-0")["failure"].as_str().unwrap_or_default();
+    assert!(why.contains("rolled_back"), "{r}");
+    assert_ne!(d.archive_id("psc-0"), psc_before, "activated");
+    assert_eq!(d.archive_id("sled-0"), sled_before, "rolled back");
+}
