@@ -250,17 +250,21 @@ pub async fn activate(
     );
     let triggered = Instant::now();
     let came_back = sp.rpc_with(trigger, RpcKind::Within(budget)).await;
-    let rebooted = match came_back {
+    let refusal = match came_back {
         // The rebooted SP forgot the prepare (and the update): a resent
         // trigger says so.
         Err(RpcError::Sp {
             error:
-                SpError::ResetComponentTriggerWithoutPrepare
-                | SpError::Watchdog(WatchdogError::NoCompletedUpdate),
+                error @ (SpError::ResetComponentTriggerWithoutPrepare
+                | SpError::Watchdog(WatchdogError::NoCompletedUpdate)),
             ..
-        }) => true,
+        }) => error,
         Err(RpcError::Timeout { .. } | RpcError::Io { .. } | RpcError::NotDiscovered { .. }) => {
-            false
+            let detail = format!(
+                "the SP did not answer within {} s of the reset trigger",
+                budget.as_secs()
+            );
+            return Ok(unreachable(a, triggered, detail));
         }
         Ok((response, _)) => {
             return Err(RpcError::Unexpected {
@@ -270,15 +274,16 @@ pub async fn activate(
         }
         Err(e) => return Err(e),
     };
-    if !rebooted {
-        a.outcome = Outcome::Unreachable;
-        a.took_ms = triggered.elapsed().as_millis() as u64;
-        a.detail = format!(
-            "the SP did not answer within {} s of the reset trigger",
-            budget.as_secs()
-        );
-        warn!(detail = %a.detail, "reset: SP unreachable");
-        return Ok(a);
+    // The same answer to the very first trigger means no reset at all
+    // (another client's prepare replaced ours): an SP up for longer than
+    // the trigger is old did not reboot. SPs without a clock skip this.
+    if let Ok((SpResponse::CurrentTime(up_ms), _)) = sp.rpc(MgsRequest::CurrentTime).await {
+        if Duration::from_millis(up_ms) > triggered.elapsed() {
+            return Err(RpcError::Sp {
+                sp: sp.name().clone(),
+                error: refusal,
+            });
+        }
     }
     let after = match sp_identity(sp).await {
         Ok(identity) => identity,

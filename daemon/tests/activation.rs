@@ -382,3 +382,25 @@ async fn a_rollout_that_resets_activates_and_fails_a_target_that_rolls_back() {
     assert_ne!(d.archive_id("psc-0"), psc_before, "activated");
     assert_eq!(d.archive_id("sled-0"), sled_before, "rolled back");
 }
+
+#[actix::test]
+async fn a_trigger_refused_at_once_is_an_error_not_a_rollback() {
+    let d = daemon().await;
+    let archive = d.archive("gimlet-e", "1.0.47");
+    d.deliver("sled-0", &archive).await;
+    // Another client's prepare replaced ours: the SP refuses the trigger
+    // and does not reset; the SP's uptime says so.
+    d.faults(
+        "sled-0",
+        FaultConfig {
+            forget_reset_prepares: true,
+            ..FaultConfig::default()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (code, v, err) = d.json(&["reset", "sled-0"]).await;
+    assert_eq!(code, 6, "{v} {err}");
+    assert!(err.contains("without prepare"), "{err}");
+    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 0);
+    assert!(!d.watchdog_armed("sled-0"));
+}

@@ -235,6 +235,8 @@ pub struct Device {
     pub accepted_prepare: bool,
     /// Set when the current request disabled the reset watchdog.
     pub disabled_watchdog: bool,
+    /// Set when the current request was a reset prepare.
+    pub prepared_reset: bool,
 }
 
 impl Device {
@@ -316,6 +318,7 @@ impl Device {
             completed_update: false,
             accepted_prepare: false,
             disabled_watchdog: false,
+            prepared_reset: false,
         };
         device.sync_running_board();
         device
@@ -392,6 +395,11 @@ impl Device {
     pub fn update_status(&mut self, component: SpComponent) -> Result<UpdateStatus, SpError> {
         self.updates
             .status(component, self.flash.as_mut(), self.now)
+    }
+
+    /// Lose the remembered reset prepare (another client's replaced it).
+    pub fn forget_reset_prepare(&mut self) {
+        self.reset_prepared = None;
     }
 
     /// Whether a reset watchdog is armed (not yet disabled or expired).
@@ -614,6 +622,7 @@ impl SpHandler for Device {
 
     fn reset_component_prepare(&mut self, component: SpComponent) -> Result<(), SpError> {
         self.reset_prepared = Some(component);
+        self.prepared_reset = true;
         Ok(())
     }
 

@@ -42,6 +42,10 @@ pub struct FaultConfig {
     /// SP carries out (the watchdog is disabled all the same). Counts
     /// down like `drop_prepare_acks`.
     pub drop_watchdog_disable_acks: u32,
+    /// Acknowledge `ResetComponentPrepare` but forget it, as when another
+    /// client's prepare replaces it: the next trigger is refused
+    /// ("without prepare") and nothing resets.
+    pub forget_reset_prepares: bool,
 }
 
 /// Counts of what was injected or dropped.

@@ -338,7 +338,11 @@ fn handle(
         dev.completed_update = false;
         dev.accepted_prepare = false;
         dev.disabled_watchdog = false;
+        dev.prepared_reset = false;
         let n = handle_request(request, &mut *dev, out);
+        if dev.prepared_reset && shared.faults().config.forget_reset_prepares {
+            dev.forget_reset_prepare();
+        }
         (
             n,
             dev.busy,

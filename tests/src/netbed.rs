@@ -589,6 +589,7 @@ impl NetBed {
             drop_prepare_acks,
             new_image_fails_boot,
             drop_watchdog_disable_acks,
+            forget_reset_prepares,
         } = faults;
         let mut t = String::new();
         let _ = writeln!(t, "bind = \"::\"");
@@ -633,6 +634,7 @@ impl NetBed {
             t,
             "drop_watchdog_disable_acks = {drop_watchdog_disable_acks}"
         );
+        let _ = writeln!(t, "forget_reset_prepares = {forget_reset_prepares}");
         let _ = writeln!(t, "\n[[sp]]");
         let _ = writeln!(t, "name = \"{}\"", sp_name(i));
         let _ = writeln!(t, "kind = \"sled\"");
