@@ -97,6 +97,16 @@ pub struct Expected {
     pub gitc: Option<String>,
 }
 
+impl Expected {
+    /// What an update's image says of itself.
+    pub fn of(a: &crate::update_state::ArtifactInfo) -> Self {
+        Self {
+            vers: a.vers.clone(),
+            gitc: a.gitc.clone(),
+        }
+    }
+}
+
 /// One reset, as it went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activation {

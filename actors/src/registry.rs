@@ -1627,11 +1627,7 @@ impl RegistryHandle {
                 let expected = move |id| {
                     latest
                         .filter(|r| r.id == id)
-                        .and_then(|r| r.artifact)
-                        .map(|a| Expected {
-                            vers: a.vers,
-                            gitc: a.gitc,
-                        })
+                        .and_then(|r| r.artifact.as_ref().map(Expected::of))
                 };
                 let result = activate(&sp, component, opts, &policy, expected).await;
                 if let Ok(a) = &result {

@@ -834,10 +834,7 @@ impl UpdateActor {
         self.publish();
         let opts = self.plan.activate.unwrap_or_default();
         let (sp, policy, id) = (self.sp.clone(), self.rpc, self.plan.id.as_uuid());
-        let expected = self.plan.artifact.clone().map(|a| Expected {
-            vers: a.vers,
-            gitc: a.gitc,
-        });
+        let expected = self.plan.artifact.as_ref().map(Expected::of);
         let reset = async move {
             let ours = move |completed| expected.filter(|_| completed == id);
             activate(&sp, SpComponent::SP_ITSELF, opts, &policy, ours).await
@@ -872,10 +869,7 @@ impl UpdateActor {
     /// After a restart mid-activation, with the SP rebooted: recognise the
     /// image by its caboose.
     fn confirm_activation(&mut self, ctx: &mut Context<Self>) {
-        let expected = self.plan.artifact.clone().map(|a| Expected {
-            vers: a.vers,
-            gitc: a.gitc,
-        });
+        let expected = self.plan.artifact.as_ref().map(Expected::of);
         let Some(expected) = expected.filter(|e| *e != Expected::default()) else {
             let why = "mgsd restarted mid-activation, and the image has no caboose to \
                        recognise it by: compare the SP's archive id (mgsctl state)";
@@ -883,6 +877,7 @@ impl UpdateActor {
         };
         self.step = Step::Activating;
         self.record.resumed += 1;
+        crate::metrics::resumed(self.name().as_str(), &self.record.component);
         let (sp, opts) = (self.sp.clone(), self.plan.activate.unwrap_or_default());
         let confirm = async move { crate::activate::confirm(&sp, &expected, opts).await };
         let confirm = tracing::Instrument::instrument(confirm, self.span.clone());
