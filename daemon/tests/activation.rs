@@ -404,3 +404,45 @@ async fn a_trigger_refused_at_once_is_an_error_not_a_rollback() {
     assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 0);
     assert!(!d.watchdog_armed("sled-0"));
 }
+
+#[actix::test]
+async fn an_update_whose_image_hangs_without_a_watchdog_ends_unreachable() {
+    let d = daemon().await;
+    d.faults(
+        "psc-0",
+        FaultConfig {
+            new_image_fails_boot: true,
+            ..FaultConfig::default()
+        },
+    );
+    let archive = d.archive("psc-c", "1.0.48");
+    let (code, v, err) = d
+        .json(&[
+            "update",
+            "start",
+            "psc-0",
+            "sp",
+            "--archive",
+            &archive,
+            "--activate",
+        ])
+        .await;
+    assert_eq!(code, 11, "{v} {err}");
+    assert!(err.contains("unreachable"), "{err}");
+    assert_eq!(v["phase"], "failed", "{v}");
+    assert_eq!(v["failure_kind"], "sp_unreachable", "{v}");
+    let a = &v["activation"];
+    assert_eq!(a["outcome"], "unreachable", "{a}");
+    assert_eq!(a["method"], "plain", "{a}");
+    assert!(
+        a["took_ms"].as_u64().unwrap() >= 1000,
+        "the reset budget: {a}"
+    );
+    // `history` shows it as failed, with the reason.
+    let (code, text, _) = mgsctl(&d.socket, &["history"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("failed") && text.contains("did not answer"),
+        "{text}"
+    );
+}
