@@ -900,6 +900,17 @@ fn print_status(v: &Value) {
             );
         }
         print_artifact(&d["artifact"]);
+        let a = &d["activation"];
+        if a.is_object() {
+            println!(
+                "    activation: {} ({} trigger): {}",
+                scalar(&a["outcome"]),
+                scalar(&a["method"]),
+                scalar(&a["detail"])
+            );
+        } else if d["phase"] == "activating" {
+            println!("    activation: resetting the SP into the new image");
+        }
         if let Some(f) = d["failure"].as_str() {
             println!("    failure: {f}");
         }
