@@ -236,7 +236,7 @@ pub struct Device {
     /// Set when the current request disabled the reset watchdog.
     pub disabled_watchdog: bool,
     /// Set when the current request was a reset prepare.
-    pub prepared_reset: bool,
+    pub reset_prepare_seen: bool,
 }
 
 impl Device {
@@ -318,7 +318,7 @@ impl Device {
             completed_update: false,
             accepted_prepare: false,
             disabled_watchdog: false,
-            prepared_reset: false,
+            reset_prepare_seen: false,
         };
         device.sync_running_board();
         device
@@ -622,7 +622,7 @@ impl SpHandler for Device {
 
     fn reset_component_prepare(&mut self, component: SpComponent) -> Result<(), SpError> {
         self.reset_prepared = Some(component);
-        self.prepared_reset = true;
+        self.reset_prepare_seen = true;
         Ok(())
     }
 

@@ -338,9 +338,9 @@ fn handle(
         dev.completed_update = false;
         dev.accepted_prepare = false;
         dev.disabled_watchdog = false;
-        dev.prepared_reset = false;
+        dev.reset_prepare_seen = false;
         let n = handle_request(request, &mut *dev, out);
-        if dev.prepared_reset && shared.faults().config.forget_reset_prepares {
+        if dev.reset_prepare_seen && shared.faults().config.forget_reset_prepares {
             dev.forget_reset_prepare();
         }
         (
