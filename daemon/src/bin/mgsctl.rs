@@ -319,6 +319,14 @@ fn reset_outcome(a: &Value) -> Result<String, Failure> {
 /// `reset`: exit by outcome (activated and reset 0, rolled back 10,
 /// unreachable 11).
 fn reset(cli: &Cli, a: &api::ResetArgs) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    if !cli.json && std::io::stderr().is_terminal() {
+        // An activation can take the reset budget plus the watchdog window.
+        eprintln!(
+            "resetting {} {}: waiting until it answers again…",
+            a.sp, a.component
+        );
+    }
     let v = call(cli, &Command::Reset(a.clone()))?;
     let line = reset_outcome(&v)?;
     if !cli.json {

@@ -1,8 +1,8 @@
 //! The control socket: a Unix stream socket speaking newline-delimited JSON
 //! (`api`). This module accepts connections, frames their lines
-//! ([`framing`]), decides from the peer's credentials what it may do
-//! ([`access`]), audits what changes SPs, and hands each command to its
-//! handler ([`sps`], [`updates`]). A bad request gets an error response
+//! (`framing`), decides from the peer's credentials what it may do
+//! (`access`), audits what changes SPs, and hands each command to its
+//! handler (`sps`, `updates`). A bad request gets an error response
 //! and changes nothing; the connection and the daemon keep serving.
 
 mod access;
