@@ -121,6 +121,21 @@ pub enum UpdateError {
         /// `complete` or `failed`.
         state: &'static str,
     },
+    /// A reset was asked for while one of our updates runs on the SP.
+    #[error(
+        "{sp}: update {id} of {component} is {phase}, and a reset would end it; \
+         abort it first (mgsctl update abort {sp} {component} {id}) or wait for it"
+    )]
+    ResetWouldEnd {
+        /// SP name.
+        sp: SpName,
+        /// The running update's component.
+        component: String,
+        /// The running update's id.
+        id: uuid::Uuid,
+        /// Its phase.
+        phase: &'static str,
+    },
     /// The SP refused or did not answer the prepare.
     #[error("prepare failed: {0}")]
     Prepare(RpcError),

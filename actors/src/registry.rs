@@ -665,6 +665,18 @@ impl Handler<Latest> for Registry {
     }
 }
 
+/// The update of ours running on an SP, if any.
+#[derive(Message)]
+#[rtype(result = "Option<UpdateHandle>")]
+struct RunningOn(SpName);
+
+impl Handler<RunningOn> for Registry {
+    type Result = Option<UpdateHandle>;
+    fn handle(&mut self, msg: RunningOn, _: &mut Context<Self>) -> Self::Result {
+        self.running_on(&msg.0).cloned()
+    }
+}
+
 /// Updates running now, and every update started from now on.
 #[derive(Message)]
 #[rtype(result = "(Vec<UpdateHandle>, broadcast::Receiver<UpdateHandle>)")]
@@ -1611,6 +1623,18 @@ impl RegistryHandle {
     ) -> Result<Activation, RegistryError> {
         let component = parse_component(component)?;
         let sp = self.sp(sp).await?;
+        // A reset ends whatever the SP is receiving (or, mid-activation,
+        // races the reset already under way): not behind an update's back.
+        if let Some(running) = self.registry.send(RunningOn(sp.name().clone())).await? {
+            let r = running.record();
+            return Err(UpdateError::ResetWouldEnd {
+                sp: r.sp,
+                component: r.component,
+                id: r.id,
+                phase: r.phase.as_str(),
+            }
+            .into());
+        }
         // What our latest update of that component says of its image.
         let latest = self
             .registry

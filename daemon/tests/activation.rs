@@ -21,13 +21,16 @@ struct Daemon {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// A sled and a power shelf (which has no reset watchdog) and the daemon
+/// A sled and a power shelf (which has no reset watchdog), flash writes
+/// at 1 MiB/s, and the daemon
 /// on a private socket. Attempts of 100 ms, 10 for a reset: a reset
 /// budget of 1 s and a default watchdog window of 1.5 s.
 async fn daemon() -> Daemon {
     let mut rc = RackConfig::standard(1, 0, 1);
     rc.timings = Timings {
         reset_ms: 50,
+        // A 64 KiB image takes 64 ms to write, a 1 MiB one a second.
+        write_kib_per_s: 1024,
         ..Timings::instant()
     };
     let rack = SimRack::start(rc).await.unwrap();
@@ -445,4 +448,34 @@ async fn an_update_whose_image_hangs_without_a_watchdog_ends_unreachable() {
         text.contains("failed") && text.contains("did not answer"),
         "{text}"
     );
+}
+
+#[actix::test]
+async fn a_reset_is_refused_while_an_update_runs_on_the_sp() {
+    let d = daemon().await;
+    let path = d.dir.path().join("host.img");
+    std::fs::write(&path, common::host_image(1024 * 1024, 3)).unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let (code, _, err) = d
+        .json(&[
+            "update",
+            "start",
+            "sled-0",
+            "host-boot-flash",
+            "--image",
+            path.to_str().unwrap(),
+            "--id",
+            &id,
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = d.json(&["reset", "sled-0"]).await;
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains(&id) && err.contains("abort it first"), "{err}");
+    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 0);
+    // The update goes on to its end; then the reset is allowed.
+    let (code, _, err) = d.json(&["watch", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, v, err) = d.json(&["reset", "sled-0"]).await;
+    assert_eq!(code, 0, "{v} {err}");
 }

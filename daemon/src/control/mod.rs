@@ -457,9 +457,9 @@ pub fn registry_error(e: RegistryError) -> (ErrorCode, String) {
         RegistryError::Spool(_) => ErrorCode::Internal,
         RegistryError::Update(u) => match u {
             UpdateError::Conflict { .. } => ErrorCode::UpdateConflict,
-            UpdateError::AlreadyRunning { .. } | UpdateError::SpHoldsEnded { .. } => {
-                ErrorCode::UpdateRunning
-            }
+            UpdateError::AlreadyRunning { .. }
+            | UpdateError::SpHoldsEnded { .. }
+            | UpdateError::ResetWouldEnd { .. } => ErrorCode::UpdateRunning,
             UpdateError::BadImage(_) => ErrorCode::BadImage,
             UpdateError::AbortRefused { .. } => ErrorCode::AbortRefused,
             UpdateError::Prepare(r) | UpdateError::Rpc(r) => rpc_code(r),
