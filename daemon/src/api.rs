@@ -677,6 +677,21 @@ mod tests {
     }
 
     #[test]
+    fn reset_options_are_checked() {
+        assert!(reset_options(true, Some(1000)).is_err());
+        assert!(reset_options(false, Some(0)).is_err());
+        let o = reset_options(false, Some(5000)).unwrap();
+        assert_eq!((o.no_watchdog, o.watchdog_ms), (false, Some(5000)));
+        assert!(reset_options(true, None).unwrap().no_watchdog);
+        // On the wire, as mgsctl sends them.
+        let r = parse_request(r#"{"cmd":"reset","sp":"sled-0","watchdog_ms":120000}"#).unwrap();
+        let Command::Reset(a) = r.command else {
+            panic!("{r:?}")
+        };
+        assert_eq!((a.component.as_str(), a.watchdog_ms), ("sp", Some(120000)));
+    }
+
+    #[test]
     fn every_command_round_trips_and_is_classed() {
         let start = Command::UpdateStart(UpdateStartArgs {
             sp: "sled-0".into(),

@@ -326,19 +326,35 @@ async fn bad_reset_options_are_refused_before_anything_is_sent() {
         .json(&["reset", "sled-0", "--no-watchdog", "--watchdog-ms", "10"])
         .await;
     assert_eq!(code, 2, "clap refuses: {err}");
-    let archive = d.archive("gimlet-e", "1.0.45");
+    // Activation is for SP images.
+    let path = d.dir.path().join("host.img");
+    std::fs::write(&path, common::host_image(128 * 1024, 1)).unwrap();
     let (code, _, err) = d
         .json(&[
             "update",
             "start",
             "sled-0",
-            "rot",
-            "--archive",
-            &archive,
+            "host-boot-flash",
+            "--image",
+            path.to_str().unwrap(),
             "--activate",
         ])
         .await;
     assert_eq!(code, 5, "{err}");
+    assert!(err.contains("activation resets the SP"), "{err}");
+    // The options go with --activate (clap), and with "activate" on the wire.
+    let (code, _, err) = d
+        .json(&[
+            "update",
+            "start",
+            "sled-0",
+            "sp",
+            "--image",
+            path.to_str().unwrap(),
+            "--no-watchdog",
+        ])
+        .await;
+    assert_eq!(code, 2, "{err}");
     assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 0);
     assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().prepares, 0);
 }
