@@ -138,6 +138,27 @@ pub struct Activation {
     pub detail: String,
 }
 
+impl Activation {
+    /// A report with nothing learnt yet.
+    fn new(sp: &SpHandle, component: SpComponent, outcome: Outcome, method: Method) -> Self {
+        Self {
+            sp: sp.name().to_string(),
+            component: component.to_string(),
+            outcome,
+            method,
+            plain_because: None,
+            watchdog_ms: None,
+            update_id: None,
+            archive_id_before: None,
+            archive_id_after: None,
+            running: None,
+            watchdog_disabled: false,
+            took_ms: 0,
+            detail: String::new(),
+        }
+    }
+}
+
 /// The default watchdog window: the reference client's
 /// 1.5 × per-attempt timeout × reset attempts (90 s with its defaults).
 pub fn default_watchdog_ms(policy: &RpcPolicy) -> u32 {
@@ -186,21 +207,7 @@ pub async fn activate(
     policy: &RpcPolicy,
     expected: impl FnOnce(uuid::Uuid) -> Option<Expected>,
 ) -> Result<Activation, RpcError> {
-    let mut a = Activation {
-        sp: sp.name().to_string(),
-        component: component.to_string(),
-        outcome: Outcome::Reset,
-        method: Method::Plain,
-        plain_because: None,
-        watchdog_ms: None,
-        update_id: None,
-        archive_id_before: None,
-        archive_id_after: None,
-        running: None,
-        watchdog_disabled: false,
-        took_ms: 0,
-        detail: String::new(),
-    };
+    let mut a = Activation::new(sp, component, Outcome::Reset, Method::Plain);
     if component != SpComponent::SP_ITSELF {
         return reset_other(sp, component, a).await;
     }
@@ -371,25 +378,13 @@ pub async fn activate(
 /// image by.
 pub async fn confirm(sp: &SpHandle, expected: &Expected, opts: ResetOptions) -> Activation {
     let started = Instant::now();
-    let mut a = Activation {
-        sp: sp.name().to_string(),
-        component: SpComponent::SP_ITSELF.to_string(),
-        outcome: Outcome::Unreachable,
-        method: if opts.no_watchdog {
-            Method::Plain
-        } else {
-            Method::Watchdog
-        },
-        plain_because: None,
-        watchdog_ms: opts.watchdog_ms,
-        update_id: None,
-        archive_id_before: None,
-        archive_id_after: None,
-        running: None,
-        watchdog_disabled: false,
-        took_ms: 0,
-        detail: String::new(),
+    let method = if opts.no_watchdog {
+        Method::Plain
+    } else {
+        Method::Watchdog
     };
+    let mut a = Activation::new(sp, SpComponent::SP_ITSELF, Outcome::Unreachable, method);
+    a.watchdog_ms = opts.watchdog_ms;
     let (identity, running) = match sp_identity(sp).await {
         Ok(identity) => (identity, running_caboose(sp).await),
         Err(e) => {

@@ -1511,14 +1511,7 @@ impl RegistryHandle {
     ) -> Result<UpdateView, RegistryError> {
         let component = parse_updatable(component)?;
         let sp = self.sp(sp).await?;
-        let latest = self
-            .registry
-            .send(Latest {
-                sp: sp.name().clone(),
-                component,
-            })
-            .await?
-            .map(|h| h.record());
+        let latest = self.latest_record(&sp, component).await?;
         let recent = latest.as_ref().and_then(|r| match &r.sp_status {
             Some((status, at))
                 if !r.phase.is_terminal() && at.elapsed() <= Duration::from_secs(1) =>
@@ -1547,6 +1540,19 @@ impl RegistryHandle {
             sp_status_age_ms: age.as_millis() as u64,
             delivery: latest,
         })
+    }
+
+    /// The record of our most recent update of `component` on `sp`.
+    async fn latest_record(
+        &self,
+        sp: &SpHandle,
+        component: SpComponent,
+    ) -> Result<Option<UpdateRecord>, RegistryError> {
+        let latest = Latest {
+            sp: sp.name().clone(),
+            component,
+        };
+        Ok(self.registry.send(latest).await?.map(|h| h.record()))
     }
 
     /// The handle of update `id`.
@@ -1636,14 +1642,7 @@ impl RegistryHandle {
             .into());
         }
         // What our latest update of that component says of its image.
-        let latest = self
-            .registry
-            .send(Latest {
-                sp: sp.name().clone(),
-                component,
-            })
-            .await?
-            .map(|h| h.record());
+        let latest = self.latest_record(&sp, component).await?;
         let policy = self.settings.rpc;
         let span = tracing::info_span!("reset", sp = %sp.name(), component = %component);
         let task = actix::spawn(

@@ -8,23 +8,17 @@ mod common;
 
 use artifacts::build::{self, ArchiveSpec, SP_CHIP, SP_IMAGE_BASE};
 use common::mgsctl;
-use mgsd::config::Config;
 use serde_json::Value;
-use sp_sim::{FaultConfig, RackConfig, SimRack, Timings};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use sp_sim::{FaultConfig, RackConfig, Timings};
 
-struct Daemon {
-    socket: PathBuf,
-    dir: tempfile::TempDir,
-    rack: SimRack,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+use std::time::Duration;
+
+type Daemon = common::InProcess;
 
 /// A sled and a power shelf (which has no reset watchdog), flash writes
-/// at 1 MiB/s, and the daemon
-/// on a private socket. Attempts of 100 ms, 10 for a reset: a reset
-/// budget of 1 s and a default watchdog window of 1.5 s.
+/// at 1 MiB/s, and the daemon on a private socket. Attempts of 100 ms, 10
+/// for a reset: a reset budget of 1 s and a default watchdog window of
+/// 1.5 s.
 async fn daemon() -> Daemon {
     let mut rc = RackConfig::standard(1, 0, 1);
     rc.timings = Timings {
@@ -33,44 +27,13 @@ async fn daemon() -> Daemon {
         write_kib_per_s: 1024,
         ..Timings::instant()
     };
-    let rack = SimRack::start(rc).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut text = format!(
-        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[state]\ndir = \"\"\n\
-         [sp_defaults]\ndiscovery_interval_ms = 50\n\
+    common::in_process(
+        rc,
+        "[sp_defaults]\ndiscovery_interval_ms = 50\n\
          [sp_defaults.rpc]\nper_attempt_timeout_ms = 100\nmax_attempts = 10\nmax_attempts_reset = 10\n\
          [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\n",
-        dir.path().join("mgsd.sock").display()
-    );
-    for sp in &rack.sps {
-        text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
-    }
-    let config = Config::from_toml(&text).unwrap();
-    let socket = config.control.socket.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    actix::spawn(async move {
-        mgsd::run(config, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let (0, out, _) = mgsctl(&socket, &["--json", "health"]).await {
-            let v: Value = serde_json::from_str(&out).unwrap();
-            if v["ok"]["reachable"] == 2 {
-                return Daemon {
-                    socket,
-                    dir,
-                    rack,
-                    _stop: stop,
-                };
-            }
-        }
-        assert!(Instant::now() < deadline, "daemon did not become ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    )
+    .await
 }
 
 impl Daemon {
@@ -117,6 +80,31 @@ impl Daemon {
         self.rack.sp(sp).unwrap().device().watchdog_armed()
     }
 
+    /// An SP image written by an update hangs at boot on `sp`.
+    fn new_image_fails_boot(&self, sp: &str) {
+        self.faults(
+            sp,
+            FaultConfig {
+                new_image_fails_boot: true,
+                ..FaultConfig::default()
+            },
+        );
+    }
+
+    /// `update start SP sp --archive ARCHIVE --activate`.
+    async fn activate(&self, sp: &str, archive: &str) -> (i32, Value, String) {
+        self.json(&[
+            "update",
+            "start",
+            sp,
+            "sp",
+            "--archive",
+            archive,
+            "--activate",
+        ])
+        .await
+    }
+
     /// Deliver `archive` to `sp` without activating it.
     async fn deliver(&self, sp: &str, archive: &str) {
         let (code, v, err) = self
@@ -132,17 +120,7 @@ async fn update_then_activate_runs_the_new_image_and_disables_the_watchdog() {
     let d = daemon().await;
     let before = d.archive_id("sled-0");
     let archive = d.archive("gimlet-e", "1.0.40");
-    let (code, v, err) = d
-        .json(&[
-            "update",
-            "start",
-            "sled-0",
-            "sp",
-            "--archive",
-            &archive,
-            "--activate",
-        ])
-        .await;
+    let (code, v, err) = d.activate("sled-0", &archive).await;
     assert_eq!(code, 0, "{v} {err}");
     assert_eq!(v["phase"], "complete", "{v}");
     let a = &v["activation"];
@@ -174,25 +152,9 @@ async fn update_then_activate_runs_the_new_image_and_disables_the_watchdog() {
 async fn a_new_image_that_does_not_boot_is_rolled_back_and_reported() {
     let d = daemon().await;
     let before = d.archive_id("sled-0");
-    d.faults(
-        "sled-0",
-        FaultConfig {
-            new_image_fails_boot: true,
-            ..FaultConfig::default()
-        },
-    );
+    d.new_image_fails_boot("sled-0");
     let archive = d.archive("gimlet-e", "1.0.41");
-    let (code, v, err) = d
-        .json(&[
-            "update",
-            "start",
-            "sled-0",
-            "sp",
-            "--archive",
-            &archive,
-            "--activate",
-        ])
-        .await;
+    let (code, v, err) = d.activate("sled-0", &archive).await;
     assert_eq!(code, 10, "rolled back: {v} {err}");
     assert!(err.contains("rolled_back"), "{err}");
     assert_eq!(v["phase"], "failed", "{v}");
@@ -214,13 +176,7 @@ async fn an_sp_that_never_comes_back_is_unreachable() {
     let archive = d.archive("gimlet-e", "1.0.42");
     d.deliver("sled-0", &archive).await;
     // Without the watchdog nothing brings the old image back.
-    d.faults(
-        "sled-0",
-        FaultConfig {
-            new_image_fails_boot: true,
-            ..FaultConfig::default()
-        },
-    );
+    d.new_image_fails_boot("sled-0");
     let (code, v, err) = d.json(&["reset", "sled-0", "--no-watchdog"]).await;
     assert_eq!(code, 11, "{v} {err}");
     assert_eq!(v["outcome"], "unreachable", "{v}");
@@ -238,17 +194,7 @@ async fn an_sp_without_a_watchdog_is_activated_with_the_plain_reset() {
     let d = daemon().await;
     let before = d.archive_id("psc-0");
     let archive = d.archive("psc-c", "1.0.43");
-    let (code, v, err) = d
-        .json(&[
-            "update",
-            "start",
-            "psc-0",
-            "sp",
-            "--archive",
-            &archive,
-            "--activate",
-        ])
-        .await;
+    let (code, v, err) = d.activate("psc-0", &archive).await;
     assert_eq!(code, 0, "{v} {err}");
     let a = &v["activation"];
     assert_eq!(a["outcome"], "activated", "{a}");
@@ -364,13 +310,7 @@ async fn a_rollout_that_resets_activates_and_fails_a_target_that_rolls_back() {
     let d = daemon().await;
     let psc_before = d.archive_id("psc-0");
     let sled_before = d.archive_id("sled-0");
-    d.faults(
-        "sled-0",
-        FaultConfig {
-            new_image_fails_boot: true,
-            ..FaultConfig::default()
-        },
-    );
+    d.new_image_fails_boot("sled-0");
     let image = |board: &str| {
         let path = d.dir.path().join(format!("{board}.bin"));
         std::fs::write(&path, build::sp_image(board, 64 * 1024, "1.0.46")).unwrap();
@@ -427,25 +367,9 @@ async fn a_trigger_refused_at_once_is_an_error_not_a_rollback() {
 #[actix::test]
 async fn an_update_whose_image_hangs_without_a_watchdog_ends_unreachable() {
     let d = daemon().await;
-    d.faults(
-        "psc-0",
-        FaultConfig {
-            new_image_fails_boot: true,
-            ..FaultConfig::default()
-        },
-    );
+    d.new_image_fails_boot("psc-0");
     let archive = d.archive("psc-c", "1.0.48");
-    let (code, v, err) = d
-        .json(&[
-            "update",
-            "start",
-            "psc-0",
-            "sp",
-            "--archive",
-            &archive,
-            "--activate",
-        ])
-        .await;
+    let (code, v, err) = d.activate("psc-0", &archive).await;
     assert_eq!(code, 11, "{v} {err}");
     assert!(err.contains("unreachable"), "{err}");
     assert_eq!(v["phase"], "failed", "{v}");

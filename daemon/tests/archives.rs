@@ -8,18 +8,12 @@ mod common;
 use artifacts::build::{self, ArchiveSpec, ROT_CHIP, SP_CHIP, SP_IMAGE_BASE};
 use artifacts::Tag;
 use common::mgsctl;
-use mgsd::config::Config;
 use serde_json::Value;
-use sp_sim::{RackConfig, SimRack, Timings};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use sp_sim::{RackConfig, Timings};
+use std::path::Path;
+use std::time::Instant;
 
-struct Daemon {
-    socket: PathBuf,
-    dir: tempfile::TempDir,
-    rack: SimRack,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+type Daemon = common::InProcess;
 
 /// A sled, a switch and the daemon on a private socket.
 async fn daemon() -> Daemon {
@@ -28,43 +22,12 @@ async fn daemon() -> Daemon {
         write_kib_per_s: 16 * 1024,
         ..Timings::instant()
     };
-    let rack = SimRack::start(rc).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut text = format!(
-        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[state]\ndir = \"\"\n\
-         [sp_defaults]\ndiscovery_interval_ms = 50\n\
+    common::in_process(
+        rc,
+        "[sp_defaults]\ndiscovery_interval_ms = 50\n\
          [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\n",
-        dir.path().join("mgsd.sock").display()
-    );
-    for sp in &rack.sps {
-        text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
-    }
-    let config = Config::from_toml(&text).unwrap();
-    let socket = config.control.socket.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    actix::spawn(async move {
-        mgsd::run(config, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let (0, out, _) = mgsctl(&socket, &["--json", "health"]).await {
-            let v: Value = serde_json::from_str(&out).unwrap();
-            if v["ok"]["reachable"] == 2 {
-                return Daemon {
-                    socket,
-                    dir,
-                    rack,
-                    _stop: stop,
-                };
-            }
-        }
-        assert!(Instant::now() < deadline, "daemon did not become ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    )
+    .await
 }
 
 impl Daemon {
