@@ -10,189 +10,25 @@
 //! therefore ends on the previous image instead of bricking the SP.
 //!
 //! [`judge`] decides what came back (pure); [`activate`] sends the
-//! requests. Nothing here keeps state: callers own the [`Activation`].
+//! requests. Nothing here keeps state: callers own the [`Activation`], and
+//! hold the SP's operation slot while it runs.
 
-use crate::rpc::{RpcError, RpcPolicy};
+use crate::error::RpcError;
+use crate::reset::{
+    default_watchdog_ms, judge, Activation, Expected, Method, Outcome, ResetOptions,
+};
+use crate::settings::RpcPolicy;
 use crate::sp::{RpcKind, SpHandle, SpIdentity};
+use crate::types::SpName;
 use gateway_messages::{MgsRequest, SpComponent, SpError, SpResponse, UpdateStatus, WatchdogError};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-/// How to reset (`mgsctl reset`, `update start --activate`, rollouts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResetOptions {
-    /// Never use the watchdog: the plain reset trigger.
-    pub no_watchdog: bool,
-    /// The watchdog window (ms); by default
-    /// 1.5 × per-attempt timeout × reset attempts, as the reference client.
-    pub watchdog_ms: Option<u32>,
-}
-
-/// How a reset ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The new image runs (and its watchdog, if armed, is disabled).
-    Activated,
-    /// The SP came back, but not on the image sent: on the previous one
-    /// (the watchdog fired, or the new image did not take).
-    RolledBack,
-    /// The SP did not answer again within the budget.
-    Unreachable,
-    /// A reset with no completed SP update to activate: the component was
-    /// reset (the SP rebooted and answers again).
-    Reset,
-}
-
-impl Outcome {
-    /// Every outcome (metric label sets).
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Activated,
-        Outcome::RolledBack,
-        Outcome::Unreachable,
-        Outcome::Reset,
-    ];
-
-    /// Stable name (JSON, metric label).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Activated => "activated",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Unreachable => "unreachable",
-            Outcome::Reset => "reset",
-        }
-    }
-}
-
-/// Which trigger was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// `ResetComponentTriggerWithWatchdog`.
-    Watchdog,
-    /// `ResetComponentTrigger`.
-    Plain,
-}
-
-impl Method {
-    /// Stable name (JSON, metric label).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Watchdog => "watchdog",
-            Method::Plain => "plain",
-        }
-    }
-}
-
-/// What the image sent says of itself (its caboose): the new image must
-/// say the same once it runs. Unknown values are not checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Expected {
-    /// Caboose `VERS`.
-    pub vers: Option<String>,
-    /// Caboose `GITC`.
-    pub gitc: Option<String>,
-}
-
-impl Expected {
-    /// What an update's image says of itself.
-    pub fn of(a: &crate::update_state::ArtifactInfo) -> Self {
-        Self {
-            vers: a.vers.clone(),
-            gitc: a.gitc.clone(),
-        }
-    }
-}
-
-/// One reset, as it went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Activation {
-    /// SP name.
-    pub sp: String,
-    /// Component reset.
-    pub component: String,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Which trigger was sent.
-    pub method: Method,
-    /// Why the plain trigger was sent for an SP reset, if it was.
-    pub plain_because: Option<String>,
-    /// The watchdog window, when armed (ms).
-    pub watchdog_ms: Option<u32>,
-    /// The completed SP update the reset activates.
-    pub update_id: Option<uuid::Uuid>,
-    /// `hubris_archive_id` before the reset.
-    pub archive_id_before: Option<String>,
-    /// `hubris_archive_id` of what came back.
-    pub archive_id_after: Option<String>,
-    /// Caboose of what came back (when there was something to compare).
-    pub running: Option<Expected>,
-    /// Whether the watchdog was disabled (so the new image stays).
-    pub watchdog_disabled: bool,
-    /// From the trigger to the outcome (ms).
-    pub took_ms: u64,
-    /// What happened, in words.
-    pub detail: String,
-}
-
-impl Activation {
-    /// A report with nothing learnt yet.
-    fn new(sp: &SpHandle, component: SpComponent, outcome: Outcome, method: Method) -> Self {
-        Self {
-            sp: sp.name().to_string(),
-            component: component.to_string(),
-            outcome,
-            method,
-            plain_because: None,
-            watchdog_ms: None,
-            update_id: None,
-            archive_id_before: None,
-            archive_id_after: None,
-            running: None,
-            watchdog_disabled: false,
-            took_ms: 0,
-            detail: String::new(),
-        }
-    }
-}
-
-/// The default watchdog window: the reference client's
-/// 1.5 × per-attempt timeout × reset attempts (90 s with its defaults).
-pub fn default_watchdog_ms(policy: &RpcPolicy) -> u32 {
-    let ms = policy.per_attempt_timeout.as_millis() as u64 * u64::from(policy.max_attempts_reset);
-    (ms.saturating_mul(3) / 2).min(u64::from(u32::MAX)) as u32
-}
-
-/// Does what came back run the image sent? `Err` says why not. The
-/// archive id must have changed (the same id is the previous image), and
-/// the running caboose must say what the sent one says.
-pub fn judge(
-    before: &str,
-    after: &str,
-    expected: &Expected,
-    running: &Expected,
-) -> Result<(), String> {
-    if before == after {
-        return Err(format!(
-            "the SP came back on the image it ran before (archive id {after})"
-        ));
-    }
-    for (key, want, got) in [
-        ("VERS", &expected.vers, &running.vers),
-        ("GITC", &expected.gitc, &running.gitc),
-    ] {
-        if let Some(want) = want {
-            if got.as_ref() != Some(want) {
-                return Err(format!(
-                    "the SP runs archive id {after}, whose caboose {key} is {got:?}, not the {want:?} sent"
-                ));
-            }
-        }
-    }
-    Ok(())
+/// Count a reset of `sp` that ran (`mgsd_sp_resets_total`).
+pub fn count(sp: &SpName, a: &Activation) {
+    metrics::counter!(crate::metrics::SP_RESETS, "sp" => sp.to_string(), "outcome" => a.outcome.as_str(), "method" => a.method.as_str())
+        .increment(1);
 }
 
 /// Reset `component` of `sp`. For `sp`: with a completed SP update, the
@@ -207,16 +43,16 @@ pub async fn activate(
     policy: &RpcPolicy,
     expected: impl FnOnce(uuid::Uuid) -> Option<Expected>,
 ) -> Result<Activation, RpcError> {
-    let mut a = Activation::new(sp, component, Outcome::Reset, Method::Plain);
+    let mut a = Activation::new(sp.name(), component, Outcome::Reset, Method::Plain);
     if component != SpComponent::SP_ITSELF {
         return reset_other(sp, component, a).await;
     }
-    let completed = match sp.rpc(MgsRequest::UpdateStatus(component)).await? {
-        (SpResponse::UpdateStatus(UpdateStatus::Complete(id)), _) => Some(id.as_uuid()),
+    let completed = match sp.update_status(component).await? {
+        UpdateStatus::Complete(id) => Some(id.as_uuid()),
         _ => None,
     };
     a.update_id = completed;
-    let before = sp_identity(sp).await?;
+    let before = sp.sp_identity().await?;
     a.archive_id_before = Some(before.hubris_archive_id.clone());
     let expect = completed.and_then(expected).unwrap_or_default();
     if completed.is_none() {
@@ -225,7 +61,10 @@ pub async fn activate(
         a.plain_because = Some("the watchdog was declined (--no-watchdog)".into());
     } else {
         let request = MgsRequest::ComponentWatchdogSupported { component };
-        match sp.rpc(request).await {
+        match sp
+            .ack(request, SpResponse::ComponentWatchdogSupportedAck)
+            .await
+        {
             Ok(_) => a.method = Method::Watchdog,
             Err(RpcError::Sp { error, .. }) => {
                 a.plain_because = Some(format!("the SP has no reset watchdog ({error})"));
@@ -256,8 +95,11 @@ pub async fn activate(
             reset_patience,
         ),
     };
-    sp.rpc(MgsRequest::ResetComponentPrepare { component })
-        .await?;
+    sp.ack(
+        MgsRequest::ResetComponentPrepare { component },
+        SpResponse::ResetComponentPrepareAck,
+    )
+    .await?;
     info!(
         method = a.method.as_str(),
         watchdog_ms = a.watchdog_ms,
@@ -283,10 +125,12 @@ pub async fn activate(
             );
             return Ok(unreachable(a, triggered, detail));
         }
+        // An SP acknowledging its own reset did not reset.
         Ok((response, _)) => {
             return Err(RpcError::Unexpected {
                 sp: sp.name().clone(),
-                response: format!("{response:?} (an SP acknowledging its own reset did not reset)"),
+                request: crate::metrics::request_kind(&trigger),
+                response: Box::new(response),
             })
         }
         Err(e) => return Err(e),
@@ -294,7 +138,7 @@ pub async fn activate(
     // The same answer to the very first trigger means no reset at all
     // (another client's prepare replaced ours): an SP up for longer than
     // the trigger is old did not reboot. SPs without a clock skip this.
-    if let Ok((SpResponse::CurrentTime(up_ms), _)) = sp.rpc(MgsRequest::CurrentTime).await {
+    if let Ok(up_ms) = sp.current_time().await {
         if Duration::from_millis(up_ms) > triggered.elapsed() {
             return Err(RpcError::Sp {
                 sp: sp.name().clone(),
@@ -302,7 +146,7 @@ pub async fn activate(
             });
         }
     }
-    let after = match sp_identity(sp).await {
+    let after = match sp.sp_identity().await {
         Ok(identity) => identity,
         Err(e) => {
             return Ok(unreachable(
@@ -383,9 +227,14 @@ pub async fn confirm(sp: &SpHandle, expected: &Expected, opts: ResetOptions) -> 
     } else {
         Method::Watchdog
     };
-    let mut a = Activation::new(sp, SpComponent::SP_ITSELF, Outcome::Unreachable, method);
+    let mut a = Activation::new(
+        sp.name(),
+        SpComponent::SP_ITSELF,
+        Outcome::Unreachable,
+        method,
+    );
     a.watchdog_ms = opts.watchdog_ms;
-    let (identity, running) = match sp_identity(sp).await {
+    let (identity, running) = match sp.sp_identity().await {
         Ok(identity) => (identity, running_caboose(sp).await),
         Err(e) => {
             return unreachable(
@@ -480,8 +329,11 @@ async fn reset_other(
     component: SpComponent,
     mut a: Activation,
 ) -> Result<Activation, RpcError> {
-    sp.rpc(MgsRequest::ResetComponentPrepare { component })
-        .await?;
+    sp.ack(
+        MgsRequest::ResetComponentPrepare { component },
+        SpResponse::ResetComponentPrepareAck,
+    )
+    .await?;
     let triggered = Instant::now();
     sp.rpc_with(
         MgsRequest::ResetComponentTrigger { component },
@@ -493,25 +345,12 @@ async fn reset_other(
     Ok(a)
 }
 
-async fn sp_identity(sp: &SpHandle) -> Result<SpIdentity, RpcError> {
-    let (response, _) = sp.rpc(MgsRequest::SpState).await?;
-    SpIdentity::from_state(&response).ok_or_else(|| RpcError::Unexpected {
-        sp: sp.name().clone(),
-        response: format!("{response:?}"),
-    })
-}
-
 /// `VERS` and `GITC` of the running SP image (slot 0); a key the SP
 /// refuses to give is `None`. `None` if the SP did not answer.
 async fn running_caboose(sp: &SpHandle) -> Option<Expected> {
     let read = |key: [u8; 4]| async move {
-        let request = MgsRequest::ReadComponentCaboose {
-            component: SpComponent::SP_ITSELF,
-            slot: 0,
-            key,
-        };
-        match sp.rpc(request).await {
-            Ok((_, value)) => Some(Some(String::from_utf8_lossy(&value).into_owned())),
+        match sp.caboose(SpComponent::SP_ITSELF, 0, key).await {
+            Ok(value) => Some(value),
             Err(RpcError::Sp { .. }) => Some(None),
             Err(_) => None,
         }
@@ -520,41 +359,4 @@ async fn running_caboose(sp: &SpHandle) -> Option<Expected> {
         vers: read(*b"VERS").await?,
         gitc: read(*b"GITC").await?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn caboose(vers: &str, gitc: &str) -> Expected {
-        Expected {
-            vers: Some(vers.into()),
-            gitc: Some(gitc.into()),
-        }
-    }
-
-    #[test]
-    fn the_new_image_must_run_and_say_what_was_sent() {
-        let sent = caboose("1.0.34", "abc");
-        assert_eq!(judge("01", "02", &sent, &caboose("1.0.34", "abc")), Ok(()));
-        // Same archive id: the previous image.
-        let same = judge("01", "01", &sent, &caboose("1.0.34", "abc")).unwrap_err();
-        assert!(same.contains("before"), "{same}");
-        // Another image than the one sent.
-        let other = judge("01", "03", &sent, &caboose("1.0.35", "abc")).unwrap_err();
-        assert!(other.contains("VERS"), "{other}");
-        let gitc = judge("01", "03", &sent, &caboose("1.0.34", "def")).unwrap_err();
-        assert!(gitc.contains("GITC"), "{gitc}");
-        // Nothing known of the image sent: the archive id decides.
-        assert_eq!(
-            judge("01", "02", &Expected::default(), &Expected::default()),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn the_default_window_is_the_reference_clients() {
-        // 1.5 × 2000 ms × 30 attempts (the golden vector's time_ms).
-        assert_eq!(default_watchdog_ms(&RpcPolicy::default()), 90_000);
-    }
 }

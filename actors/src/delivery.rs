@@ -10,14 +10,14 @@
 //! costs nothing and is never waited for.
 
 use crate::image::Image;
-use gateway_messages::{SpComponent, SpError, UpdateId, MAX_UPDATE_CHUNK_DATA};
+use gateway_messages::{SpComponent, SpError, SpResponse, UpdateId, MAX_UPDATE_CHUNK_DATA};
 use std::sync::Arc;
 
 /// Report progress at least every this many newly acknowledged bytes.
 pub const REPORT_EVERY: u32 = 64 * 1024;
 
 /// Why a stream stopped sending before the end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Stall {
     /// The SP refused the chunk at `offset`.
     Refused {
@@ -35,8 +35,7 @@ pub enum Stall {
     Unexpected {
         /// The chunk's offset.
         offset: u32,
-        /// Debug rendering of the answer.
-        response: String,
+        response: Box<SpResponse>,
     },
 }
 
@@ -50,7 +49,7 @@ impl std::fmt::Display for Stall {
             Stall::Unexpected { offset, response } => {
                 write!(
                     f,
-                    "unexpected answer {response} to the chunk at offset {offset}"
+                    "unexpected answer {response:?} to the chunk at offset {offset}"
                 )
             }
         }
@@ -58,7 +57,7 @@ impl std::fmt::Display for Stall {
 }
 
 /// What a stream tells its update.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     /// More bytes are proven received.
     Progress,

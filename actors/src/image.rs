@@ -4,6 +4,8 @@
 //! already held costs no second copy, and concurrent loads of a new image
 //! read it once.
 
+use crate::error::ImageError;
+pub use crate::types::ImageHash;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
@@ -17,36 +19,6 @@ fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             other => return other,
         }
-    }
-}
-
-/// SHA-256 of an image.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ImageHash(pub [u8; 32]);
-
-impl ImageHash {
-    /// From 64 hex digits.
-    pub fn from_hex(hex: &str) -> Option<ImageHash> {
-        if hex.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(ImageHash(out))
-    }
-}
-
-impl fmt::Display for ImageHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl fmt::Debug for ImageHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ImageHash({self})")
     }
 }
 
@@ -125,7 +97,28 @@ pub struct ImageStore {
 type FileKey = (u64, u64, u64, i64, i64);
 
 /// One load's outcome, for every caller that asked meanwhile.
-type SharedLoad = Arc<OnceLock<Result<Arc<Image>, (std::io::ErrorKind, String)>>>;
+type SharedLoad = Arc<OnceLock<Result<Arc<Image>, LoadError>>>;
+
+/// Why an image file could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// Not an image that can be sent (checked before it is read).
+    #[error(transparent)]
+    Bad(#[from] ImageError),
+    /// Larger than the component takes; `max` is filled in by the caller
+    /// that knows the component.
+    #[error("the image is {len} bytes; at most {max} fit")]
+    TooLarge { len: u64, max: u64 },
+    /// Reading the descriptor failed (e.g. not opened for reading).
+    #[error("cannot read the image: {0}")]
+    Read(#[source] Arc<std::io::Error>),
+}
+
+impl LoadError {
+    fn read(e: std::io::Error) -> Self {
+        LoadError::Read(Arc::new(e))
+    }
+}
 
 impl ImageStore {
     /// The image with `hash`, if held.
@@ -135,15 +128,14 @@ impl ImageStore {
     }
 
     /// Load the image in the open `file` (a descriptor a client passed):
-    /// a regular file of at most `max_len` bytes, else an
-    /// `InvalidInput` error saying why, before anything is read. Reads at
-    /// offsets, so the sender's file position does not matter. Blocking:
-    /// call it off the actor threads. Loads of the same file (device,
-    /// inode, size, modification time) that overlap share one reading.
-    pub fn load(&self, file: &std::fs::File, max_len: u64) -> std::io::Result<Arc<Image>> {
-        use std::io::{Error, ErrorKind};
+    /// a regular file of at most `max_len` bytes, else refused saying why
+    /// before anything is read. Reads at offsets, so the sender's file
+    /// position does not matter. Blocking: call it off the actor threads.
+    /// Loads of the same file (device, inode, size, modification time)
+    /// that overlap share one reading.
+    pub fn load(&self, file: &std::fs::File, max_len: u64) -> Result<Arc<Image>, LoadError> {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let meta = file.metadata()?;
+        let meta = file.metadata().map_err(LoadError::read)?;
         let kind = meta.file_type();
         if !kind.is_file() {
             let what = if kind.is_fifo() {
@@ -157,16 +149,13 @@ impl ImageStore {
             } else {
                 "not a regular file"
             };
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("the image must be a regular file; this is {what}"),
-            ));
+            return Err(ImageError::NotRegularFile(what).into());
         }
         if meta.len() > max_len {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("the image is {} bytes; at most {max_len} fit", meta.len()),
-            ));
+            return Err(LoadError::TooLarge {
+                len: meta.len(),
+                max: max_len,
+            });
         }
         let key = (
             meta.dev(),
@@ -180,28 +169,24 @@ impl ImageStore {
             loads.entry(key).or_default().clone()
         };
         let loaded = shared
-            .get_or_init(|| {
-                self.read(file, meta.len(), max_len)
-                    .map_err(|e| (e.kind(), e.to_string()))
-            })
+            .get_or_init(|| self.read(file, meta.len(), max_len))
             .clone();
         let mut loads = self.loads.lock().unwrap_or_else(|e| e.into_inner());
         if loads.get(&key).is_some_and(|l| Arc::ptr_eq(l, &shared)) {
             loads.remove(&key);
         }
-        loaded.map_err(|(kind, message)| Error::new(kind, message))
+        loaded
     }
 
     /// Hash `file` as it streams; read it into memory only if no image
     /// with that hash is held. Never more than `max_len` bytes.
-    fn read(&self, file: &std::fs::File, len: u64, max_len: u64) -> std::io::Result<Arc<Image>> {
-        use std::io::{Error, ErrorKind};
-        let too_big = || Error::new(ErrorKind::InvalidInput, "the file grew past the limit");
+    fn read(&self, file: &std::fs::File, len: u64, max_len: u64) -> Result<Arc<Image>, LoadError> {
+        let too_big = || LoadError::from(ImageError::Grew { max: max_len });
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut at = 0u64;
         loop {
-            let n = read_at(file, &mut buf, at)?;
+            let n = read_at(file, &mut buf, at).map_err(LoadError::read)?;
             if n == 0 {
                 break;
             }
@@ -222,7 +207,7 @@ impl ImageStore {
         }
         let mut data = Vec::with_capacity(len.min(max_len) as usize);
         loop {
-            let n = read_at(file, &mut buf, data.len() as u64)?;
+            let n = read_at(file, &mut buf, data.len() as u64).map_err(LoadError::read)?;
             if n == 0 {
                 break;
             }
@@ -308,7 +293,13 @@ mod tests {
         assert_eq!(a.hash, store.insert(vec![5; 1000]).hash);
         let e = store.load(&open(&path), 999).unwrap_err();
         assert!(e.to_string().contains("at most 999"), "{e}");
-        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(matches!(
+            e,
+            LoadError::TooLarge {
+                len: 1000,
+                max: 999
+            }
+        ));
         let e = store.load(&open(&dir), 1000).unwrap_err();
         assert!(e.to_string().contains("a directory"), "{e}");
         let e = store

@@ -5,11 +5,11 @@
 //! forget; shutdown waits for it to be done. Messages are handled in the
 //! order sent, so a `Flush` answered means every earlier write is in.
 
+use crate::record::{Progress, UpdateRow, UpdateSpec};
 use crate::rollout_state::RolloutRecord;
-use crate::store::{AuditEntry, Store};
-use crate::update_state::UpdateRecord;
+use crate::store::{AuditEntry, Store, StoreError};
 use actix::prelude::*;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tracing::error;
 
@@ -22,10 +22,10 @@ impl Actor for Journal {
     type Context = SyncContext<Self>;
 }
 
-/// Write (or replace) a record.
+/// Write (or replace) an update's row; answered with how it went.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct Write(pub UpdateRecord);
+#[rtype(result = "Result<(), Arc<StoreError>>")]
+struct Write(Arc<UpdateSpec>, Progress);
 
 /// Forget these records.
 #[derive(Message)]
@@ -42,7 +42,7 @@ impl Handler<WriteRollout> for Journal {
     fn handle(&mut self, msg: WriteRollout, _: &mut SyncContext<Self>) {
         let t = Instant::now();
         match self.store.put_rollout(&msg.0) {
-            Ok(()) => crate::metrics::journal_write(t.elapsed()),
+            Ok(()) => written(t),
             Err(e) => error!(rollout = %msg.0.id, error = %e, "could not journal the rollout"),
         }
     }
@@ -110,14 +110,25 @@ impl Handler<PruneAudit> for Journal {
 pub struct Flush;
 
 impl Handler<Write> for Journal {
-    type Result = ();
-    fn handle(&mut self, msg: Write, _: &mut SyncContext<Self>) {
+    type Result = Result<(), Arc<StoreError>>;
+    fn handle(&mut self, msg: Write, _: &mut SyncContext<Self>) -> Self::Result {
         let t = Instant::now();
-        match self.store.put(&msg.0) {
-            Ok(()) => crate::metrics::journal_write(t.elapsed()),
-            Err(e) => error!(update = %msg.0.id, error = %e, "could not journal the update"),
+        match self.store.put(&UpdateRow::of(&msg.0, &msg.1)) {
+            Ok(()) => {
+                written(t);
+                Ok(())
+            }
+            Err(e) => {
+                error!(update = %msg.0.id, error = %e, "could not journal the update");
+                Err(Arc::new(e))
+            }
         }
     }
+}
+
+/// A journal write took since `t`.
+fn written(t: Instant) {
+    metrics::histogram!(crate::metrics::JOURNAL_WRITE).record(t.elapsed().as_secs_f64());
 }
 
 impl Handler<Forget> for Journal {
@@ -154,17 +165,26 @@ impl JournalHandle {
         Self { addr }
     }
 
-    /// Journal `record` (in the background).
-    pub fn write(&self, record: UpdateRecord) {
-        self.addr.do_send(Write(record));
+    /// Journal an update's progress (in the background; a failure is
+    /// logged).
+    pub fn write(&self, spec: Arc<UpdateSpec>, progress: Progress) {
+        self.addr.do_send(Write(spec, progress));
     }
 
-    /// Journal `record` and wait until it is written.
-    pub async fn write_now(&self, record: UpdateRecord) {
-        let _ = self.addr.send(Write(record)).await;
+    /// Journal an update's progress and wait until it is written.
+    pub async fn write_now(
+        &self,
+        spec: Arc<UpdateSpec>,
+        progress: Progress,
+    ) -> Result<(), Arc<dyn std::error::Error + Send + Sync>> {
+        match self.addr.send(Write(spec, progress)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(Arc::new(e)),
+        }
     }
 
-    /// Forget records `ids` (in the background).
+    /// Forget the rows of updates `ids` (in the background).
     pub fn forget(&self, ids: Vec<uuid::Uuid>) {
         if !ids.is_empty() {
             self.addr.do_send(Forget(ids));

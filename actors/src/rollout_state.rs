@@ -4,10 +4,11 @@
 //! to start now, when a wave, the rollout or a stop is due), all tested
 //! without sockets.
 
-use crate::update_state::Phase;
-use crate::SpName;
+use crate::record::Phase;
+use crate::types::SpName;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// A rollout plan as a client sends it. `I` is how an image is named: a
@@ -298,23 +299,24 @@ pub struct Target {
     pub wave: usize,
     /// Plan file line, if known.
     pub line: Option<u32>,
-    /// Where it stands.
+    /// Where it stands. How its update goes (phase, bytes, rate) is read
+    /// from the update itself, by `update_id`.
     pub state: TargetState,
-    /// Its update's phase, once started.
-    pub phase: Option<Phase>,
-    /// Bytes the SP acknowledged.
-    pub bytes_acked: u64,
-    /// Delivery rate (bytes/s) while delivering, and estimated seconds
-    /// left.
-    pub rate_bytes_per_second: Option<u64>,
-    /// See `rate_bytes_per_second`.
-    pub eta_s: Option<u64>,
-    /// When it started and ended (Unix ms).
+    /// When it started and ended, after-action included (Unix ms).
     pub started_unix_ms: Option<u64>,
     /// See `started_unix_ms`.
     pub finished_unix_ms: Option<u64>,
-    /// Why it failed.
+    /// Why it failed (its update's failure, or the after-action's).
     pub failure: Option<String>,
+}
+
+/// How a target's update goes, as its update publishes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Live {
+    pub phase: Phase,
+    pub bytes_acked: u64,
+    /// Bytes/s, while delivering.
+    pub rate: Option<f64>,
 }
 
 /// Counts of targets by state.
@@ -403,19 +405,30 @@ pub fn wave_sizes(n: usize, canary: usize, waves: &[WaveSize]) -> Vec<usize> {
     sizes
 }
 
+impl Counts {
+    fn slot(&mut self, state: TargetState) -> &mut usize {
+        match state {
+            TargetState::Pending => &mut self.pending,
+            TargetState::Running => &mut self.running,
+            TargetState::Complete => &mut self.complete,
+            TargetState::Failed => &mut self.failed,
+            TargetState::Aborted => &mut self.aborted,
+            TargetState::Skipped => &mut self.skipped,
+        }
+    }
+
+    /// Targets in `state`.
+    pub fn of(mut self, state: TargetState) -> usize {
+        *self.slot(state)
+    }
+}
+
 impl RolloutRecord {
     /// Targets by state.
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         for t in &self.targets {
-            *match t.state {
-                TargetState::Pending => &mut c.pending,
-                TargetState::Running => &mut c.running,
-                TargetState::Complete => &mut c.complete,
-                TargetState::Failed => &mut c.failed,
-                TargetState::Aborted => &mut c.aborted,
-                TargetState::Skipped => &mut c.skipped,
-            } += 1;
+            *c.slot(t.state) += 1;
         }
         c
     }
@@ -559,13 +572,15 @@ impl RolloutRecord {
     /// Bytes per second of the running targets together, and seconds
     /// until the whole plan is done at the per-target rate measured so
     /// far (completed and running targets), `max_concurrent` at a time.
-    pub fn rate_and_eta(&self) -> (u64, Option<u64>) {
-        let aggregate = self
-            .targets
-            .iter()
-            .filter(|t| t.state == TargetState::Running)
-            .filter_map(|t| t.rate_bytes_per_second)
-            .sum();
+    /// `live` gives the running targets' updates, by update id.
+    pub fn rate_and_eta(&self, live: &HashMap<uuid::Uuid, Live>) -> (u64, Option<u64>) {
+        let running = || {
+            self.targets
+                .iter()
+                .filter(|t| t.state == TargetState::Running)
+                .filter_map(|t| live.get(&t.update_id))
+        };
+        let aggregate = running().filter_map(|l| l.rate).sum::<f64>() as u64;
         let rates: Vec<f64> = self
             .targets
             .iter()
@@ -574,12 +589,7 @@ impl RolloutRecord {
                 (t.state == TargetState::Complete && secs > 0.0)
                     .then(|| t.total_bytes as f64 / secs)
             })
-            .chain(
-                self.targets
-                    .iter()
-                    .filter(|t| t.state == TargetState::Running)
-                    .filter_map(|t| t.rate_bytes_per_second.map(|r| r as f64)),
-            )
+            .chain(running().filter_map(|l| l.rate))
             .filter(|r| *r > 0.0)
             .collect();
         if self.phase.is_terminal() {
@@ -594,7 +604,10 @@ impl RolloutRecord {
             .iter()
             .map(|t| match t.state {
                 TargetState::Pending => t.total_bytes,
-                TargetState::Running => t.total_bytes.saturating_sub(t.bytes_acked),
+                TargetState::Running => {
+                    let acked = live.get(&t.update_id).map_or(0, |l| l.bytes_acked);
+                    t.total_bytes.saturating_sub(acked)
+                }
                 _ => 0,
             })
             .sum();
@@ -625,10 +638,6 @@ mod tests {
                     wave: w,
                     line: None,
                     state: TargetState::Pending,
-                    phase: None,
-                    bytes_acked: 0,
-                    rate_bytes_per_second: None,
-                    eta_s: None,
                     started_unix_ms: None,
                     finished_unix_ms: None,
                     failure: None,

@@ -1,5 +1,5 @@
 //! The RPC policy — adaptive per-attempt timeouts, patience, `Busy`
-//! backoff — as pure types, and the errors an RPC can end with.
+//! backoff — as pure types (the settings are [`crate::settings::RpcPolicy`]).
 //!
 //! Each attempt waits for the SP's round-trip timeout (smoothed RTT plus
 //! four times its variance, as TCP computes it, clamped to the configured
@@ -10,63 +10,9 @@
 //! still waited for. `Busy` backs off from 20 ms doubling to 1 s and does
 //! not count as silence.
 
-use crate::SpName;
-use gateway_messages::SpError;
-use serde::Deserialize;
+use crate::settings::RpcPolicy;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Retry settings for one SP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RpcPolicy {
-    /// Ceiling of the adaptive per-attempt timeout, and the timeout used
-    /// before any round trip has been measured.
-    #[serde(rename = "per_attempt_timeout_ms", with = "millis")]
-    pub per_attempt_timeout: Duration,
-    /// Floor of the adaptive per-attempt timeout.
-    #[serde(rename = "min_attempt_timeout_ms", with = "millis")]
-    pub min_attempt_timeout: Duration,
-    /// Ordinary requests fail after `max_attempts × per_attempt_timeout`
-    /// without an answer.
-    pub max_attempts: u32,
-    /// Same for resets: a rebooting SP is silent for a while (real
-    /// sidecars take 25–30 s).
-    pub max_attempts_reset: u32,
-    /// First `Busy` backoff; doubles up to [`RpcPolicy::busy_backoff_max`].
-    #[serde(rename = "busy_backoff_ms", with = "millis")]
-    pub busy_backoff: Duration,
-    /// Longest `Busy` backoff.
-    #[serde(rename = "busy_backoff_max_ms", with = "millis")]
-    pub busy_backoff_max: Duration,
-    /// Give up after this many consecutive `Busy` answers.
-    pub max_busy: u32,
-}
-
-impl Default for RpcPolicy {
-    fn default() -> Self {
-        Self {
-            per_attempt_timeout: Duration::from_millis(2000),
-            min_attempt_timeout: Duration::from_millis(2),
-            max_attempts: 5,
-            max_attempts_reset: 30,
-            busy_backoff: Duration::from_millis(20),
-            busy_backoff_max: Duration::from_secs(1),
-            max_busy: 600,
-        }
-    }
-}
-
-/// (De)serialise a `Duration` as whole milliseconds.
-pub mod millis {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    /// Read milliseconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
 
 /// Smoothed round-trip time and its variance (RFC 6298), giving the
 /// retransmission timeout.
@@ -209,71 +155,6 @@ impl Attempts {
     /// then no sample).
     pub fn resent(&self) -> bool {
         self.sent > 1
-    }
-}
-
-/// Why an RPC failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RpcError {
-    /// No response within the patience.
-    #[error("{sp}: no response after {attempts} attempts")]
-    Timeout {
-        /// SP name.
-        sp: SpName,
-        /// Attempts made.
-        attempts: u32,
-    },
-    /// The SP kept answering `Busy`.
-    #[error("{sp}: SP stayed busy")]
-    Busy {
-        /// SP name.
-        sp: SpName,
-    },
-    /// The SP answered with an error.
-    #[error("{sp}: {error}")]
-    Sp {
-        /// SP name.
-        sp: SpName,
-        /// What the SP said.
-        error: SpError,
-    },
-    /// The SP answered something the request does not expect.
-    #[error("{sp}: unexpected response {response}")]
-    Unexpected {
-        /// SP name.
-        sp: SpName,
-        /// Debug rendering of the response.
-        response: String,
-    },
-    /// The SP has not been found yet.
-    #[error("{sp}: SP not discovered yet")]
-    NotDiscovered {
-        /// SP name.
-        sp: SpName,
-    },
-    /// Socket failure.
-    #[error("{sp}: I/O error: {message}")]
-    Io {
-        /// SP name.
-        sp: SpName,
-        /// The OS error.
-        message: String,
-    },
-    /// The actor went away (daemon shutting down or SP removed).
-    #[error("{sp}: SP actor stopped (removed from the configuration, or mgsd is stopping)")]
-    Stopped {
-        /// SP name.
-        sp: SpName,
-    },
-}
-
-impl RpcError {
-    /// The SP's own error, if that is what this is.
-    pub fn sp_error(&self) -> Option<SpError> {
-        match self {
-            RpcError::Sp { error, .. } => Some(*error),
-            _ => None,
-        }
     }
 }
 

@@ -9,9 +9,9 @@
 //! problem reported with its path.
 
 use crate::image::{Image, ImageHash, ImageStore};
+use crate::record::UpdateRow;
 use crate::rollout_state::RolloutRecord;
-use crate::update_state::UpdateRecord;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -194,9 +194,9 @@ impl Store {
         }
     }
 
-    /// Write (or replace) a record.
-    pub fn put(&self, r: &UpdateRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(r).expect("records serialise");
+    /// Write (or replace) an update's row.
+    pub fn put(&self, r: &UpdateRow) -> Result<(), StoreError> {
+        let json = serde_json::to_string(r).expect("rows serialise");
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO updates
@@ -217,9 +217,9 @@ impl Store {
             .map_err(self.db())
     }
 
-    /// Every record, oldest first; the rows that do not parse are left
-    /// where they are and named with the reason.
-    pub fn load(&self) -> Result<(Vec<UpdateRecord>, Vec<String>), StoreError> {
+    /// Every update's row, oldest first; the rows that do not parse are
+    /// left where they are and named with the reason.
+    pub fn load(&self) -> Result<(Vec<UpdateRow>, Vec<String>), StoreError> {
         self.load_json(
             "SELECT id, record FROM updates ORDER BY started_unix_ms",
             "record",
@@ -253,7 +253,7 @@ impl Store {
         Ok((records, bad))
     }
 
-    /// Forget records `ids`.
+    /// Forget the rows of updates `ids`.
     pub fn remove(&self, ids: &[uuid::Uuid]) -> Result<(), StoreError> {
         for id in ids {
             self.conn
@@ -261,20 +261,6 @@ impl Store {
                 .map_err(self.db())?;
         }
         Ok(())
-    }
-
-    /// The record of `id`, if stored.
-    pub fn get(&self, id: uuid::Uuid) -> Result<Option<UpdateRecord>, StoreError> {
-        let json: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT record FROM updates WHERE id = ?1",
-                [id.to_string()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.db())?;
-        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 }
 
@@ -523,7 +509,7 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::update_state::Phase;
+    use crate::record::{Phase, Progress, UpdateSpec};
 
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("mgsd-store-{name}-{}", std::process::id()));
@@ -531,19 +517,24 @@ mod tests {
         dir
     }
 
-    fn record(n: u128, phase: Phase) -> UpdateRecord {
-        let mut r = UpdateRecord::new(
-            uuid::Uuid::from_u128(n),
-            "sled-0".into(),
-            "host-boot-flash".into(),
-            1,
-            "ab".repeat(32),
-            1000,
-            tokio::time::Instant::now(),
-        );
-        r.phase = phase;
-        r.bytes_acked = 500;
-        r
+    fn record(n: u128, phase: Phase) -> UpdateRow {
+        let spec = UpdateSpec {
+            id: uuid::Uuid::from_u128(n),
+            sp: "sled-0".into(),
+            sp_serial: None,
+            component: gateway_messages::SpComponent::HOST_CPU_BOOT_FLASH,
+            slot: 1,
+            image: ImageHash([0xab; 32]),
+            total_bytes: 1000,
+            aux: None,
+            artifact: None,
+            activate: None,
+            started_unix_ms: crate::types::unix_ms(),
+        };
+        let mut p = Progress::new(tokio::time::Instant::now());
+        p.phase = phase;
+        p.bytes_acked = 500;
+        UpdateRow::of(&spec, &p)
     }
 
     #[test]

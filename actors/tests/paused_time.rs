@@ -4,10 +4,11 @@
 //! deterministic (seeded loss) and taking no real time.
 
 use actors::registry::{RegistryConfig, RegistryHandle, SpEntry};
-use actors::rpc::RpcError;
-use actors::sp::{SpSettings, SpTarget};
+use actors::sp::SpTarget;
 use actors::transport::Transport;
-use actors::{Phase, RegistryError, UpdateError};
+use actors::{
+    ImageSource, Phase, Progress, RegistryError, RpcError, SpSettings, StartUpdate, UpdateError,
+};
 use gateway_messages::sp_impl::handle_request;
 use gateway_messages::{
     mgs, Header, Message, MessageKind, MgsRequest, SpError, SpResponse, MAX_SERIALIZED_SIZE,
@@ -226,11 +227,19 @@ fn registry(sp: Arc<MemSp>, settings: SpSettings) -> (RegistryHandle, Arc<Atomic
     let open = Arc::new(AtomicBool::new(true));
     let mut cfg = RegistryConfig::new(vec![entry()], settings);
     let flag = open.clone();
-    cfg.transport = Arc::new(move |_| {
-        flag.store(true, Ordering::SeqCst);
-        let port = Port {
-            sp: sp.clone(),
-            open: flag.clone(),
+    cfg.transport = Arc::new(move |e: &SpEntry| {
+        // Only sled-0 is the SP under test; any other gets its own.
+        let port = if e.name.as_str() == "sled-0" {
+            flag.store(true, Ordering::SeqCst);
+            Port {
+                sp: sp.clone(),
+                open: flag.clone(),
+            }
+        } else {
+            Port {
+                sp: MemSp::new(Net::default()),
+                open: Arc::new(AtomicBool::new(true)),
+            }
         };
         Ok(Arc::new(port) as Arc<dyn Transport>)
     });
@@ -255,7 +264,12 @@ fn image(len: usize, seed: u32) -> Vec<u8> {
     image
 }
 
-async fn terminal(h: &RegistryHandle, id: uuid::Uuid) -> actors::UpdateRecord {
+/// A start of the raw image `img`.
+fn bytes(sp: &str, component: &str, slot: u16, id: uuid::Uuid, img: Vec<u8>) -> StartUpdate {
+    StartUpdate::new(sp, component, slot, id, ImageSource::Bytes(img))
+}
+
+async fn terminal(h: &RegistryHandle, id: uuid::Uuid) -> Progress {
     let mut rx = h.update(id).await.unwrap().watch();
     let r = rx
         .wait_for(|r| r.phase.is_terminal())
@@ -377,7 +391,7 @@ fn update_completes_under_ten_percent_loss_each_way() {
         discovered(&h).await;
         let id = uuid::Uuid::from_u128(0x1234);
         let img = image(264 * 1024, 7);
-        h.start_update("sled-0", HBF, 0, id, img.clone())
+        h.start_update(bytes("sled-0", HBF, 0, id, img.clone()))
             .await
             .unwrap();
         let r = terminal(&h, id).await;
@@ -401,7 +415,7 @@ fn lost_earlier_acks_cost_no_retransmission() {
         let id = uuid::Uuid::from_u128(0x5678);
         let img = image(512 * 1024, 3);
         // The prepare may need resends; its id makes them harmless.
-        h.start_update("sled-0", HBF, 1, id, img.clone())
+        h.start_update(bytes("sled-0", HBF, 1, id, img.clone()))
             .await
             .unwrap();
         let r = terminal(&h, id).await;
@@ -426,10 +440,10 @@ fn a_lost_prepare_ack_still_delivers_the_update() {
         let id = uuid::Uuid::from_u128(0x9abc);
         let img = image(200 * 1024, 5);
         let started = h
-            .start_update("sled-0", HBF, 0, id, img.clone())
+            .start_update(bytes("sled-0", HBF, 0, id, img.clone()))
             .await
             .unwrap();
-        assert_ne!(started.phase, Phase::Starting);
+        assert_ne!(started.progress().phase, Phase::Starting);
         let r = terminal(&h, id).await;
         assert_eq!(r.phase, Phase::Complete, "{r:?}");
         assert!(r.hash_verified);
@@ -448,7 +462,8 @@ fn a_prepare_never_answered_is_adopted_when_the_sp_holds_it() {
         let img = image(100 * 1024, 9);
         let t0 = Instant::now();
         let h2 = h.clone();
-        let start = actix::spawn(async move { h2.start_update("sled-0", HBF, 0, id, img).await });
+        let start =
+            actix::spawn(async move { h2.start_update(bytes("sled-0", HBF, 0, id, img)).await });
         // The first prepare reaches the SP, its ack is lost, and then the
         // SP goes silent past the prepare's whole patience (10 s).
         sp.net.lock().unwrap().drop_prepare_acks = 1;
@@ -482,7 +497,9 @@ fn concurrent_starts_of_one_id_make_one_update() {
             let starts: Vec<_> = (0..3)
                 .map(|_| {
                     let (h, img) = (h.clone(), img.clone());
-                    actix::spawn(async move { h.start_update("sled-0", HBF, 1, id, img).await })
+                    actix::spawn(
+                        async move { h.start_update(bytes("sled-0", HBF, 1, id, img)).await },
+                    )
                 })
                 .collect();
             // Once it is bound, the same id for another image is a
@@ -491,7 +508,7 @@ fn concurrent_starts_of_one_id_make_one_update() {
                 tokio::task::yield_now().await;
             }
             let conflict = h
-                .start_update("sled-0", HBF, 1, id, other.clone())
+                .start_update(bytes("sled-0", HBF, 1, id, other.clone()))
                 .await
                 .unwrap_err();
             assert!(
@@ -502,13 +519,15 @@ fn concurrent_starts_of_one_id_make_one_update() {
                 "{conflict}"
             );
             for s in starts {
-                assert_eq!(s.await.unwrap().unwrap().id, id);
+                assert_eq!(s.await.unwrap().unwrap().id(), id);
             }
             assert_eq!(sp.count(is_prepare), prepares + 1, "one prepare per id");
             assert_eq!(terminal(&h, id).await.phase, Phase::Complete);
             // Still the same update once it has ended.
-            let again = h.start_update("sled-0", HBF, 1, id, img.clone()).await;
-            assert_eq!(again.unwrap().phase, Phase::Complete);
+            let again = h
+                .start_update(bytes("sled-0", HBF, 1, id, img.clone()))
+                .await;
+            assert_eq!(again.unwrap().progress().phase, Phase::Complete);
             assert_eq!(sp.count(is_prepare), prepares + 1);
         }
     });
@@ -523,7 +542,7 @@ fn a_failed_update_started_again_with_its_id_is_reported_failed() {
         // The SP forgets the update halfway (a reset between two chunks).
         let id = uuid::Uuid::from_u128(0x4242);
         let img = image(900 * 1024, 17);
-        h.start_update("sled-0", HBF, 0, id, img.clone())
+        h.start_update(bytes("sled-0", HBF, 0, id, img.clone()))
             .await
             .unwrap();
         let mut rx = h.update(id).await.unwrap().watch();
@@ -532,9 +551,14 @@ fn a_failed_update_started_again_with_its_id_is_reported_failed() {
         let failed = terminal(&h, id).await;
         assert_eq!(failed.phase, Phase::Failed, "{failed:?}");
         let prepares = sp.count(is_prepare);
-        let again = h.start_update("sled-0", HBF, 0, id, img).await.unwrap();
+        let again = h
+            .start_update(bytes("sled-0", HBF, 0, id, img))
+            .await
+            .unwrap()
+            .progress();
         assert_eq!(again.phase, Phase::Failed);
-        assert_eq!(again.failure, failed.failure);
+        let reason = |p: &Progress| p.failure.as_ref().map(|f| f.reason.clone());
+        assert_eq!(reason(&again), reason(&failed));
         assert_eq!(sp.count(is_prepare), prepares, "nothing sent");
     });
 }
@@ -546,7 +570,12 @@ fn a_removed_sp_actor_stops_closes_its_socket_and_sends_nothing_more() {
         let (h, open) = registry(sp.clone(), settings());
         discovered(&h).await;
         let sled = h.sp("sled-0").await.unwrap();
-        h.reconfigure(Vec::new()).await.unwrap();
+        // Replaced by another SP (a reload leaving none is refused).
+        let other = SpEntry {
+            name: "sled-9".into(),
+            target: SpTarget::Addr("[::1]:9".parse().unwrap()),
+        };
+        h.reconfigure(vec![other]).await.unwrap();
         while sled.is_running() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -587,18 +616,24 @@ fn finished_updates_are_remembered_up_to_the_history_limit() {
             .map(|i| uuid::Uuid::from_u128(0x7000 + i))
             .collect();
         for (i, id) in ids.iter().enumerate() {
-            h.start_update("sled-0", HBF, 0, *id, image(70 * 1024, 3 + i as u32))
+            h.start_update(bytes("sled-0", HBF, 0, *id, image(70 * 1024, 3 + i as u32)))
                 .await
                 .unwrap();
             assert_eq!(terminal(&h, *id).await.phase, Phase::Complete);
         }
         // The oldest is forgotten: unknown, and its id free for anything.
-        let e = h.update_record(ids[0]).await.unwrap_err();
-        assert_eq!(e, RegistryError::UnknownUpdate(ids[0]));
+        let e = h.update(ids[0]).await.unwrap_err();
+        assert!(
+            matches!(e, RegistryError::UnknownUpdate(id) if id == ids[0]),
+            "{e}"
+        );
         for id in &ids[1..] {
-            assert_eq!(h.update_record(*id).await.unwrap().phase, Phase::Complete);
+            assert_eq!(
+                h.update(*id).await.unwrap().progress().phase,
+                Phase::Complete
+            );
         }
-        h.start_update("sled-0", HBF, 1, ids[0], image(70 * 1024, 99))
+        h.start_update(bytes("sled-0", HBF, 1, ids[0], image(70 * 1024, 99)))
             .await
             .unwrap();
         assert_eq!(terminal(&h, ids[0]).await.phase, Phase::Complete);

@@ -11,6 +11,10 @@
 //! Everything works on byte slices, except [`HubrisArchive::read`], which
 //! takes any `Read + Seek`. Nothing here panics on malformed input.
 
+// The protocol and artifact formats are public APIs: every item says
+// what it is.
+#![warn(missing_docs)]
+
 /// Asserts that `$e` is `Err` matching the pattern, printing it if not.
 #[cfg(test)]
 macro_rules! assert_err {

@@ -3,13 +3,14 @@
 //! binaries are thin wrappers, so everything is testable in-process.
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod systemd;
 
-use actors::{RegistryConfig, RegistryHandle};
+use actors::{Gateway, RegistryConfig, RegistryHandle};
 use std::future::Future;
 use std::time::Duration;
 use tracing::info;
@@ -71,8 +72,8 @@ pub async fn run(
     ));
     registry_config.own_sp = Some(config.rollout.own_sp.clone()).filter(|s| !s.is_empty());
     let state = open_state(&config.state.dir);
-    let (registry, unreadable) =
-        RegistryHandle::start_with_state(registry_config, state).map_err(DaemonError::Sockets)?;
+    let (gw, unreadable) = Gateway::start(registry_config, state).map_err(DaemonError::Sockets)?;
+    let registry = gw.registry.clone();
     for problem in unreadable {
         tracing::error!(%problem, "journal record not read");
     }
@@ -80,7 +81,7 @@ pub async fn run(
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");
     systemd::notify("READY=1");
     let _watchdog = systemd::watchdog();
-    let server = control::ControlServer::new(registry.clone(), &config.control);
+    let server = control::ControlServer::new(gw, &config.control);
     let reload = reload_on_hangup(registry.clone(), config.source.clone());
     tokio::select! {
         _ = server.clone().serve(listener) => {}
@@ -102,7 +103,10 @@ pub async fn run(
         Ok(Ok(left)) if !left.is_empty() => {
             let ids: Vec<String> = left
                 .iter()
-                .map(|r| format!("{} ({} {})", r.id, r.sp, r.component))
+                .map(|u| {
+                    let s = u.spec();
+                    format!("{} ({} {})", s.id, s.sp, s.component)
+                })
                 .collect();
             let kept = if config.state.dir.as_os_str().is_empty() {
                 "no state directory is set, so the next start will not know of them"
@@ -149,7 +153,10 @@ fn open_state(dir: &std::path::Path) -> Option<actors::registry::State> {
 
 /// On SIGHUP, re-read the configuration file and apply its `[[sp]]` list:
 /// new SPs get actors, removed or changed ones are stopped. Other settings
-/// take effect at the next start. A bad file is logged and ignored.
+/// take effect at the next start. A file that does not parse, or a list
+/// the registry refuses (one that would leave no SP, or remove or change
+/// an SP an update or a reset holds), is logged at WARN and changes
+/// nothing: the running configuration stays.
 async fn reload_on_hangup(registry: RegistryHandle, source: Option<std::path::PathBuf>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -164,9 +171,13 @@ async fn reload_on_hangup(registry: RegistryHandle, source: Option<std::path::Pa
         match entries {
             Ok(entries) => match registry.reconfigure(entries).await {
                 Ok(()) => info!(config = %path.display(), "configuration reloaded"),
-                Err(e) => tracing::warn!(error = %e, "reload failed"),
+                Err(e) => {
+                    tracing::warn!(config = %path.display(), error = %e, "reload refused; the running configuration stays")
+                }
             },
-            Err(e) => tracing::warn!(error = %e, "reload failed; keeping the current SPs"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reload refused: the file cannot be used; the running configuration stays")
+            }
         }
     }
 }

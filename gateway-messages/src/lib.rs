@@ -10,6 +10,10 @@
 //! This crate does no I/O and never allocates: it is `no_std` without the
 //! `std` feature. [`sp_impl`] holds the SP-side dispatcher (bytes in, bytes
 //! out over a handler trait); [`mgs`] holds the client-side helpers.
+
+// The protocol and artifact formats are public APIs: every item says
+// what it is.
+#![warn(missing_docs)]
 #![cfg_attr(not(feature = "std"), no_std)]
 
 mod mgs_to_sp;

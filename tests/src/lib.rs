@@ -6,7 +6,10 @@ pub mod raw_udp;
 
 use actors::registry::udp_transport;
 use actors::transport::Transport;
-use actors::{RegistryConfig, RegistryHandle, SpEntry, SpSettings, SpTarget, UpdateRecord};
+use actors::{
+    ImageSource, Progress, RegistryConfig, RegistryHandle, SpEntry, SpSettings, SpTarget,
+    StartUpdate,
+};
 use gateway_messages::{MessageKind, MgsRequest};
 use sp_sim::{RackConfig, SimRack};
 use std::net::SocketAddr;
@@ -51,10 +54,19 @@ pub async fn start(rack: RackConfig, settings: SpSettings) -> (SimRack, Registry
         {
             break;
         }
-        assert!(Instant::now() < deadline, "SPs not discovered: {list:?}");
+        let names: Vec<_> = list
+            .iter()
+            .map(|s| (&s.info.name, s.info.reachable))
+            .collect();
+        assert!(Instant::now() < deadline, "SPs not discovered: {names:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     (rack, handle)
+}
+
+/// A start of the raw image `img`.
+pub fn bytes(sp: &str, component: &str, slot: u16, id: uuid::Uuid, img: Vec<u8>) -> StartUpdate {
+    StartUpdate::new(sp, component, slot, id, ImageSource::Bytes(img))
 }
 
 /// A host-flash image: 64 KiB of 0xFF, then a pattern.
@@ -75,8 +87,8 @@ pub async fn wait_record(
     handle: &RegistryHandle,
     id: uuid::Uuid,
     limit: Duration,
-    done: impl Fn(&UpdateRecord) -> bool,
-) -> UpdateRecord {
+    done: impl Fn(&Progress) -> bool,
+) -> Progress {
     let mut rx = handle.update(id).await.expect("update").watch();
     let waited = tokio::time::timeout(limit, rx.wait_for(|r| done(r)))
         .await
@@ -88,11 +100,7 @@ pub async fn wait_record(
 }
 
 /// Wait until the update reached a terminal phase.
-pub async fn wait_terminal(
-    handle: &RegistryHandle,
-    id: uuid::Uuid,
-    limit: Duration,
-) -> UpdateRecord {
+pub async fn wait_terminal(handle: &RegistryHandle, id: uuid::Uuid, limit: Duration) -> Progress {
     wait_record(handle, id, limit, |r| r.phase.is_terminal()).await
 }
 

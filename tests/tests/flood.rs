@@ -5,7 +5,7 @@
 use actors::registry::RegistryHandle;
 use actors::transport::Transport;
 use actors::Phase;
-use mgsd_tests::{fast_settings, host_image, wait_terminal, CountedSockets};
+use mgsd_tests::{bytes, fast_settings, host_image, wait_terminal, CountedSockets};
 use sp_sim::{RackConfig, SimRack, Timings};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +18,7 @@ const HBF: &str = "host-boot-flash";
 /// Deliver `image` to sled-0; the daemon's own delivery time.
 async fn deliver(h: &RegistryHandle, image: &[u8]) -> Duration {
     let id = uuid::Uuid::new_v4();
-    h.start_update("sled-0", HBF, 0, id, image.to_vec())
+    h.start_update(bytes("sled-0", HBF, 0, id, image.to_vec()))
         .await
         .unwrap();
     let r = wait_terminal(h, id, Duration::from_secs(60)).await;

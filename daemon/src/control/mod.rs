@@ -15,9 +15,8 @@ pub use access::{Access, Peer};
 
 use crate::api::{parse_request, Class, Command, ErrorCode, Response};
 use crate::config::ControlConfig;
-use actors::registry::RegistryHandle;
 use actors::store::AuditEntry;
-use actors::{RegistryError, RpcError, UpdateError};
+use actors::{Gateway, RegistryError, RpcError, UpdateError};
 use framing::{Frame, Framer};
 use gateway_messages::SpError;
 use serde_json::Value;
@@ -78,7 +77,7 @@ pub fn bind(config: &ControlConfig) -> Result<UnixListener, ControlError> {
 /// Serves control connections.
 #[derive(Clone)]
 pub struct ControlServer {
-    handle: RegistryHandle,
+    gw: Gateway,
     max_request_bytes: usize,
     access: Arc<Access>,
     /// Places for connections; one more is told `busy`.
@@ -89,8 +88,16 @@ pub struct ControlServer {
     busy: tokio::sync::watch::Sender<usize>,
 }
 
+/// Why a handler failed: the code and the message.
+type Failed = (ErrorCode, String);
+
 /// What a handler answers.
-type Outcome = Result<Value, (ErrorCode, String)>;
+type Outcome = Result<Value, Failed>;
+
+/// A typed answer as the response's `ok` value.
+fn ok<T: serde::Serialize>(answer: Result<T, Failed>) -> Outcome {
+    answer.map(|t| to_value(&t))
+}
 
 /// How long a connection that will be refused (too many, or a peer with
 /// no access) may take to send its first line: it is read, so the client
@@ -101,14 +108,14 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 const READ_BUFFER: usize = 16 * 1024;
 
 impl ControlServer {
-    /// A server over `handle`, with `config`'s limits and access lists.
-    pub fn new(handle: RegistryHandle, config: &ControlConfig) -> Self {
+    /// A server over `gw`, with `config`'s limits and access lists.
+    pub fn new(gw: Gateway, config: &ControlConfig) -> Self {
         let access = Access::new(config.access.clone());
         for name in access.unknown_names() {
             warn!(%name, "control access: no such {name} in the user database; it grants nothing");
         }
         Self {
-            handle,
+            gw,
             max_request_bytes: config.max_request_bytes,
             access: Arc::new(access),
             connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
@@ -301,7 +308,7 @@ impl ControlServer {
     /// Complete `entry` with what `response` says, log it (target
     /// `audit`) and keep it in the state store.
     fn audit(&self, mut entry: AuditEntry, response: &Response) {
-        entry.time_unix_ms = actors::update_state::unix_ms();
+        entry.time_unix_ms = actors::types::unix_ms();
         match (&response.ok, &response.error) {
             (Some(v), _) => {
                 entry.result = "ok".into();
@@ -337,32 +344,33 @@ impl ControlServer {
             message = entry.message.as_deref(),
             "control command"
         );
-        self.handle.audit(entry);
+        self.gw.registry.audit(entry);
     }
 
     async fn execute(&self, command: Command, fds: Vec<OwnedFd>) -> Outcome {
+        use rollouts::Change;
         match command {
-            Command::Version(_) => sps::version(),
-            Command::Health(_) => sps::health(self).await,
-            Command::List(_) => sps::list(self).await,
-            Command::State(a) => sps::state(self, a).await,
-            Command::Caboose(a) => sps::caboose(self, a).await,
-            Command::PowerGet(a) => sps::power_get(self, a).await,
-            Command::PowerSet(a) => sps::power_set(self, a).await,
-            Command::SlotGet(a) => sps::slot_get(self, a).await,
-            Command::SlotSet(a) => sps::slot_set(self, a).await,
-            Command::Reset(a) => sps::reset(self, a).await,
-            Command::UpdateStart(a) => updates::start(self, a, fds).await,
-            Command::UpdateStatus(a) => updates::status(self, a).await,
-            Command::UpdateAbort(a) => updates::abort(self, a).await,
-            Command::History(a) => updates::history(self, a).await,
-            Command::Audit(a) => updates::audit(self, a).await,
-            Command::RolloutStart(a) => rollouts::start(self, a, fds).await,
-            Command::RolloutStatus(a) => rollouts::status(self, a).await,
-            Command::RolloutPause(a) => rollouts::pause(self, a).await,
-            Command::RolloutResume(a) => rollouts::resume(self, a).await,
-            Command::RolloutAbort(a) => rollouts::abort(self, a).await,
-            Command::RolloutList(_) => rollouts::list(self).await,
+            Command::Version(_) => Ok(to_value(&sps::version())),
+            Command::Health(_) => ok(sps::health(self).await),
+            Command::List(_) => ok(sps::list(self).await),
+            Command::State(a) => ok(sps::state(self, a).await),
+            Command::Caboose(a) => ok(sps::caboose(self, a).await),
+            Command::PowerGet(a) => ok(sps::power_get(self, a).await),
+            Command::PowerSet(a) => ok(sps::power_set(self, a).await),
+            Command::SlotGet(a) => ok(sps::slot_get(self, a).await),
+            Command::SlotSet(a) => ok(sps::slot_set(self, a).await),
+            Command::Reset(a) => ok(sps::reset(self, a).await),
+            Command::UpdateStart(a) => ok(updates::start(self, a, fds).await),
+            Command::UpdateStatus(a) => ok(updates::status(self, a).await),
+            Command::UpdateAbort(a) => ok(updates::abort(self, a).await),
+            Command::History(a) => ok(updates::history(self, a).await),
+            Command::Audit(a) => Ok(to_value(&updates::audit(self, a).await)),
+            Command::RolloutStart(a) => ok(rollouts::start(self, a, fds).await),
+            Command::RolloutStatus(a) => ok(rollouts::status(self, a).await),
+            Command::RolloutPause(a) => ok(rollouts::change(self, a, Change::Pause).await),
+            Command::RolloutResume(a) => ok(rollouts::change(self, a, Change::Resume).await),
+            Command::RolloutAbort(a) => ok(rollouts::change(self, a, Change::Abort).await),
+            Command::RolloutList(_) => Ok(to_value(&rollouts::list(self).await)),
             Command::Watch(_) | Command::RolloutWatch(_) => {
                 unreachable!("handled by the connection")
             }
@@ -444,30 +452,35 @@ fn error_name(code: ErrorCode) -> String {
 }
 
 /// Map every registry error to its stable code.
-pub fn registry_error(e: RegistryError) -> (ErrorCode, String) {
-    let code = match &e {
+pub fn registry_error(e: RegistryError) -> Failed {
+    (error_code(&e), e.to_string())
+}
+
+/// The stable code of `e`.
+pub fn error_code(e: &RegistryError) -> ErrorCode {
+    match e {
         RegistryError::UnknownSp(_) => ErrorCode::UnknownSp,
-        RegistryError::BadComponent { .. } => ErrorCode::BadComponent,
+        RegistryError::BadComponent(_) => ErrorCode::BadComponent,
         RegistryError::UnknownUpdate(_) => ErrorCode::UnknownUpdate,
         RegistryError::Stopped => ErrorCode::ShuttingDown,
-        RegistryError::Socket { .. } => ErrorCode::Internal,
-        RegistryError::ImageUnreadable(_) => ErrorCode::ImageUnreadable,
+        RegistryError::Socket { .. } | RegistryError::Reconfigure(_) => ErrorCode::Internal,
         RegistryError::Plan(_) => ErrorCode::BadPlan,
         RegistryError::UnknownRollout(_) => ErrorCode::UnknownRollout,
-        RegistryError::Spool(_) => ErrorCode::Internal,
         RegistryError::Update(u) => match u {
-            UpdateError::Conflict { .. } => ErrorCode::UpdateConflict,
+            UpdateError::Conflict { .. } | UpdateError::IdTaken { .. } => ErrorCode::UpdateConflict,
             UpdateError::AlreadyRunning { .. }
             | UpdateError::SpHoldsEnded { .. }
-            | UpdateError::ResetWouldEnd { .. } => ErrorCode::UpdateRunning,
+            | UpdateError::SpBusy { .. } => ErrorCode::UpdateRunning,
             UpdateError::BadImage(_) => ErrorCode::BadImage,
+            UpdateError::ImageUnreadable(_) => ErrorCode::ImageUnreadable,
             UpdateError::AbortRefused { .. } => ErrorCode::AbortRefused,
-            UpdateError::Prepare(r) | UpdateError::Rpc(r) => rpc_code(r),
+            UpdateError::Prepare { source, .. } => rpc_code(source),
+            UpdateError::Rpc(r) => rpc_code(r),
+            UpdateError::Spool(_) | UpdateError::Journal { .. } => ErrorCode::Internal,
             UpdateError::ShuttingDown => ErrorCode::ShuttingDown,
         },
         RegistryError::Rpc(r) => rpc_code(r),
-    };
-    (code, e.to_string())
+    }
 }
 
 fn rpc_code(e: &RpcError) -> ErrorCode {

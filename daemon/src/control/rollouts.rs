@@ -1,10 +1,13 @@
 //! Handlers of the rollout commands: start (the plan's images arrive as
 //! descriptors), status, watch, pause, resume, abort and list.
 
-use super::{registry_error, send, to_value, ControlServer, Outcome};
+use super::{registry_error, send, to_value, ControlServer, Failed};
+use crate::api::views::RolloutView;
 use crate::api::{ErrorCode, Response, RolloutArgs, RolloutStartArgs};
+use actors::image::LoadError;
+use actors::rollout::RolloutHandle;
 use actors::rollout_state::RolloutRecord;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 use tokio::net::unix::OwnedWriteHalf;
@@ -12,17 +15,17 @@ use tokio::net::unix::OwnedWriteHalf;
 /// A watcher gets at most one record per this long (the last one always).
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
-/// A rollout's record with its counts, aggregate rate and ETA.
-pub(super) fn view(r: &RolloutRecord) -> Value {
-    let (rate, eta) = r.rate_and_eta();
-    let mut v = to_value(r);
-    v["counts"] = to_value(&r.counts());
-    v["rate_bytes_per_second"] = json!(rate);
-    v["eta_s"] = json!(eta);
-    v
+/// A rollout's record with its counts, aggregate rate and ETA, and how
+/// its targets' updates go.
+async fn view(s: &ControlServer, r: &RolloutRecord) -> RolloutView {
+    RolloutView::of(r, &s.gw.rollouts.live(r).await)
 }
 
-pub(super) async fn start(s: &ControlServer, a: RolloutStartArgs, fds: Vec<OwnedFd>) -> Outcome {
+pub(super) async fn start(
+    s: &ControlServer,
+    a: RolloutStartArgs,
+    fds: Vec<OwnedFd>,
+) -> Result<RolloutView, Failed> {
     let wanted = a
         .plan
         .targets
@@ -40,18 +43,18 @@ pub(super) async fn start(s: &ControlServer, a: RolloutStartArgs, fds: Vec<Owned
             ),
         ));
     }
-    let handle = s.handle.clone();
+    let intake = s.gw.registry.intake().clone();
     // Read no image past the largest slot of any component; whether each
     // fits its targets' components is the plan check's, with their lines.
-    let limit = actors::registry::UPDATABLE
+    let limit = actors::types::UPDATABLE
         .iter()
-        .map(|c| handle.max_image_len(*c))
+        .map(|c| intake.max_image_len(*c))
         .max()
         .unwrap_or(0);
     let mut images = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
         let file = std::fs::File::from(fd);
-        let store = handle.images().clone();
+        let store = intake.images.clone();
         let loaded = tokio::task::spawn_blocking(move || store.load(&file, limit))
             .await
             .map_err(|_| {
@@ -72,7 +75,7 @@ pub(super) async fn start(s: &ControlServer, a: RolloutStartArgs, fds: Vec<Owned
             .collect();
         match loaded {
             Ok(image) => images.push(image),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            Err(e @ (LoadError::Bad(_) | LoadError::TooLarge { .. })) => {
                 let problems: Vec<String> = lines.iter().map(|l| format!("{l}: {e}")).collect();
                 return Err((
                     ErrorCode::BadPlan,
@@ -88,53 +91,57 @@ pub(super) async fn start(s: &ControlServer, a: RolloutStartArgs, fds: Vec<Owned
         }
     }
     let id = a.id.unwrap_or_else(uuid::Uuid::new_v4);
-    let record = s
-        .handle
-        .start_rollout(id, a.plan, images)
-        .await
-        .map_err(registry_error)?;
-    Ok(view(&record))
+    let handle =
+        s.gw.rollouts
+            .begin(id, a.plan, images)
+            .await
+            .map_err(registry_error)?;
+    Ok(view(s, &handle.record()).await)
 }
 
-pub(super) async fn status(s: &ControlServer, a: RolloutArgs) -> Outcome {
-    let h = s.handle.rollout(a.id).await.map_err(registry_error)?;
-    Ok(view(&h.record()))
+fn rollout(s: &ControlServer, id: uuid::Uuid) -> Result<RolloutHandle, Failed> {
+    s.gw.rollouts.get(id).map_err(registry_error)
 }
 
-pub(super) async fn pause(s: &ControlServer, a: RolloutArgs) -> Outcome {
-    let h = s.handle.rollout(a.id).await.map_err(registry_error)?;
-    let done = h.pause().await;
-    answer(done, &h.record(), "pause")
+pub(super) async fn status(s: &ControlServer, a: RolloutArgs) -> Result<RolloutView, Failed> {
+    let h = rollout(s, a.id)?;
+    Ok(view(s, &h.record()).await)
 }
 
-pub(super) async fn resume(s: &ControlServer, a: RolloutArgs) -> Outcome {
-    let h = s.handle.rollout(a.id).await.map_err(registry_error)?;
-    let done = h.resume().await;
-    answer(done, &h.record(), "resume")
+/// What a rollout command can ask of a rollout.
+pub(super) enum Change {
+    Pause,
+    Resume,
+    Abort,
 }
 
-pub(super) async fn abort(s: &ControlServer, a: RolloutArgs) -> Outcome {
-    let h = s.handle.rollout(a.id).await.map_err(registry_error)?;
-    let done = h.abort().await;
-    answer(done, &h.record(), "abort")
-}
-
-fn answer(done: bool, r: &RolloutRecord, what: &str) -> Outcome {
-    if done {
-        Ok(view(r))
-    } else {
-        Err((
+pub(super) async fn change(
+    s: &ControlServer,
+    a: RolloutArgs,
+    change: Change,
+) -> Result<RolloutView, Failed> {
+    let h = rollout(s, a.id)?;
+    let (done, what) = match change {
+        Change::Pause => (h.pause().await, "pause"),
+        Change::Resume => (h.resume().await, "resume"),
+        Change::Abort => (h.abort().await, "abort"),
+    };
+    let r = h.record();
+    if !done {
+        return Err((
             ErrorCode::RolloutState,
             format!("cannot {what} rollout {}: it is {}", r.id, r.phase.as_str()),
-        ))
+        ));
     }
+    Ok(view(s, &r).await)
 }
 
-pub(super) async fn list(s: &ControlServer) -> Outcome {
-    let all = s.handle.rollouts().await.map_err(registry_error)?;
-    Ok(Value::Array(
-        all.iter().map(|h| view(&h.record())).collect(),
-    ))
+pub(super) async fn list(s: &ControlServer) -> Vec<RolloutView> {
+    let mut views = Vec::new();
+    for h in s.gw.rollouts.all() {
+        views.push(view(s, &h.record()).await);
+    }
+    views
 }
 
 /// Stream a rollout's records as events (at most one per
@@ -145,10 +152,9 @@ pub(super) async fn watch(
     req_id: Option<Value>,
     a: RolloutArgs,
 ) {
-    let h = match s.handle.rollout(a.id).await {
+    let h = match rollout(s, a.id) {
         Ok(h) => h,
-        Err(e) => {
-            let (code, message) = registry_error(e);
+        Err((code, message)) => {
             let _ = send(write, &Response::error(req_id, code, message)).await;
             return;
         }
@@ -157,13 +163,15 @@ pub(super) async fn watch(
     loop {
         let record = rx.borrow_and_update().clone();
         if record.phase.is_terminal() {
-            let _ = send(write, &Response::ok(req_id, view(&record))).await;
+            let _ = send(
+                write,
+                &Response::ok(req_id, to_value(&view(s, &record).await)),
+            )
+            .await;
             return;
         }
-        if send(write, &Response::event(req_id.clone(), view(&record)))
-            .await
-            .is_err()
-        {
+        let event = Response::event(req_id.clone(), to_value(&view(s, &record).await));
+        if send(write, &event).await.is_err() {
             return;
         }
         tokio::time::sleep(WATCH_EVERY).await;

@@ -1,17 +1,23 @@
 //! Handlers of the update commands: start (the image arrives as a
 //! descriptor), status, abort, watch, history, and the audit log.
 
-use super::{registry_error, send, to_value, ControlServer, Outcome};
+use super::{registry_error, send, ControlServer, Failed};
+use crate::api::views::{AbortView, AuditEntry, HistoryRow, UpdateRecord, UpdateStatusView};
 use crate::api::{
     AuditArgs, ComponentArgs, ErrorCode, HistoryArgs, Response, UpdateAbortArgs, UpdateStartArgs,
     MAX_LIMIT,
 };
-use serde_json::{json, Value};
+use actors::{ImageSource, StartUpdate, UpdateHandle};
+use serde_json::Value;
 use std::os::fd::OwnedFd;
 use tokio::net::unix::OwnedWriteHalf;
 
 /// Start an update of the image whose descriptor came with the request.
-pub(super) async fn start(s: &ControlServer, a: UpdateStartArgs, mut fds: Vec<OwnedFd>) -> Outcome {
+pub(super) async fn start(
+    s: &ControlServer,
+    a: UpdateStartArgs,
+    mut fds: Vec<OwnedFd>,
+) -> Result<UpdateRecord, Failed> {
     let file = match (fds.pop(), fds.is_empty()) {
         (Some(fd), true) => std::fs::File::from(fd),
         (None, _) => {
@@ -29,100 +35,102 @@ pub(super) async fn start(s: &ControlServer, a: UpdateStartArgs, mut fds: Vec<Ow
             ))
         }
     };
-    let activate = match (a.activate, a.no_watchdog || a.watchdog_ms.is_some()) {
-        (true, _) => Some(
-            crate::api::reset_options(a.no_watchdog, a.watchdog_ms)
-                .map_err(|e| (ErrorCode::BadRequest, e))?,
-        ),
-        (false, true) => {
-            return Err((
-                ErrorCode::BadRequest,
-                "no_watchdog and watchdog_ms go with \"activate\": true".into(),
-            ))
-        }
-        (false, false) => None,
-    };
-    let id = a.id.unwrap_or_else(uuid::Uuid::new_v4);
-    let record = if a.archive {
-        s.handle
-            .start_update_archive(
-                &a.sp,
-                &a.component,
-                a.slot,
-                id,
-                file,
-                a.force_board,
-                activate,
-            )
-            .await
+    let activate = a.activation().map_err(|e| (ErrorCode::BadRequest, e))?;
+    let source = if a.archive {
+        ImageSource::Archive(file)
     } else {
-        s.handle
-            .start_update_fd(&a.sp, &a.component, a.slot, id, file, activate)
+        ImageSource::File(file)
+    };
+    let start = StartUpdate {
+        activate,
+        force_board: a.force_board,
+        ..StartUpdate::new(
+            &a.sp,
+            &a.component,
+            a.slot,
+            a.id.unwrap_or_else(uuid::Uuid::new_v4),
+            source,
+        )
+    };
+    let handle =
+        s.gw.registry
+            .start_update(start)
             .await
-    }
-    .map_err(registry_error)?;
-    Ok(to_value(&record))
+            .map_err(registry_error)?;
+    Ok(UpdateRecord::from(&handle))
 }
 
-pub(super) async fn status(s: &ControlServer, a: ComponentArgs) -> Outcome {
-    let view = s
-        .handle
-        .update_status(&a.sp, &a.component)
-        .await
-        .map_err(registry_error)?;
-    Ok(to_value(&view))
+pub(super) async fn status(
+    s: &ControlServer,
+    a: ComponentArgs,
+) -> Result<UpdateStatusView, Failed> {
+    let view =
+        s.gw.registry
+            .update_status(&a.sp, &a.component)
+            .await
+            .map_err(registry_error)?;
+    Ok(UpdateStatusView {
+        sp: view.sp.to_string(),
+        component: view.component.to_string(),
+        sp_status: view.sp_status,
+        sp_status_age_ms: view.sp_status_age.as_millis() as u64,
+        delivery: view.delivery.as_ref().map(UpdateRecord::from),
+    })
 }
 
-pub(super) async fn abort(s: &ControlServer, a: UpdateAbortArgs) -> Outcome {
-    s.handle
+pub(super) async fn abort(s: &ControlServer, a: UpdateAbortArgs) -> Result<AbortView, Failed> {
+    s.gw.registry
         .abort_update(&a.sp, &a.component, a.id)
         .await
         .map_err(registry_error)?;
-    Ok(json!({ "id": a.id, "aborted": true }))
+    Ok(AbortView {
+        id: a.id,
+        aborted: true,
+    })
 }
 
 /// Finished updates, newest first, with duration and mean rate.
-pub(super) async fn history(s: &ControlServer, a: HistoryArgs) -> Outcome {
+pub(super) async fn history(s: &ControlServer, a: HistoryArgs) -> Result<Vec<HistoryRow>, Failed> {
+    let r = &s.gw.registry;
     let sp = match a.sp {
-        Some(sp) => Some(
-            s.handle
-                .sp(&sp)
-                .await
-                .map_err(registry_error)?
-                .name()
-                .clone(),
-        ),
+        Some(sp) => Some(r.sp(&sp).await.map_err(registry_error)?.name().clone()),
+        None => None,
+    };
+    let component = match a.component {
+        Some(c) => Some(actors::types::parse_component(&c).map_err(|e| registry_error(e.into()))?),
         None => None,
     };
     let query = actors::registry::History {
         sp,
-        component: a.component,
+        component,
         since_unix_ms: a.since_unix_ms,
         limit: a.limit.min(MAX_LIMIT),
     };
-    let records = s.handle.history(query).await.map_err(registry_error)?;
-    let rows = records.iter().map(|r| {
-        let mut v = to_value(r);
-        let duration = r
-            .finished_unix_ms
-            .map(|f| f.saturating_sub(r.started_unix_ms));
-        v["duration_ms"] = json!(duration);
-        v["mean_bytes_per_second"] = json!(duration
-            .filter(|d| *d > 0)
-            .map(|d| r.bytes_acked * 1000 / d));
-        v
-    });
-    Ok(Value::Array(rows.collect()))
+    let updates = r.history(query).await.map_err(registry_error)?;
+    Ok(updates
+        .iter()
+        .map(|u| {
+            let record = UpdateRecord::from(u);
+            let duration_ms = record
+                .finished_unix_ms
+                .map(|f| f.saturating_sub(record.started_unix_ms));
+            HistoryRow {
+                mean_bytes_per_second: duration_ms
+                    .filter(|d| *d > 0)
+                    .map(|d| record.bytes_acked * 1000 / d),
+                duration_ms,
+                record,
+            }
+        })
+        .collect())
 }
 
 /// Operate commands and refusals, newest first (kept only with a state
 /// directory).
-pub(super) async fn audit(s: &ControlServer, a: AuditArgs) -> Outcome {
-    let entries = s
-        .handle
+pub(super) async fn audit(s: &ControlServer, a: AuditArgs) -> Vec<AuditEntry> {
+    s.gw.registry
         .audit_log(a.since_unix_ms.unwrap_or(0), a.limit.min(MAX_LIMIT))
-        .await;
-    Ok(to_value(&entries))
+        .await
 }
 
 /// Stream one update's record until it ends (the final record is the
@@ -138,7 +146,7 @@ pub(super) async fn watch(
     let Some(id) = id else {
         return watch_all(s, write, req_id).await;
     };
-    let handle = match s.handle.update(id).await {
+    let handle = match s.gw.registry.update(id).await {
         Ok(h) => h,
         Err(e) => {
             let (code, message) = registry_error(e);
@@ -148,12 +156,13 @@ pub(super) async fn watch(
     };
     let mut rx = handle.watch();
     loop {
-        let record = rx.borrow_and_update().clone();
-        if record.phase.is_terminal() {
-            let _ = send(write, &Response::ok(req_id, to_value(&record))).await;
+        let phase = rx.borrow_and_update().phase;
+        let record = super::to_value(&UpdateRecord::from(&handle));
+        if phase.is_terminal() {
+            let _ = send(write, &Response::ok(req_id, record)).await;
             return;
         }
-        if send(write, &Response::event(req_id.clone(), to_value(&record)))
+        if send(write, &Response::event(req_id.clone(), record))
             .await
             .is_err()
         {
@@ -171,13 +180,12 @@ async fn watch_all(s: &ControlServer, write: &mut OwnedWriteHalf, req_id: Option
     use futures_util::StreamExt;
     let mut followed = std::collections::HashSet::new();
     let mut streams = futures_util::stream::SelectAll::new();
-    let mut add = |handle: actors::UpdateHandle,
-                   streams: &mut futures_util::stream::SelectAll<_>| {
+    let mut add = |handle: UpdateHandle, streams: &mut futures_util::stream::SelectAll<_>| {
         if followed.insert(handle.id()) {
-            streams.push(Box::pin(follow(handle.watch())));
+            streams.push(Box::pin(follow(handle)));
         }
     };
-    let Ok((running, mut started)) = s.handle.subscribe().await else {
+    let Ok((running, mut started)) = s.gw.registry.subscribe().await else {
         let r = Response::error(req_id, ErrorCode::ShuttingDown, "daemon is shutting down");
         let _ = send(write, &r).await;
         return;
@@ -188,7 +196,8 @@ async fn watch_all(s: &ControlServer, write: &mut OwnedWriteHalf, req_id: Option
     loop {
         tokio::select! {
             Some(record) = streams.next() => {
-                if send(write, &Response::event(req_id.clone(), to_value(&record))).await.is_err() {
+                let event = Response::event(req_id.clone(), super::to_value(&record));
+                if send(write, &event).await.is_err() {
                     return;
                 }
             }
@@ -196,7 +205,7 @@ async fn watch_all(s: &ControlServer, write: &mut OwnedWriteHalf, req_id: Option
                 Ok(h) => add(h, &mut streams),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // Missed some starts: pick up whatever runs now.
-                    match s.handle.subscribe().await {
+                    match s.gw.registry.subscribe().await {
                         Ok((running, feed)) => {
                             started = feed;
                             for h in running {
@@ -212,27 +221,18 @@ async fn watch_all(s: &ControlServer, write: &mut OwnedWriteHalf, req_id: Option
     }
 }
 
-/// Each record an update publishes, through its final one. An update the
-/// SP never accepted is not shown.
-fn follow(
-    rx: tokio::sync::watch::Receiver<actors::UpdateRecord>,
-) -> impl futures_util::Stream<Item = actors::UpdateRecord> {
-    futures_util::stream::unfold(Some((rx, true)), |state| async move {
-        let (mut rx, mut fresh) = state?;
-        loop {
-            if !fresh && rx.changed().await.is_err() {
-                return None;
-            }
-            fresh = false;
-            let record = rx.borrow_and_update().clone();
-            if record.start_error.is_some() {
-                return None;
-            }
-            if record.phase == actors::Phase::Starting {
-                continue;
-            }
-            let next = (!record.phase.is_terminal()).then_some((rx, false));
-            return Some((record, next));
+/// Each record an update publishes, through its final one (the SP had
+/// accepted it before anyone could follow it).
+fn follow(handle: UpdateHandle) -> impl futures_util::Stream<Item = UpdateRecord> {
+    let rx = handle.watch();
+    futures_util::stream::unfold(Some((handle, rx, true)), |state| async move {
+        let (handle, mut rx, fresh) = state?;
+        if !fresh && rx.changed().await.is_err() {
+            return None;
         }
+        let phase = rx.borrow_and_update().phase;
+        let record = UpdateRecord::from(&handle);
+        let next = (!phase.is_terminal()).then_some((handle, rx, false));
+        Some((record, next))
     })
 }

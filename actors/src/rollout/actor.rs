@@ -1,30 +1,27 @@
 //! `RolloutActor`: one per rollout. Owns the rollout's [`RolloutRecord`]
-//! (published on a `watch`, journalled at every change of state and at
-//! most every few seconds of progress) and the images of its targets. It
-//! starts each target's update through the registry, the same owner as
-//! single updates (with an id derived from the rollout's, so a start made
-//! again after a restart is the same update), follows it, runs the
-//! after-action, and keeps to the plan's waves, concurrency cap and stop
-//! rule. Pause, resume and abort are messages to it; the clients that
-//! asked are never needed.
+//! (published on a `watch`, journalled at every change of state) and the
+//! images of its targets. It starts each target's update through the
+//! registry, the same owner as single updates (with an id derived from
+//! the rollout's, so a start made again after a restart is the same
+//! update), follows it to its end, runs the after-action, and keeps to the
+//! plan's waves, concurrency cap and stop rule. How a target's update goes
+//! is read from that update, never copied here. Pause, resume and abort
+//! are messages to it; the clients that asked are never needed.
 
-use crate::activate::{Outcome, ResetOptions};
+use crate::error::{RegistryError, UpdateError};
 use crate::image::Image;
+use crate::intake::{ImageSource, StartUpdate};
 use crate::journal::JournalHandle;
-use crate::registry::{parse_updatable, RegistryError, RegistryHandle};
-use crate::rollout_state::{After, RolloutPhase, RolloutRecord, TargetState};
-use crate::update_state::{unix_ms, Phase};
-use crate::UpdateError;
-use gateway_messages::MgsRequest;
+use crate::record::Phase;
+use crate::registry::RegistryHandle;
+use crate::reset::{Outcome, ResetOptions};
+use crate::rollout_state::{After, RolloutPhase, RolloutRecord, Target, TargetState};
+use crate::types::unix_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
-
-/// Journal progress at most this often between changes of state.
-const JOURNAL_EVERY: Duration = Duration::from_secs(2);
 
 /// What a client may ask of a running rollout.
 enum Command {
@@ -33,13 +30,8 @@ enum Command {
     Abort(oneshot::Sender<bool>),
 }
 
-/// What a target's driver reports.
-enum Event {
-    /// Its update's phase and bytes acknowledged.
-    Progress(usize, Phase, u64),
-    /// It ended, in this state, for this reason.
-    Ended(usize, TargetState, Option<String>),
-}
+/// A target's driver ended: target, state, reason.
+struct Ended(usize, TargetState, Option<String>);
 
 /// A typed handle on a rollout actor (or on a rollout that has ended).
 #[derive(Clone)]
@@ -59,15 +51,13 @@ impl RolloutHandle {
     ) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let (tx, watch) = watch::channel(record);
-        crate::metrics::follow_rollout(watch.clone());
+        super::rollout_metrics::follow(watch.clone());
         let span = tracing::info_span!("rollout", rollout = %tx.borrow().id);
         let actor = RolloutActor {
             record: tx,
             images,
             registry,
             journal,
-            delivering: HashMap::new(),
-            journalled: Instant::now(),
         };
         actix::spawn(actor.run(rx).instrument(span));
         Self {
@@ -113,10 +103,6 @@ struct RolloutActor {
     images: HashMap<String, Arc<Image>>,
     registry: RegistryHandle,
     journal: Option<JournalHandle>,
-    /// Per target delivering now: when and at what byte its delivery was
-    /// first seen (its rate is measured from there).
-    delivering: HashMap<usize, (Instant, u64)>,
-    journalled: Instant,
 }
 
 impl RolloutActor {
@@ -180,7 +166,7 @@ impl RolloutActor {
                 .map(|t| Duration::from_millis(t.saturating_sub(unix_ms())));
             tokio::select! {
                 Some(command) = commands.recv() => self.command(command).await,
-                Some(event) = events.recv() => self.event(event).await,
+                Some(ended) = events.recv() => self.ended(ended).await,
                 _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(86_400))), if wait.is_some() => {}
             }
         }
@@ -229,55 +215,21 @@ impl RolloutActor {
         }
     }
 
-    async fn event(&mut self, event: Event) {
-        match event {
-            Event::Progress(i, phase, bytes) => {
-                let now = Instant::now();
-                if phase == Phase::Delivering {
-                    self.delivering.entry(i).or_insert((now, bytes));
-                }
-                let rate = self.delivering.get(&i).and_then(|(t0, b0)| {
-                    let secs = now.duration_since(*t0).as_secs_f64();
-                    (secs >= 0.5).then(|| (bytes.saturating_sub(*b0) as f64 / secs) as u64)
-                });
-                self.record.send_modify(|r| {
-                    let t = &mut r.targets[i];
-                    t.phase = Some(phase);
-                    t.bytes_acked = bytes;
-                    if rate.is_some() {
-                        t.rate_bytes_per_second = rate;
-                    }
-                    t.eta_s = t
-                        .rate_bytes_per_second
-                        .filter(|r| *r > 0)
-                        .map(|r| t.total_bytes.saturating_sub(bytes).div_ceil(r));
-                });
-                if self.journalled.elapsed() >= JOURNAL_EVERY {
-                    self.journal();
-                }
-            }
-            Event::Ended(i, state, failure) => {
-                self.delivering.remove(&i);
-                self.record.send_modify(|r| {
-                    let t = &mut r.targets[i];
-                    t.state = state;
-                    t.failure = failure;
-                    t.finished_unix_ms = Some(unix_ms());
-                    t.eta_s = None;
-                    if state == TargetState::Complete {
-                        t.eta_s = Some(0);
-                    }
-                });
-                let r = self.record.borrow().clone();
-                let t = &r.targets[i];
-                info!(sp = %t.sp, component = %t.component, update = %t.update_id, state = state.as_str(), failure = t.failure.as_deref(), "rollout target ended");
-                self.journal_now().await;
-            }
-        }
+    async fn ended(&mut self, Ended(i, state, failure): Ended) {
+        self.record.send_modify(|r| {
+            let t = &mut r.targets[i];
+            t.state = state;
+            t.failure = failure;
+            t.finished_unix_ms = Some(unix_ms());
+        });
+        let r = self.record.borrow().clone();
+        let t = &r.targets[i];
+        info!(sp = %t.sp, component = %t.component, update = %t.update_id, state = state.as_str(), failure = t.failure.as_deref(), "rollout target ended");
+        self.journal_now().await;
     }
 
     /// Start driving target `i`: its update, then its after-action.
-    fn drive(&self, i: usize, events: &mpsc::UnboundedSender<Event>) {
+    fn drive(&self, i: usize, events: &mpsc::UnboundedSender<Ended>) {
         let r = self.record.borrow();
         let t = r.targets[i].clone();
         let image = self.images.get(&t.image_sha256).cloned();
@@ -286,7 +238,7 @@ impl RolloutActor {
         actix::spawn(
             async move {
                 let ended = match image {
-                    Some(image) => drive(&registry, &t, image, after, i, &events).await,
+                    Some(image) => drive(&registry, &t, image, after).await,
                     None => Some((
                         TargetState::Failed,
                         Some(format!(
@@ -298,19 +250,11 @@ impl RolloutActor {
                 // None: the daemon is stopping; the target stays running in
                 // the journal and is taken up at the next start.
                 if let Some((state, failure)) = ended {
-                    let _ = events.send(Event::Ended(i, state, failure));
+                    let _ = events.send(Ended(i, state, failure));
                 }
             }
             .instrument(span),
         );
-    }
-
-    /// Journal the record (in the background).
-    fn journal(&mut self) {
-        if let Some(j) = &self.journal {
-            j.write_rollout(self.record.borrow().clone());
-            self.journalled = Instant::now();
-        }
     }
 
     /// Journal the record and wait until it is written (before anything
@@ -318,7 +262,6 @@ impl RolloutActor {
     async fn journal_now(&mut self) {
         if let Some(j) = self.journal.clone() {
             j.write_rollout_now(self.record.borrow().clone()).await;
-            self.journalled = Instant::now();
         }
     }
 }
@@ -327,66 +270,54 @@ impl RolloutActor {
 /// then run the after-action. `None` if the daemon stops first.
 async fn drive(
     registry: &RegistryHandle,
-    t: &crate::rollout_state::Target,
+    t: &Target,
     image: Arc<Image>,
     after: After,
-    i: usize,
-    events: &mpsc::UnboundedSender<Event>,
 ) -> Option<(TargetState, Option<String>)> {
     let failed = |why: String| Some((TargetState::Failed, Some(why)));
-    let component = match parse_updatable(&t.component) {
-        Ok(c) => c,
-        Err(e) => return failed(e.to_string()),
-    };
-    let sp = match registry.sp(t.sp.as_str()).await {
-        Ok(sp) => sp,
-        Err(e) => return failed(e.to_string()),
-    };
-    match registry
-        .start_update_image(&sp, component, t.slot, t.update_id, image)
-        .await
-    {
-        Ok(_) => {}
+    let start = StartUpdate::new(
+        t.sp.as_str(),
+        &t.component,
+        t.slot,
+        t.update_id,
+        ImageSource::Image(image),
+    );
+    let handle = match registry.start_update(start).await {
+        Ok(handle) => handle,
         Err(RegistryError::Update(UpdateError::ShuttingDown) | RegistryError::Stopped) => {
             return None
         }
         Err(e) => return failed(e.to_string()),
-    }
-    let handle = match registry.update(t.update_id).await {
-        Ok(h) => h,
-        Err(e) => return failed(e.to_string()),
     };
     let mut rx = handle.watch();
-    let last = loop {
-        let record = rx.borrow_and_update().clone();
-        let _ = events.send(Event::Progress(i, record.phase, record.bytes_acked));
-        if record.phase.is_terminal() {
-            break record;
-        }
-        if rx.changed().await.is_err() {
-            return None;
-        }
+    let Ok(last) = rx
+        .wait_for(|p| p.phase.is_terminal())
+        .await
+        .map(|p| p.clone())
+    else {
+        return None;
     };
+    let reason = last.failure.map(|f| f.reason);
     match last.phase {
         Phase::Complete => {}
-        Phase::Aborted => return Some((TargetState::Aborted, last.failure)),
-        _ => {
-            return failed(
-                last.failure
-                    .unwrap_or_else(|| "the update did not finish".into()),
-            )
-        }
+        Phase::Aborted => return Some((TargetState::Aborted, reason)),
+        _ => return failed(reason.unwrap_or_else(|| "the update did not finish".into())),
     }
-    let slot = t.slot;
     // An SP image is activated under the watchdog, as `mgsctl reset` does.
     let reset = || registry.reset(t.sp.as_str(), &t.component, ResetOptions::default());
     let result = match after {
         After::Nothing => return Some((TargetState::Complete, None)),
         After::Reset => reset().await,
         After::ActivateAndReset => {
-            let persist = MgsRequest::ComponentSetAndPersistActiveSlot { component, slot };
-            match registry.rpc(t.sp.as_str(), persist).await {
-                Ok(_) => reset().await,
+            let persisted = match registry.sp(t.sp.as_str()).await {
+                Ok(sp) => sp
+                    .set_active_slot(handle.spec().component, t.slot, true)
+                    .await
+                    .map_err(RegistryError::from),
+                Err(e) => Err(e),
+            };
+            match persisted {
+                Ok(()) => reset().await,
                 Err(e) => Err(e),
             }
         }
