@@ -204,7 +204,7 @@ pub enum UpdateError {
     ShuttingDown,
 }
 
-/// Why a command of the typed API (see [`crate::registry::RegistryHandle`])
+/// Why a command of the typed API (the registry's handle)
 /// could not be carried out.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {

@@ -1,7 +1,7 @@
 //! Resets as values: how to reset ([`ResetOptions`]), what came back
 //! ([`Activation`], [`Outcome`]) and the pure judgement of whether the SP
 //! runs the image sent ([`judge`]). The requests are sent by
-//! [`crate::activate`].
+//! the activation driver (`activate`).
 
 use crate::settings::RpcPolicy;
 use crate::types::{ArtifactInfo, SpName};

@@ -1,6 +1,6 @@
 //! The state directory, as plain blocking code: a SQLite database of
 //! update records (`mgsd.db`) and a content-addressed image spool
-//! (`images/<sha256>`). The [`crate::journal`] actor owns the database on
+//! (`images/<sha256>`). The journal actor owns the database on
 //! its own thread; the spool is only files, written where images are
 //! loaded and read back where updates resume.
 //!
