@@ -391,6 +391,15 @@ impl SpHandler for Device {
         }
     }
 
+    fn num_devices(&mut self) -> u32 {
+        self.inventory.num_devices()
+    }
+
+    fn device_description(&mut self, index: u32) -> gateway_messages::tlv::DeviceDescription<'_> {
+        let a0 = self.host_on();
+        self.inventory.description(index, a0)
+    }
+
     fn num_ignition_ports(&mut self) -> Result<u32, SpError> {
         self.controller()?;
         Ok(crate::ignition::IGNITION_PORTS)
