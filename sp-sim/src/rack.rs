@@ -469,6 +469,47 @@ mod tests {
     }
 
     #[test]
+    fn console_recovery_ignition_and_sensor_options_parse() {
+        let rack = RackConfig::from_toml(
+            r#"
+            mgs = ["[::1]:22222", "[::1]:22223"]
+            [timings]
+            console_line_ms = 250
+            uart_baud = 115200
+            [faults]
+            hash_written_bytes = true
+            sensor_errors = [{ sensor = 3, error = "device_timeout" }]
+            [[sp]]
+            name = "sled-0"
+            kind = "sled"
+            serial = "s0"
+            ignition_target = 7
+            recovery_hash = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(rack.mgs.len(), 2);
+        assert_eq!(rack.timings.console_line_ms, 250);
+        assert_eq!(rack.timings.phase2_try_other_ms, 500);
+        assert!(rack.faults.hash_written_bytes);
+        assert_eq!(rack.faults.sensor_errors[0].sensor, 3);
+        assert_eq!(rack.sps[0].ignition_target, Some(7));
+        let hash = parse_hash(rack.sps[0].recovery_hash.as_deref().unwrap()).unwrap();
+        assert_eq!(hash[1], 0x11);
+        assert!(parse_hash("xyz").is_none());
+    }
+
+    #[test]
+    fn the_default_ignition_map_is_the_real_racks() {
+        let rack = RackConfig::standard(3, 2, 1);
+        // sled-0..2, switch-0, switch-1, psc-0 as seen from switch-0.
+        let map = ignition_map(&rack.sps, 3);
+        assert_eq!(map, [(0, 14), (1, 30), (2, 15), (3, 35), (4, 34), (5, 32)]);
+        let from_switch1 = ignition_map(&rack.sps, 4);
+        assert!(from_switch1.contains(&(3, 34)) && from_switch1.contains(&(4, 35)));
+    }
+
+    #[test]
     fn interface_index_reads_sysfs_and_refuses_paths() {
         // Every network namespace has a loopback interface.
         assert!(interface_index("lo").unwrap() > 0);
