@@ -1,20 +1,29 @@
 //! One simulated SP's device model — identity, power, slots, cabooses,
-//! reset, host flash and update state — and its [`SpHandler`], so the
-//! protocol dispatcher in `gateway-messages` drives it directly.
+//! reset, host flash, update state, and the parts in `console`,
+//! `recovery`, `inventory`, `ignition` and `dumps` — and its
+//! [`SpHandler`](gateway_messages::sp_impl::SpHandler) (in the `handler`
+//! submodule), so the protocol dispatcher in `gateway-messages` drives it
+//! directly. SP-initiated packets (console output, phase-2 requests) come
+//! out of [`Device::poll_outgoing`].
 
+use crate::console::{Console, ConsoleConfig};
+use crate::dumps::Dumps;
 use crate::flash::{HashCache, HostFlash};
+use crate::ignition::IgnitionController;
+use crate::inventory::{Inventory, SensorFault};
+use crate::recovery::{HostPhase2, Phase2Config};
 use crate::update::{UpdateLimits, Updates};
 use artifacts::image::{Caboose as ImageCaboose, ImageHeader, SP_HEADER_OFFSET};
-use gateway_messages::sp_impl::{PowerStateTransition, ResetOutcome, SpHandler};
 use gateway_messages::{
-    ComponentUpdatePrepare, DiscoverResponse, Fwid, HfError, PowerState, RotBootInfo, RotSlotId,
-    RotStateV2, RotStateV3, SpComponent, SpError, SpPort, SpStateV2, SpUpdatePrepare, UpdateChunk,
-    UpdateId, UpdateStatus, WatchdogError, HF_PAGE_SIZE,
+    PowerState, RotSlotId, RotStateV2, SpComponent, SpError, UpdateStatus, MAX_SERIALIZED_SIZE,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::time::{Duration, Instant};
+
+mod handler;
 
 /// What kind of board an SP sits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -80,6 +89,19 @@ pub struct Timings {
     pub hash_ms: u64,
     /// Host-flash device size in MiB (whole 64 KiB sectors).
     pub host_flash_mib: u32,
+    /// Interval of the simulated host's periodic console lines, in ms;
+    /// 0: none.
+    pub console_line_ms: u64,
+    /// Age (ms) of the oldest buffered console byte that makes the SP send.
+    pub console_flush_ms: u64,
+    /// Silence (ms) after which the SP drops its console gateway.
+    pub console_idle_timeout_ms: u64,
+    /// Host UART speed in baud (10 bits a byte); 0: unlimited.
+    pub uart_baud: u64,
+    /// Phase-2 requests: wait (ms) before asking the other port's gateway.
+    pub phase2_try_other_ms: u64,
+    /// Phase-2 requests: further wait (ms) before a new round.
+    pub phase2_retry_ms: u64,
 }
 
 impl Default for Timings {
@@ -92,12 +114,20 @@ impl Default for Timings {
             reset_ms: 2000,
             hash_ms: 300,
             host_flash_mib: 32,
+            console_line_ms: 1000,
+            console_flush_ms: 500,
+            console_idle_timeout_ms: 20_000,
+            uart_baud: 3_000_000,
+            phase2_try_other_ms: 500,
+            phase2_retry_ms: 1000,
         }
     }
 }
 
 impl Timings {
-    /// No waiting anywhere: for tests and benchmarks.
+    /// No waiting anywhere: for tests and benchmarks. The console sends at
+    /// once and prints no periodic lines; phase-2 retries are short (10 and
+    /// 20 ms) but not zero, so a lost request is resent, not flooded.
     pub fn instant() -> Self {
         Self {
             sector_erase_ms: 0.0,
@@ -106,6 +136,12 @@ impl Timings {
             reset_ms: 0,
             hash_ms: 0,
             host_flash_mib: 32,
+            console_line_ms: 0,
+            console_flush_ms: 0,
+            console_idle_timeout_ms: 20_000,
+            uart_baud: 0,
+            phase2_try_other_ms: 10,
+            phase2_retry_ms: 20,
         }
     }
 
@@ -192,6 +228,27 @@ impl Caboose {
     }
 }
 
+/// State of the system LED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedState {
+    /// Off (at boot).
+    Off,
+    /// On.
+    On,
+    /// Blinking.
+    Blink,
+}
+
+/// Behaviours of another SP implementation, switched on per request by the
+/// server from the fault config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quirks {
+    /// Host-flash hash of just the bytes the last update wrote.
+    pub hash_written_bytes: bool,
+    /// After booting a new SP image, keep reporting the old archive id.
+    pub archive_id_unchanged: bool,
+}
+
 /// One simulated SP.
 #[derive(Debug)]
 pub struct Device {
@@ -237,6 +294,44 @@ pub struct Device {
     pub disabled_watchdog: bool,
     /// Set when the current request was a reset prepare.
     pub reset_prepare_seen: bool,
+    /// Sender of the current request (set by the server).
+    pub peer: Option<SocketAddr>,
+    /// Address the last MGS request came from.
+    pub last_mgs: Option<SocketAddr>,
+    /// Gateways on switch ports 1 and 2, where phase-2 requests go (the
+    /// real SP multicasts on the port); `None`: the last MGS heard.
+    pub mgs_ports: [Option<SocketAddr>; 2],
+    /// Quirks in force for the current request.
+    pub quirks: Quirks,
+    /// Host serial console (sleds).
+    pub console: Option<Console>,
+    /// Host phase-2 fetch (sleds).
+    pub phase2: Option<HostPhase2>,
+    /// The phase-2 image the host's recovery wants, kept across resets.
+    pub recovery_hash: Option<[u8; 32]>,
+    /// Installinator image id stored over IPCC (RAM).
+    pub installinator_image_id: Vec<u8>,
+    /// Inventory and sensors.
+    pub inventory: Inventory,
+    /// Sensor faults applied from the fault config.
+    pub applied_sensor_faults: Vec<SensorFault>,
+    /// Ignition controller (switches, once the rack wires it).
+    pub ignition: Option<IgnitionController>,
+    /// Task dumps.
+    pub dumps: Dumps,
+    /// System LED.
+    pub led: LedState,
+    /// Host NMIs sent.
+    pub nmi_count: u64,
+    /// Host startup options (raw bits; sleds).
+    pub startup_options: u64,
+    /// Seed of deterministic content (sensor noise, dump memory).
+    pub seed: u64,
+    /// Uptime (ms) of the last transition to A2.
+    off_since_ms: u64,
+    /// Archive id reported before the last boot switched banks.
+    previous_archive: Option<[u8; 8]>,
+    next_message_id: u32,
 }
 
 impl Device {
@@ -293,7 +388,53 @@ impl Device {
             id.copy_from_slice(&digest[..8]);
             id
         });
+        let seed = u64::from_le_bytes(
+            Sha256::digest(cfg.serial.as_bytes())[..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        let t = &cfg.timings;
+        let uart_bytes_per_s = t.uart_baud / 10;
+        let sled = cfg.kind == SpKind::Sled;
+        let console = sled.then(|| {
+            Console::new(
+                ConsoleConfig {
+                    line_interval: (t.console_line_ms > 0).then(|| Timings::ms(t.console_line_ms)),
+                    flush_after: Timings::ms(t.console_flush_ms),
+                    idle_timeout: Timings::ms(t.console_idle_timeout_ms),
+                    uart_bytes_per_s,
+                },
+                &cfg.serial,
+                now,
+            )
+        });
+        let phase2 = sled.then(|| {
+            HostPhase2::new(Phase2Config {
+                try_other: Timings::ms(t.phase2_try_other_ms),
+                retry: Timings::ms(t.phase2_retry_ms),
+                uart_bytes_per_s,
+            })
+        });
         let mut device = Self {
+            inventory: Inventory::new(cfg.kind, seed),
+            console,
+            phase2,
+            seed,
+            peer: None,
+            last_mgs: None,
+            mgs_ports: [None, None],
+            quirks: Quirks::default(),
+            recovery_hash: None,
+            installinator_image_id: Vec::new(),
+            applied_sensor_faults: Vec::new(),
+            ignition: None,
+            dumps: Dumps::default(),
+            led: LedState::Off,
+            nmi_count: 0,
+            startup_options: 0,
+            off_since_ms: 0,
+            previous_archive: None,
+            next_message_id: 0,
             kind: cfg.kind,
             serial: cfg.serial,
             revision: cfg.revision,
@@ -321,6 +462,7 @@ impl Device {
             reset_prepare_seen: false,
         };
         device.sync_running_board();
+        device.host_power_changed(now);
         device
     }
 
@@ -380,7 +522,18 @@ impl Device {
     fn boot(&mut self, now: Instant) {
         self.updates.reboot(self.flash.as_mut());
         self.reset_prepared = None;
+        // What another SP implementation keeps reporting (see `Quirks`).
+        if self.sp_pending_bank != self.sp_bank {
+            self.previous_archive = Some(self.previous_archive.unwrap_or(self.archive_id()));
+        }
         self.sp_bank = self.sp_pending_bank;
+        self.installinator_image_id.clear();
+        self.dumps.clear();
+        self.led = LedState::Off;
+        self.startup_options = 0;
+        if let Some(c) = self.console.as_mut() {
+            c.sp_reset(now);
+        }
         self.sync_running_board();
         if let Some(f) = self.flash.as_mut() {
             f.active = f.persistent;
@@ -389,6 +542,142 @@ impl Device {
             }
         }
         self.booted = now;
+        self.off_since_ms = 0;
+        self.host_power_changed(now);
+    }
+
+    /// Ignition restored power: a cold boot (the host comes up in A0).
+    pub fn power_on_boot(&mut self, now: Instant) -> Duration {
+        self.power = PowerState::A0;
+        self.reboot(now, false)
+    }
+
+    /// Uptime in ms at `now`.
+    pub fn uptime_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.booted).as_millis() as u64
+    }
+
+    /// Whether the host (A0) is running.
+    pub fn host_on(&self) -> bool {
+        self.power == PowerState::A0
+    }
+
+    /// The host started (A0: banner, recovery fetch) or stopped (A2).
+    fn host_power_changed(&mut self, now: Instant) {
+        let on = self.host_on();
+        if !on {
+            self.off_since_ms = self.uptime_ms(now);
+        }
+        if let Some(c) = self.console.as_mut() {
+            if on {
+                c.host_power_on(now);
+            } else {
+                c.host_power_off();
+            }
+        }
+        if let Some(p) = self.phase2.as_mut() {
+            if on {
+                p.host_booted();
+                if let (None, Some(hash)) = (p.progress(), self.recovery_hash) {
+                    p.start(hash);
+                }
+            } else {
+                p.host_off();
+            }
+        }
+    }
+
+    /// The host's recovery fetches `hash` (from offset 0), now and at every
+    /// boot until it completes; `None` stops it.
+    pub fn set_recovery(&mut self, hash: Option<[u8; 32]>) {
+        self.recovery_hash = hash;
+        if let Some(p) = self.phase2.as_mut() {
+            match hash {
+                Some(h) => p.start(h),
+                None => p.stop(),
+            }
+        }
+    }
+
+    /// Where a phase-2 request for `port` (0 or 1) goes.
+    fn phase2_destination(&self, port: usize) -> Option<SocketAddr> {
+        self.mgs_ports
+            .get(port)
+            .copied()
+            .flatten()
+            .or(self.last_mgs)
+            .or(self.mgs_ports.iter().flatten().next().copied())
+    }
+
+    /// The port (0 or 1) a gateway at `from` serves.
+    pub(crate) fn port_of(&self, from: Option<SocketAddr>) -> usize {
+        usize::from(from.is_some() && from == self.mgs_ports[1])
+    }
+
+    /// The next SP-initiated packet due at `now` (console output first,
+    /// then a phase-2 request), encoded into `out`, and where it goes.
+    pub fn poll_outgoing(
+        &mut self,
+        now: Instant,
+        out: &mut [u8; MAX_SERIALIZED_SIZE],
+    ) -> Option<(usize, SocketAddr)> {
+        let id = self.next_message_id;
+        if let Some(sent) = self
+            .console
+            .as_mut()
+            .and_then(|c| c.poll_packet(now, id, out))
+        {
+            self.next_message_id = id.wrapping_add(1);
+            return Some(sent);
+        }
+        let (n, port) = self.phase2.as_mut()?.poll_packet(now, id, out)?;
+        self.next_message_id = id.wrapping_add(1);
+        // With nowhere to send it, the request is lost like a datagram.
+        self.phase2_destination(port).map(|to| (n, to))
+    }
+
+    /// When something SP-initiated is next due without outside input.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let console = self.console.as_ref().and_then(Console::next_wake);
+        let phase2 = self.phase2.as_ref().and_then(HostPhase2::next_wake);
+        match (console, phase2) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Apply the fault config's sensor faults where they changed.
+    pub fn apply_sensor_faults(&mut self, faults: &[SensorFault], now: Instant) {
+        if self.applied_sensor_faults == faults {
+            return;
+        }
+        let ms = self.uptime_ms(now);
+        for old in std::mem::take(&mut self.applied_sensor_faults) {
+            self.inventory.set_fault(old.sensor, None, ms);
+        }
+        for f in faults {
+            self.inventory.set_fault(f.sensor, Some(f.error.into()), ms);
+        }
+        self.applied_sensor_faults = faults.to_vec();
+    }
+
+    /// The archive id the SP reports (the previous image's under the
+    /// `archive_id_unchanged` quirk after booting a new one).
+    pub fn reported_archive_id(&self) -> [u8; 8] {
+        match self.previous_archive {
+            Some(old) if self.quirks.archive_id_unchanged => old,
+            _ => self.archive_id(),
+        }
+    }
+
+    /// A 512-byte RoT page: a fixed pattern per SP and page.
+    pub fn rot_page(&self, page: &str) -> [u8; gateway_messages::ROT_PAGE_SIZE] {
+        let mut out = [0u8; gateway_messages::ROT_PAGE_SIZE];
+        for (i, chunk) in out.chunks_mut(32).enumerate() {
+            let d = Sha256::digest(format!("{}-{page}-{i}", self.serial));
+            chunk.copy_from_slice(&d[..chunk.len()]);
+        }
+        out
     }
 
     /// Update status of `component` right now (for the library API).
@@ -469,332 +758,4 @@ fn padded<const N: usize>(s: &str) -> [u8; N] {
     let n = s.len().min(N);
     out[..n].copy_from_slice(&s.as_bytes()[..n]);
     out
-}
-
-impl SpHandler for Device {
-    fn discover(&mut self) -> Result<DiscoverResponse, SpError> {
-        Ok(DiscoverResponse {
-            sp_port: SpPort::One,
-        })
-    }
-
-    fn sp_state(&mut self) -> Result<SpStateV2, SpError> {
-        let archive = self.sp_archive[usize::from(self.sp_bank)];
-        let mac = Sha256::digest(self.serial.as_bytes());
-        Ok(SpStateV2 {
-            hubris_archive_id: archive,
-            serial_number: padded(&self.serial),
-            model: padded(self.kind.model()),
-            revision: self.revision,
-            base_mac_address: [0xa8, 0x40, 0x25, mac[0], mac[1], mac[2] & 0xf8],
-            power_state: self.power,
-            rot: Ok(self.rot_state()),
-        })
-    }
-
-    fn versioned_rot_boot_info(&mut self, version: u8) -> Result<RotBootInfo, SpError> {
-        let v2 = self.rot_state();
-        if version < 3 {
-            return Ok(RotBootInfo::V2(v2));
-        }
-        let fwid = |n: &str| Fwid::Sha3_256(self.rot_digest(n));
-        Ok(RotBootInfo::V3(RotStateV3 {
-            active: v2.active,
-            persistent_boot_preference: v2.persistent_boot_preference,
-            pending_persistent_boot_preference: None,
-            transient_boot_preference: v2.transient_boot_preference,
-            slot_a_fwid: fwid("a"),
-            slot_b_fwid: fwid("b"),
-            stage0_fwid: fwid("stage0"),
-            stage0next_fwid: fwid("stage0next"),
-            slot_a_status: Ok(()),
-            slot_b_status: Ok(()),
-            stage0_status: Ok(()),
-            stage0next_status: Ok(()),
-        }))
-    }
-
-    fn component_watchdog_supported(&mut self, component: SpComponent) -> Result<(), SpError> {
-        match component {
-            SpComponent::SP_ITSELF if self.watchdog_supported => Ok(()),
-            SpComponent::SP_ITSELF => Err(SpError::RequestUnsupportedForSp),
-            _ => Err(SpError::RequestUnsupportedForComponent),
-        }
-    }
-
-    fn reset_component_trigger_with_watchdog(
-        &mut self,
-        component: SpComponent,
-        time_ms: u32,
-    ) -> Result<ResetOutcome, SpError> {
-        self.component_watchdog_supported(component)?;
-        // The prepare is checked first, as for a plain trigger: a retried
-        // trigger after the reboot must say "without prepare".
-        if self.reset_prepared != Some(component) {
-            self.reset_prepared = None;
-            return Err(SpError::ResetComponentTriggerWithoutPrepare);
-        }
-        if !matches!(self.updates.sp, crate::update::State::Complete(_)) {
-            self.reset_prepared = None;
-            return Err(SpError::Watchdog(WatchdogError::NoCompletedUpdate));
-        }
-        self.watchdog = Some(Watchdog {
-            expires: self.now + Duration::from_millis(u64::from(time_ms)),
-            fallback: self.sp_bank,
-        });
-        self.reset_component_trigger(component)
-    }
-
-    /// The running image keeps its bank: the watchdog is disarmed (an ack
-    /// also when none is armed, so a resent disable is harmless).
-    fn disable_component_watchdog(&mut self, component: SpComponent) -> Result<(), SpError> {
-        self.component_watchdog_supported(component)?;
-        self.watchdog = None;
-        self.disabled_watchdog = true;
-        Ok(())
-    }
-
-    fn get_power_state(&mut self) -> Result<PowerState, SpError> {
-        Ok(self.power)
-    }
-
-    fn set_power_state(&mut self, state: PowerState) -> Result<PowerStateTransition, SpError> {
-        match state {
-            PowerState::A1 => Err(SpError::PowerStateError(1)),
-            s if s == self.power => Ok(PowerStateTransition::Unchanged),
-            s => {
-                self.power = s;
-                Ok(PowerStateTransition::Changed)
-            }
-        }
-    }
-
-    fn sp_update_prepare(&mut self, req: SpUpdatePrepare) -> Result<(), SpError> {
-        self.updates.sp_prepare(req, self.now)?;
-        // The SP erases the other bank before it acks.
-        self.busy += Timings::ms(self.timings.sp_bank_erase_ms);
-        self.accepted_prepare = true;
-        Ok(())
-    }
-
-    fn component_update_prepare(&mut self, req: ComponentUpdatePrepare) -> Result<(), SpError> {
-        self.updates
-            .component_prepare(req, self.flash.as_mut(), self.now)?;
-        self.accepted_prepare = true;
-        Ok(())
-    }
-
-    fn update_chunk(&mut self, chunk: UpdateChunk, data: &[u8]) -> Result<(), SpError> {
-        self.updates
-            .chunk(chunk, data, self.flash.as_mut(), self.now)?;
-        let status = self
-            .updates
-            .status(chunk.component, self.flash.as_mut(), self.now);
-        self.completed_update = status == Ok(UpdateStatus::Complete(chunk.id));
-        if chunk.component == SpComponent::SP_ITSELF && self.completed_update {
-            // The new image boots from the other bank at the next reset;
-            // until then it is slot 1, whose caboose is now the image's.
-            let other = 1 - self.sp_bank;
-            self.sp_pending_bank = other;
-            if let Some(image) = self.updates.take_completed_sp_image() {
-                self.sp_archive[usize::from(other)].copy_from_slice(&Sha256::digest(&image)[..8]);
-                let new = Caboose::of_sp_image(&image).unwrap_or(Caboose {
-                    entries: Vec::new(),
-                });
-                if let Some(cab) = self.sp_caboose_mut(other) {
-                    *cab = new;
-                }
-            }
-        }
-        self.busy += self.write_time(data.len());
-        Ok(())
-    }
-
-    fn update_status(&mut self, component: SpComponent) -> Result<UpdateStatus, SpError> {
-        self.updates
-            .status(component, self.flash.as_mut(), self.now)
-    }
-
-    fn update_abort(&mut self, component: SpComponent, id: UpdateId) -> Result<(), SpError> {
-        self.updates
-            .abort(component, id, self.flash.as_mut(), self.now)
-    }
-
-    fn reset_component_prepare(&mut self, component: SpComponent) -> Result<(), SpError> {
-        self.reset_prepared = Some(component);
-        self.reset_prepare_seen = true;
-        Ok(())
-    }
-
-    fn reset_component_trigger(&mut self, component: SpComponent) -> Result<ResetOutcome, SpError> {
-        if self.reset_prepared.take() != Some(component) {
-            return Err(SpError::ResetComponentTriggerWithoutPrepare);
-        }
-        match component {
-            SpComponent::SP_ITSELF => {
-                self.rebooting = true;
-                Ok(ResetOutcome::Rebooting)
-            }
-            SpComponent::ROT => {
-                self.rot_active = self.rot_transient.take().unwrap_or(self.rot_persistent);
-                Ok(ResetOutcome::Acked)
-            }
-            _ => Err(SpError::RequestUnsupportedForComponent),
-        }
-    }
-
-    fn component_get_active_slot(&mut self, component: SpComponent) -> Result<u16, SpError> {
-        match component {
-            SpComponent::SP_ITSELF => Ok(self.sp_pending_bank),
-            SpComponent::HOST_CPU_BOOT_FLASH => Ok(self.flash_mut()?.active),
-            SpComponent::ROT => Ok(self.rot_active as u16),
-            SpComponent::STAGE0 => Ok(0),
-            _ => Err(SpError::RequestUnsupportedForComponent),
-        }
-    }
-
-    fn component_get_persistent_slot(&mut self, component: SpComponent) -> Result<u16, SpError> {
-        match component {
-            SpComponent::SP_ITSELF => Ok(self.sp_pending_bank),
-            SpComponent::HOST_CPU_BOOT_FLASH => Ok(self.flash_mut()?.persistent),
-            SpComponent::ROT => Ok(self.rot_persistent as u16),
-            SpComponent::STAGE0 => Ok(0),
-            _ => Err(SpError::RequestUnsupportedForComponent),
-        }
-    }
-
-    fn component_set_active_slot(
-        &mut self,
-        component: SpComponent,
-        slot: u16,
-        persist: bool,
-    ) -> Result<(), SpError> {
-        match component {
-            SpComponent::SP_ITSELF if !persist => Err(SpError::RequestUnsupportedForComponent),
-            SpComponent::SP_ITSELF => {
-                if slot > 1 {
-                    return Err(SpError::UpdateFailed(1));
-                }
-                self.sp_pending_bank = slot;
-                Ok(())
-            }
-            SpComponent::HOST_CPU_BOOT_FLASH => {
-                let slot = Self::hf_slot(slot)?;
-                let f = self.flash_mut()?;
-                if !f.muxed_to_sp {
-                    return Err(SpError::UpdateSlotBusy);
-                }
-                f.active = slot;
-                if persist {
-                    f.persistent = slot;
-                }
-                // A mux switch invalidates both cached hashes.
-                f.invalidate(0);
-                f.invalidate(1);
-                Ok(())
-            }
-            SpComponent::ROT => {
-                let s = Self::rot_slot(slot)?;
-                if persist {
-                    self.rot_persistent = s;
-                } else {
-                    self.rot_transient = Some(s);
-                }
-                Ok(())
-            }
-            SpComponent::STAGE0 => Self::rot_slot(slot).map(|_| ()),
-            _ => Err(SpError::RequestUnsupportedForComponent),
-        }
-    }
-
-    fn read_caboose(
-        &mut self,
-        component: SpComponent,
-        slot: u16,
-        key: [u8; 4],
-        out: &mut [u8],
-    ) -> Result<usize, SpError> {
-        let slot = match component {
-            // Slot 0 is the running bank, 1 the other one.
-            SpComponent::SP_ITSELF => match slot {
-                0 => self.sp_bank,
-                1 => 1 - self.sp_bank,
-                _ => return Err(SpError::InvalidSlotForComponent),
-            },
-            SpComponent::ROT | SpComponent::STAGE0 if slot <= 1 => slot,
-            SpComponent::ROT | SpComponent::STAGE0 => return Err(SpError::InvalidSlotForComponent),
-            _ => return Err(SpError::RequestUnsupportedForComponent),
-        };
-        let caboose = self
-            .cabooses
-            .iter()
-            .find(|(c, s, _)| *c == component && *s == slot)
-            .map(|(_, _, cab)| cab)
-            .ok_or(SpError::NoCaboose)?;
-        let value = caboose
-            .get(key)
-            .ok_or(SpError::NoSuchCabooseKey(key))?
-            .as_deref()
-            .ok_or(SpError::BadCabooseChecksum)?;
-        if value.len() > out.len() {
-            return Err(SpError::CabooseValueOverflow(value.len() as u32));
-        }
-        out[..value.len()].copy_from_slice(value);
-        Ok(value.len())
-    }
-
-    fn read_host_flash(
-        &mut self,
-        slot: u16,
-        addr: u32,
-        out: &mut [u8; HF_PAGE_SIZE],
-    ) -> Result<(), SpError> {
-        let slot = Self::hf_slot(slot)?;
-        let f = self.flash_mut()?;
-        if addr
-            .checked_add(HF_PAGE_SIZE as u32)
-            .is_none_or(|end| end > f.capacity)
-        {
-            return Err(SpError::Hf(HfError::BadAddress));
-        }
-        // Without a store directory written data is not kept.
-        f.read_page(slot, addr, out)
-            .map_err(|_| SpError::RequestUnsupportedForComponent)
-    }
-
-    fn start_host_flash_hash(&mut self, slot: u16) -> Result<(), SpError> {
-        let slot = Self::hf_slot(slot)?;
-        let now = self.now;
-        let f = self.flash_mut()?;
-        if !f.muxed_to_sp {
-            return Err(SpError::Hf(HfError::NotMuxedToSp));
-        }
-        f.poll_hash(now);
-        if f.hashing() {
-            return Err(SpError::Hf(HfError::HashInProgress));
-        }
-        let s = &mut f.slots[usize::from(slot)];
-        if !matches!(s.cache, HashCache::Valid(_)) {
-            s.cache = HashCache::InProgress(now + f.hash_time);
-            f.poll_hash(now);
-        }
-        Ok(())
-    }
-
-    fn get_host_flash_hash(&mut self, slot: u16) -> Result<[u8; 32], SpError> {
-        let slot = Self::hf_slot(slot)?;
-        let now = self.now;
-        let f = self.flash_mut()?;
-        f.poll_hash(now);
-        match f.slots[usize::from(slot)].cache {
-            HashCache::Valid(h) => Ok(h),
-            HashCache::Uncalculated => Err(SpError::Hf(HfError::HashUncalculated)),
-            HashCache::Recalculate => Err(SpError::Hf(HfError::RecalculateHash)),
-            HashCache::InProgress(_) => Err(SpError::Hf(HfError::HashInProgress)),
-        }
-    }
-
-    fn current_time(&mut self) -> Result<u64, SpError> {
-        Ok(self.now.saturating_duration_since(self.booted).as_millis() as u64)
-    }
 }

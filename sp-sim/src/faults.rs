@@ -1,4 +1,9 @@
 //! Seeded, deterministic fault injection for one simulated SP.
+//!
+//! The response-path faults (drop, duplicate, corrupt, delay, reorder)
+//! apply to every datagram the SP sends, including the ones it initiates
+//! (serial console output, phase-2 requests); the request-path ones to
+//! everything it receives, including the gateway's phase-2 answers.
 
 use serde::Deserialize;
 use tokio::time::{Duration, Instant};
@@ -46,6 +51,22 @@ pub struct FaultConfig {
     /// client's prepare replaces it: the next trigger is refused
     /// ("without prepare") and nothing resets.
     pub forget_reset_prepares: bool,
+    /// Another SP implementation's host-flash hash: `GetHostFlashHash` is
+    /// the SHA-256 of just the bytes the last update wrote to the slot (as
+    /// another SP simulator computes it), not the real firmware's hash of
+    /// the whole device with its first 64 KiB read as 0xFF. Slots no
+    /// update wrote keep the real hash.
+    pub hash_written_bytes: bool,
+    /// Another SP implementation's state: after an SP-image update and a
+    /// reset into it, `SpState` keeps reporting the previous image's
+    /// `hubris_archive_id`, although the running caboose (VERS, GITC, ...)
+    /// is the new image's.
+    pub archive_id_unchanged: bool,
+    /// Sensors that fail, each with a `SensorDataMissing` kind
+    /// (`[[faults.sensor_errors]] sensor = 3, error = "device_timeout"`):
+    /// readings are that error, one error counted per second, until the
+    /// fault is removed.
+    pub sensor_errors: Vec<crate::inventory::SensorFault>,
 }
 
 /// Counts of what was injected or dropped.
@@ -78,6 +99,11 @@ pub struct FaultStats {
     pub responses_delayed: u64,
     /// Resets (requested or injected).
     pub resets: u64,
+    /// SP-initiated packets sent (console output, phase-2 requests),
+    /// before response-path faults.
+    pub sp_requests: u64,
+    /// Datagrams dropped because ignition had the SP's power off.
+    pub ignored_while_off: u64,
 }
 
 /// SplitMix64: tiny, seedable, good enough for fault dice.

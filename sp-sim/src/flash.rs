@@ -37,6 +37,9 @@ pub struct Slot {
     pub cache: HashCache,
     /// Bytes of the last image written (0 before any update).
     pub written_len: u32,
+    /// SHA-256 of just the bytes the last update wrote (what another SP
+    /// implementation reports as the slot hash); `None` before any update.
+    pub written_hash: Option<[u8; 32]>,
     store: Option<PathBuf>,
 }
 
@@ -44,6 +47,8 @@ pub struct Slot {
 #[derive(Debug)]
 pub struct SlotWriter {
     hasher: Sha256,
+    /// Over the written bytes only.
+    written_hasher: Sha256,
     written: u32,
     capacity: u32,
     file: Option<File>,
@@ -53,6 +58,7 @@ impl SlotWriter {
     /// Append the next bytes of the image.
     pub fn write(&mut self, data: &[u8]) {
         self.hasher.update(data);
+        self.written_hasher.update(data);
         self.written += data.len() as u32;
         if let Some(f) = self.file.as_mut() {
             // The store is a debugging aid: a failed write only loses it.
@@ -67,8 +73,9 @@ impl SlotWriter {
         self.written
     }
 
-    /// The slot hash: what was written, then erased (0xFF) to capacity.
-    pub fn finish(mut self) -> ([u8; 32], u32) {
+    /// The slot hash (what was written, then erased (0xFF) to capacity),
+    /// the bytes written and their own hash.
+    pub fn finish(mut self) -> ([u8; 32], u32, [u8; 32]) {
         let ff = [0xFFu8; 4096];
         let mut left = self.capacity.saturating_sub(self.written) as usize;
         while left > 0 {
@@ -76,7 +83,8 @@ impl SlotWriter {
             self.hasher.update(&ff[..n]);
             left -= n;
         }
-        (self.hasher.finalize().into(), self.written)
+        let written: [u8; 32] = self.written_hasher.finalize().into();
+        (self.hasher.finalize().into(), self.written, written)
     }
 }
 
@@ -109,6 +117,7 @@ impl HostFlash {
                 content_hash: Sha256::digest(format!("{seed} factory host image {n}")).into(),
                 cache: HashCache::Uncalculated,
                 written_len: 0,
+                written_hash: None,
                 store,
             }
         };
@@ -148,6 +157,7 @@ impl HostFlash {
         };
         SlotWriter {
             hasher: Sha256::new(),
+            written_hasher: Sha256::new(),
             written: 0,
             capacity: self.capacity,
             file,
@@ -156,10 +166,11 @@ impl HostFlash {
 
     /// Record what a finished (or abandoned) writer left in the slot.
     pub fn commit(&mut self, slot: u16, writer: SlotWriter) {
-        let (hash, len) = writer.finish();
+        let (hash, len, written) = writer.finish();
         let s = &mut self.slots[usize::from(slot)];
         s.content_hash = hash;
         s.written_len = len;
+        s.written_hash = Some(written);
     }
 
     /// Settle a finished background hash.

@@ -16,17 +16,26 @@
 //! ```
 
 pub mod client;
+pub mod console;
 pub mod device;
+pub mod dumps;
 pub mod faults;
 pub mod flash;
+mod handles;
+pub mod ignition;
+pub mod inventory;
 pub mod rack;
+pub mod recovery;
 pub mod server;
 pub mod update;
 
 /// The artifacts crate, so users of the simulator can build the valid
 /// images it now insists on (`sp_sim::artifacts::build::sp_image`).
 pub use artifacts;
-pub use device::{SpKind, Timings};
+pub use console::ConsoleStats;
+pub use device::{LedState, SpKind, Timings};
 pub use faults::{FaultConfig, FaultStats};
 pub use flash::expected_slot_hash;
+pub use inventory::{SensorFailure, SensorFault};
 pub use rack::{RackConfig, SimRack, SimSp, SpConfig};
+pub use recovery::{build_image as build_phase2_image, Phase2Failure, Phase2Progress, Phase2State};

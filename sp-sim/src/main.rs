@@ -1,4 +1,8 @@
 //! `sp-sim`: run a simulated rack until interrupted.
+//!
+//! Beyond the rack TOML (`sp_sim::RackConfig`), `--console-line-ms` sets the
+//! simulated hosts' periodic console lines and `--mgs` the gateways that
+//! phase-2 recovery requests go to (switch ports 1 and 2).
 
 use clap::Parser;
 use sp_sim::{FaultConfig, RackConfig, SimRack, Timings};
@@ -49,6 +53,15 @@ struct Args {
     /// Keep written host-flash images in this directory.
     #[arg(long)]
     store_dir: Option<PathBuf>,
+    /// Interval of the simulated hosts' periodic console lines in ms (0:
+    /// none); overrides the timings.
+    #[arg(long)]
+    console_line_ms: Option<u64>,
+    /// Gateways of switch ports 1 and 2 (comma-separated addresses) where
+    /// the SPs send phase-2 requests [default: the address each SP last
+    /// heard from].
+    #[arg(long, value_delimiter = ',')]
+    mgs: Option<Vec<std::net::SocketAddr>>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -85,6 +98,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(interfaces) = &args.join_multicast {
         config.join_multicast = interfaces.clone();
+    }
+    if let Some(ms) = args.console_line_ms {
+        config.timings.console_line_ms = ms;
+    }
+    if let Some(mgs) = &args.mgs {
+        config.mgs = mgs.clone();
     }
     if args.base_port != 0 {
         for (i, sp) in config.sps.iter_mut().enumerate() {

@@ -1,10 +1,22 @@
 //! A rack of simulated SPs started together, and the handles tests use to
-//! inspect and disturb them.
+//! inspect and disturb them (the newer ones are in `handles.rs`).
+//!
+//! Rack TOML, beyond the SP list: `mgs` (gateway addresses of switch ports
+//! 1 and 2, where phase-2 requests go; default: the address each SP last
+//! heard from), `[timings]` (including the console's `console_line_ms`,
+//! `console_flush_ms`, `console_idle_timeout_ms`, `uart_baud` and phase-2
+//! `phase2_try_other_ms` / `phase2_retry_ms`), `[faults]` (including
+//! `sensor_errors`, `hash_written_bytes`, `archive_id_unchanged`). Per SP:
+//! `ignition_target` (its port on the switches' ignition controllers;
+//! default: the real rack's map, see [`crate::ignition`]), `recovery_hash`
+//! (hex SHA-256 of a phase-2 image the host's recovery fetches from boot),
+//! `mgs` (overrides the rack's).
 
 use crate::device::{Device, DeviceConfig, SpKind, Timings};
 use crate::faults::{FaultConfig, FaultStats, Faults};
+use crate::ignition::{self, IgnitionController, TargetPower};
 use crate::server::{serve, Shared};
-use gateway_messages::{SpComponent, SpError, UpdateStatus};
+use gateway_messages::{SpComponent, SpError, SystemType, UpdateStatus};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -34,6 +46,18 @@ pub struct SpConfig {
     /// [`SpKind::watchdog`]).
     #[serde(default)]
     pub watchdog: Option<bool>,
+    /// Its port on the switches' ignition controllers (default: the real
+    /// rack's map, by kind and position among its kind).
+    #[serde(default)]
+    pub ignition_target: Option<u8>,
+    /// Hex SHA-256 of the phase-2 image the host's recovery fetches from
+    /// boot (sleds).
+    #[serde(default)]
+    pub recovery_hash: Option<String>,
+    /// Gateways of switch ports 1 and 2 for phase-2 requests (overrides
+    /// the rack's `mgs`).
+    #[serde(default)]
+    pub mgs: Option<Vec<SocketAddr>>,
 }
 
 /// A rack: SPs plus shared settings. TOML-deserialisable.
@@ -65,6 +89,10 @@ pub struct RackConfig {
     /// address. Needs an IPv6 `bind`. Default: none.
     #[serde(default)]
     pub join_multicast: Vec<String>,
+    /// Gateways of switch ports 1 and 2 where phase-2 requests go (at most
+    /// two; default none: each SP sends to the address it last heard from).
+    #[serde(default)]
+    pub mgs: Vec<SocketAddr>,
     /// The SPs.
     #[serde(rename = "sp")]
     pub sps: Vec<SpConfig>,
@@ -139,6 +167,9 @@ impl RackConfig {
                     port: 0,
                     faults: None,
                     watchdog: None,
+                    ignition_target: None,
+                    recovery_hash: None,
+                    mgs: None,
                 });
             }
         }
@@ -150,6 +181,7 @@ impl RackConfig {
             faults: FaultConfig::default(),
             store_dir: None,
             join_multicast: Vec::new(),
+            mgs: Vec::new(),
             sps,
         }
     }
@@ -157,6 +189,55 @@ impl RackConfig {
     /// Parse a rack from TOML text.
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
+    }
+}
+
+/// Parse a 32-byte hex hash.
+pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Ignition targets of every SP as seen from the controller of switch
+/// `on` (an index into `sps`): explicit targets first, then the real
+/// rack's map by kind and position.
+fn ignition_map(sps: &[SpConfig], on: usize) -> Vec<(usize, u8)> {
+    let mut seen = [0usize; 3];
+    let mut out = Vec::new();
+    for (i, sp) in sps.iter().enumerate() {
+        let k = match sp.kind {
+            SpKind::Sled => 0,
+            SpKind::PowerShelf => 1,
+            SpKind::Switch => 2,
+        };
+        let n = seen[k];
+        seen[k] += 1;
+        let target = match (sp.ignition_target, sp.kind) {
+            (_, SpKind::Switch) if i == on => Some(ignition::OWN_SWITCH_TARGET),
+            (Some(t), _) => Some(t),
+            (None, SpKind::Sled) => ignition::SLED_TARGETS.get(n).copied(),
+            (None, SpKind::PowerShelf) => ignition::power_shelf_target(n),
+            (None, SpKind::Switch) => Some(ignition::PEER_SWITCH_TARGET),
+        };
+        if let Some(t) = target {
+            out.push((i, t));
+        }
+    }
+    out
+}
+
+fn system_type(kind: SpKind) -> SystemType {
+    match kind {
+        SpKind::Sled => SystemType::Gimlet,
+        SpKind::Switch => SystemType::Sidecar,
+        SpKind::PowerShelf => SystemType::Psc,
     }
 }
 
@@ -171,7 +252,7 @@ pub struct SimSp {
     pub serial: String,
     /// Where it listens.
     pub addr: SocketAddr,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl SimSp {
@@ -256,6 +337,7 @@ impl SimRack {
         let (stop, stop_rx) = watch::channel(false);
         let mut sps = Vec::new();
         let mut tasks = Vec::new();
+        let mut started = Vec::new();
         for (i, sp) in config.sps.iter().enumerate() {
             let socket = UdpSocket::bind(SocketAddr::new(config.bind, sp.port))
                 .await
@@ -282,20 +364,27 @@ impl SimRack {
                 },
                 Instant::now(),
             );
+            let mut device = device;
+            let mgs = sp.mgs.as_ref().unwrap_or(&config.mgs);
+            device.mgs_ports = [mgs.first().copied(), mgs.get(1).copied()];
+            if let Some(text) = &sp.recovery_hash {
+                let hash = parse_hash(text).ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{}: recovery_hash is not 64 hex digits", sp.name),
+                    )
+                })?;
+                device.set_recovery(Some(hash));
+            }
             let faults = sp.faults.clone().unwrap_or_else(|| config.faults.clone());
             let seed = config.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let shared = Arc::new(Shared {
                 device: std::sync::Mutex::new(device),
                 faults: std::sync::Mutex::new(Faults::new(faults, seed)),
                 down_until: std::sync::Mutex::new(None),
+                power: Arc::new(TargetPower::default()),
             });
-            tasks.push(tokio::spawn(serve(
-                socket,
-                shared.clone(),
-                config.queue_depth,
-                stop_rx.clone(),
-                sp.name.clone(),
-            )));
+            started.push((socket, shared.clone(), sp.name.clone()));
             sps.push(SimSp {
                 name: sp.name.clone(),
                 kind: sp.kind,
@@ -303,6 +392,37 @@ impl SimRack {
                 addr,
                 shared,
             });
+        }
+        // Every switch's ignition controller leads to the rack's SPs.
+        let switches = config
+            .sps
+            .iter()
+            .filter(|s| s.kind == SpKind::Switch)
+            .count();
+        for (i, sp) in config.sps.iter().enumerate() {
+            if sp.kind != SpKind::Switch {
+                continue;
+            }
+            let targets = ignition_map(&config.sps, i)
+                .into_iter()
+                .map(|(j, t)| {
+                    (
+                        t,
+                        sps[j].shared.power.clone(),
+                        system_type(config.sps[j].kind),
+                    )
+                })
+                .collect();
+            sps[i].device().ignition = Some(IgnitionController::new(targets, switches));
+        }
+        for (socket, shared, name) in started {
+            tasks.push(tokio::spawn(serve(
+                socket,
+                shared.clone(),
+                config.queue_depth,
+                stop_rx.clone(),
+                name,
+            )));
         }
         Ok(Self { sps, stop, tasks })
     }
@@ -346,6 +466,47 @@ mod tests {
             RackConfig::from_toml("[[sp]]\nname = \"a\"\nkind = \"sled\"\nserial = \"s\"").unwrap();
         assert!(none.join_multicast.is_empty());
         assert!(RackConfig::standard(1, 0, 0).join_multicast.is_empty());
+    }
+
+    #[test]
+    fn console_recovery_ignition_and_sensor_options_parse() {
+        let rack = RackConfig::from_toml(
+            r#"
+            mgs = ["[::1]:22222", "[::1]:22223"]
+            [timings]
+            console_line_ms = 250
+            uart_baud = 115200
+            [faults]
+            hash_written_bytes = true
+            sensor_errors = [{ sensor = 3, error = "device_timeout" }]
+            [[sp]]
+            name = "sled-0"
+            kind = "sled"
+            serial = "s0"
+            ignition_target = 7
+            recovery_hash = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(rack.mgs.len(), 2);
+        assert_eq!(rack.timings.console_line_ms, 250);
+        assert_eq!(rack.timings.phase2_try_other_ms, 500);
+        assert!(rack.faults.hash_written_bytes);
+        assert_eq!(rack.faults.sensor_errors[0].sensor, 3);
+        assert_eq!(rack.sps[0].ignition_target, Some(7));
+        let hash = parse_hash(rack.sps[0].recovery_hash.as_deref().unwrap()).unwrap();
+        assert_eq!(hash[1], 0x11);
+        assert!(parse_hash("xyz").is_none());
+    }
+
+    #[test]
+    fn the_default_ignition_map_is_the_real_racks() {
+        let rack = RackConfig::standard(3, 2, 1);
+        // sled-0..2, switch-0, switch-1, psc-0 as seen from switch-0.
+        let map = ignition_map(&rack.sps, 3);
+        assert_eq!(map, [(0, 14), (1, 30), (2, 15), (3, 35), (4, 34), (5, 32)]);
+        let from_switch1 = ignition_map(&rack.sps, 4);
+        assert!(from_switch1.contains(&(3, 34)) && from_switch1.contains(&(4, 35)));
     }
 
     #[test]

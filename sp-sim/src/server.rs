@@ -9,9 +9,16 @@
 //! order. While the SP is busy with flash work it keeps draining, so what
 //! arrives meanwhile meets the same queue limit. On the normal path nothing
 //! is allocated per datagram.
+//!
+//! Besides datagrams the loop wakes when the device has something of its
+//! own to send (console output, a phase-2 request or its retry:
+//! [`Device::next_wake`]) and when ignition switches the SP's power. An SP
+//! without power drops everything and sends nothing; power back makes it
+//! boot (silent for the reset time, RAM state gone).
 
-use crate::device::Device;
+use crate::device::{Device, Quirks};
 use crate::faults::Faults;
+use crate::ignition::TargetPower;
 use gateway_messages::sp_impl::handle_request;
 use gateway_messages::{
     version, Header, Message, MessageKind, SpError, SpResponse, MAX_SERIALIZED_SIZE,
@@ -45,6 +52,8 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     /// SP is rebooting (silent) until then.
     pub down_until: Mutex<Option<Instant>>,
+    /// The power ignition gives the SP.
+    pub power: Arc<TargetPower>,
 }
 
 impl Shared {
@@ -73,6 +82,26 @@ impl Shared {
             *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(back);
             self.faults().stats.resets += 1;
         }
+    }
+
+    /// Power came back: boot now. Returns whether it did.
+    fn boot_if_powered_on(&self, now: Instant) -> bool {
+        if !self.power.take_boot() {
+            return false;
+        }
+        let silent = self
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .power_on_boot(now);
+        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + silent);
+        self.faults().stats.resets += 1;
+        true
+    }
+
+    /// Whether the SP can send now (powered, not resetting, not hung).
+    fn can_send(&self, now: Instant) -> bool {
+        self.power.is_on() && !self.resetting(now) && !self.faults().hung(now)
     }
 
     fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
@@ -241,11 +270,21 @@ async fn run_sp(socket: UdpSocket, shared: &Shared, queue_depth: usize) {
     let mut queue = Queue::new(queue_depth);
     let mut out = [0u8; MAX_SERIALIZED_SIZE];
     let mut busy_until = Instant::now();
+    let mut own = [0u8; MAX_SERIALIZED_SIZE];
     loop {
         if queue.len == 0 {
-            if socket.readable().await.is_err() {
-                return;
+            let wake = next_wake(shared);
+            tokio::select! {
+                ready = socket.readable() => {
+                    if ready.is_err() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {}
+                () = shared.power.changed.notified() => {}
             }
+            shared.boot_if_powered_on(Instant::now());
+            send_own(&socket, shared, &mut own).await;
         } else {
             // Non-blocking socket calls never yield: under a flood, let
             // the other SPs on this runtime (and `stop`) have a turn.
@@ -259,7 +298,7 @@ async fn run_sp(socket: UdpSocket, shared: &Shared, queue_depth: usize) {
             (
                 slot.from,
                 slot.arrived,
-                handle(shared, &slot.buf[..slot.len], now, &mut out),
+                handle(shared, &slot.buf[..slot.len], slot.from, now, &mut out),
             )
         };
         let Some(handled) = handled else { continue };
@@ -297,6 +336,50 @@ async fn run_sp(socket: UdpSocket, shared: &Shared, queue_depth: usize) {
         if let Some(n) = handled.reply_len {
             send_reply(&socket, shared, &mut out[..n], from).await;
         }
+        send_own(&socket, shared, &mut own).await;
+    }
+}
+
+/// When the device next wants to send on its own (far off if never).
+fn next_wake(shared: &Shared) -> Instant {
+    let now = Instant::now();
+    let far = now + Duration::from_secs(3600);
+    if !shared.power.is_on() {
+        return far;
+    }
+    let down = *shared.down_until.lock().unwrap_or_else(|e| e.into_inner());
+    let wake = shared
+        .device
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .next_wake()
+        .unwrap_or(far);
+    // While resetting, wake when the reset ends.
+    match down.filter(|&d| d > now) {
+        Some(d) => wake.max(d),
+        None => wake,
+    }
+}
+
+/// At most this many SP-initiated packets per turn of the loop.
+const OWN_BATCH: usize = 16;
+
+/// Send what the device wants to send on its own, with the response-path
+/// faults.
+async fn send_own(socket: &Arc<UdpSocket>, shared: &Shared, buf: &mut [u8; MAX_SERIALIZED_SIZE]) {
+    for _ in 0..OWN_BATCH {
+        let now = Instant::now();
+        if !shared.can_send(now) {
+            return;
+        }
+        let next = shared
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_outgoing(now, buf);
+        let Some((n, to)) = next else { return };
+        shared.faults().stats.sp_requests += 1;
+        send_reply(socket, shared, &mut buf[..n], to).await;
     }
 }
 
@@ -305,9 +388,15 @@ async fn run_sp(socket: UdpSocket, shared: &Shared, queue_depth: usize) {
 fn handle(
     shared: &Shared,
     request: &[u8],
+    from: SocketAddr,
     now: Instant,
     out: &mut [u8; MAX_SERIALIZED_SIZE],
 ) -> Option<Handled> {
+    shared.boot_if_powered_on(now);
+    if !shared.power.is_on() {
+        shared.faults().stats.ignored_while_off += 1;
+        return None;
+    }
     shared.poll_watchdog(now);
     let resetting = shared.resetting(now);
     let busy_injected = {
@@ -330,9 +419,21 @@ fn handle(
             rebooting: false,
         });
     }
+    let (quirks, sensor_faults) = {
+        let f = shared.faults();
+        let quirks = Quirks {
+            hash_written_bytes: f.config.hash_written_bytes,
+            archive_id_unchanged: f.config.archive_id_unchanged,
+        };
+        (quirks, f.config.sensor_errors.clone())
+    };
     let (mut reply_len, work, rebooting, completed, prepared, disabled) = {
         let mut dev = shared.device.lock().unwrap_or_else(|e| e.into_inner());
         dev.now = now;
+        dev.peer = Some(from);
+        dev.last_mgs = Some(from);
+        dev.quirks = quirks;
+        dev.apply_sensor_faults(&sensor_faults, now);
         dev.busy = Duration::ZERO;
         dev.rebooting = false;
         dev.completed_update = false;
