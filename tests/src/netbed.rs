@@ -569,6 +569,12 @@ impl NetBed {
             reset_ms,
             hash_ms,
             host_flash_mib,
+            console_line_ms,
+            console_flush_ms,
+            console_idle_timeout_ms,
+            uart_baud,
+            phase2_try_other_ms,
+            phase2_retry_ms,
         } = &self.options.timings;
         let faults = self
             .options
@@ -590,7 +596,14 @@ impl NetBed {
             new_image_fails_boot,
             drop_watchdog_disable_acks,
             forget_reset_prepares,
+            hash_written_bytes,
+            archive_id_unchanged,
+            sensor_errors,
         } = faults;
+        assert!(
+            sensor_errors.is_empty(),
+            "the namespace bed does not pass sensor faults on"
+        );
         let mut t = String::new();
         let _ = writeln!(t, "bind = \"::\"");
         let _ = writeln!(t, "seed = {}", self.options.seed.wrapping_add(i as u64));
@@ -617,6 +630,12 @@ impl NetBed {
         let _ = writeln!(t, "reset_ms = {reset_ms}");
         let _ = writeln!(t, "hash_ms = {hash_ms}");
         let _ = writeln!(t, "host_flash_mib = {host_flash_mib}");
+        let _ = writeln!(t, "console_line_ms = {console_line_ms}");
+        let _ = writeln!(t, "console_flush_ms = {console_flush_ms}");
+        let _ = writeln!(t, "console_idle_timeout_ms = {console_idle_timeout_ms}");
+        let _ = writeln!(t, "uart_baud = {uart_baud}");
+        let _ = writeln!(t, "phase2_try_other_ms = {phase2_try_other_ms}");
+        let _ = writeln!(t, "phase2_retry_ms = {phase2_retry_ms}");
         let _ = writeln!(t, "\n[faults]");
         let _ = writeln!(t, "drop_request = {drop_request:?}");
         let _ = writeln!(t, "duplicate_request = {duplicate_request:?}");
@@ -635,6 +654,8 @@ impl NetBed {
             "drop_watchdog_disable_acks = {drop_watchdog_disable_acks}"
         );
         let _ = writeln!(t, "forget_reset_prepares = {forget_reset_prepares}");
+        let _ = writeln!(t, "hash_written_bytes = {hash_written_bytes}");
+        let _ = writeln!(t, "archive_id_unchanged = {archive_id_unchanged}");
         let _ = writeln!(t, "\n[[sp]]");
         let _ = writeln!(t, "name = \"{}\"", sp_name(i));
         let _ = writeln!(t, "kind = \"sled\"");

@@ -41,6 +41,7 @@ fn update_timings(host_flash_mib: u32) -> Timings {
         reset_ms: 500,
         hash_ms: 100,
         host_flash_mib,
+        ..Timings::default()
     }
 }
 

@@ -273,8 +273,7 @@ impl SpHandle {
 
     /// Send `request`, whose answer is the acknowledgement `ack`.
     pub async fn ack(&self, request: MgsRequest, ack: SpResponse) -> Result<(), RpcError> {
-        self.call(request, |r, _| (r == ack).then_some(()))
-            .await
+        self.call(request, |r, _| (r == ack).then_some(())).await
     }
 
     /// The SP's update status of `component`, asked now.
@@ -302,10 +301,8 @@ impl SpHandle {
 
     /// The SP's identity, asked now.
     pub async fn sp_identity(&self) -> Result<SpIdentity, RpcError> {
-        self.call(MgsRequest::SpState, |r, _| {
-            SpIdentity::from_state(&r)
-        })
-        .await
+        self.call(MgsRequest::SpState, |r, _| SpIdentity::from_state(&r))
+            .await
     }
 
     /// Caboose value `key` of `component`'s `slot`; `None` if the caboose
