@@ -184,6 +184,11 @@ impl JournalHandle {
         }
     }
 
+    /// Forget the rows of updates `ids` and wait until they are gone.
+    pub async fn forget_now(&self, ids: Vec<uuid::Uuid>) {
+        let _ = self.addr.send(Forget(ids)).await;
+    }
+
     /// Forget the rows of updates `ids` (in the background).
     pub fn forget(&self, ids: Vec<uuid::Uuid>) {
         if !ids.is_empty() {

@@ -296,18 +296,23 @@ impl UpdateActor {
         self.ask(Ask::Poll, ctx);
     }
 
-    /// Nothing was started: the start is answered with why, and the
-    /// journal's reservation of the id is released.
+    /// Nothing was started: the journal's reservation of the id is
+    /// released, then the start is answered with why.
     fn not_started(&mut self, e: UpdateError, ctx: &mut Context<Self>) {
         info!(error = %e, "update not started");
-        if let Some(journal) = &self.journal {
-            journal.forget(vec![self.spec.id]);
-        }
-        if let Some(tx) = self.accepted.take() {
-            let _ = tx.send(Err(e));
-        }
         self.step = Step::Done;
-        ctx.stop();
+        let (journal, id, answer) = (self.journal.clone(), self.spec.id, self.accepted.take());
+        let released = async move {
+            if let Some(journal) = journal {
+                journal.forget_now(vec![id]).await;
+            }
+        };
+        ctx.wait(released.into_actor(self).map(move |_, _, ctx| {
+            if let Some(tx) = answer {
+                let _ = tx.send(Err(e));
+            }
+            ctx.stop();
+        }));
     }
 
     /// After a restart: once the SP answers (and is still the same SP), ask
