@@ -15,7 +15,7 @@
 
 use crate::error::RpcError;
 use crate::reset::{
-    default_watchdog_ms, judge, Activation, Expected, Method, Outcome, ResetOptions,
+    default_watchdog_ms, judge, Activation, Expected, Method, NewImage, Outcome, ResetOptions,
 };
 use crate::settings::RpcPolicy;
 use crate::sp::{RpcKind, SpHandle, SpIdentity};
@@ -94,6 +94,12 @@ pub async fn activate(
             MgsRequest::ResetComponentTrigger { component },
             reset_patience,
         ),
+    };
+    // What ran before, to tell it from what comes back by more than its
+    // archive id (some SPs keep theirs across an update).
+    let ran_before = match expect == Expected::default() {
+        true => None,
+        false => running_caboose(sp).await,
     };
     sp.ack(
         MgsRequest::ResetComponentPrepare { component },
@@ -174,19 +180,23 @@ pub async fn activate(
             None => (Expected::default(), Expected::default()),
         },
     };
-    if let Err(why) = judge(
+    let runs = match judge(
         &before.hubris_archive_id,
         &after.hubris_archive_id,
+        ran_before.as_ref(),
         &expect,
         &running,
     ) {
-        a.outcome = Outcome::RolledBack;
-        a.took_ms = triggered.elapsed().as_millis() as u64;
-        a.detail = why;
-        warn!(detail = %a.detail, "reset: the new image is not running");
-        sp.refresh_state().await;
-        return Ok(a);
-    }
+        Ok(runs) => runs,
+        Err(why) => {
+            a.outcome = Outcome::RolledBack;
+            a.took_ms = triggered.elapsed().as_millis() as u64;
+            a.detail = why;
+            warn!(detail = %a.detail, "reset: the new image is not running");
+            sp.refresh_state().await;
+            return Ok(a);
+        }
+    };
     if a.method == Method::Watchdog {
         // Keep trying until the window is nearly over: a disable is
         // idempotent, and a lost ack must not cost the new image.
@@ -201,9 +211,15 @@ pub async fn activate(
     }
     a.outcome = Outcome::Activated;
     a.took_ms = triggered.elapsed().as_millis() as u64;
+    let archive = match runs {
+        NewImage::Runs => format!("archive id {}", after.hubris_archive_id),
+        NewImage::RunsUnderTheOldArchiveId => format!(
+            "its caboose is the one sent; the SP's archive id did not change ({})",
+            after.hubris_archive_id
+        ),
+    };
     a.detail = format!(
-        "the SP runs the new image (archive id {}){}",
-        after.hubris_archive_id,
+        "the SP runs the new image ({archive}){}",
         if a.watchdog_disabled {
             "; watchdog disabled"
         } else {
@@ -253,7 +269,7 @@ pub async fn confirm(sp: &SpHandle, expected: &Expected, opts: ResetOptions) -> 
     };
     a.archive_id_after = Some(identity.hubris_archive_id.clone());
     a.running = Some(running.clone());
-    if let Err(why) = judge("", &identity.hubris_archive_id, expected, &running) {
+    if let Err(why) = judge("", &identity.hubris_archive_id, None, expected, &running) {
         a.outcome = Outcome::RolledBack;
         a.detail = format!("after a daemon restart mid-activation: {why}");
         return a;

@@ -95,8 +95,12 @@ pub enum ImageError {
     HostFlashNotErased,
     #[error("the image must be a regular file; this is {0}")]
     NotRegularFile(&'static str),
-    #[error("the file grew past the limit of {max} bytes while it was read")]
-    Grew { max: u64 },
+    #[error("the file says it has {len} bytes but ended after {got}")]
+    Short { len: u64, got: u64 },
+    #[error("reading the image would block: it stats as a regular file but reads like a device (a /proc file?)")]
+    WouldBlock,
+    #[error("reading the image did not finish within {0} s (a hung network file system?); the read is abandoned")]
+    ReadTimedOut(u64),
     #[error("{component} takes a raw image, not an archive")]
     NotArchiveTarget { component: SpComponent },
     #[error("archive: {0} bytes; archives of more than {1} are refused")]

@@ -11,6 +11,33 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+/// Read `len` bytes of `file` from its start, a buffer at a time, each to
+/// `take`.
+fn read_exactly(
+    file: &std::fs::File,
+    len: u64,
+    buf: &mut [u8],
+    mut take: impl FnMut(&[u8]),
+) -> Result<(), LoadError> {
+    let mut at = 0u64;
+    while at < len {
+        let want = buf.len().min((len - at) as usize);
+        let n = match read_at(file, &mut buf[..want], at) {
+            Ok(0) => {
+                return Err(ImageError::Short { len, got: at }.into());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(ImageError::WouldBlock.into())
+            }
+            Err(e) => return Err(LoadError::read(e)),
+        };
+        take(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// `pread`, retried when interrupted.
 fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;
@@ -179,23 +206,19 @@ impl ImageStore {
     }
 
     /// Hash `file` as it streams; read it into memory only if no image
-    /// with that hash is held. Never more than `max_len` bytes.
+    /// with that hash is held. Exactly `len` bytes, its size: a file
+    /// that gives fewer, or whose reads would block (no ordinary file),
+    /// is refused.
     fn read(&self, file: &std::fs::File, len: u64, max_len: u64) -> Result<Arc<Image>, LoadError> {
-        let too_big = || LoadError::from(ImageError::Grew { max: max_len });
+        // A file a client passed may be anything that stats as regular
+        // (a /proc file blocks): never wait for it.
+        let flags = rustix::fs::fcntl_getfl(file).map_err(|e| LoadError::read(e.into()))?;
+        rustix::fs::fcntl_setfl(file, flags | rustix::fs::OFlags::NONBLOCK)
+            .map_err(|e| LoadError::read(e.into()))?;
+        let len = len.min(max_len);
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut at = 0u64;
-        loop {
-            let n = read_at(file, &mut buf, at).map_err(LoadError::read)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            at += n as u64;
-            if at > max_len {
-                return Err(too_big());
-            }
-        }
+        read_exactly(file, len, &mut buf, |chunk| h.update(chunk))?;
         let hash = ImageHash(h.finalize().into());
         if let Some(held) = self.get(&hash) {
             return Ok(held);
@@ -205,17 +228,8 @@ impl ImageStore {
         if let Some(held) = self.get(&hash) {
             return Ok(held);
         }
-        let mut data = Vec::with_capacity(len.min(max_len) as usize);
-        loop {
-            let n = read_at(file, &mut buf, data.len() as u64).map_err(LoadError::read)?;
-            if n == 0 {
-                break;
-            }
-            if (data.len() + n) as u64 > max_len {
-                return Err(too_big());
-            }
-            data.extend_from_slice(&buf[..n]);
-        }
+        let mut data = Vec::with_capacity(len as usize);
+        read_exactly(file, len, &mut buf, |chunk| data.extend_from_slice(chunk))?;
         // Hashed again as read: if the file changed since the first pass,
         // what was read is what counts.
         Ok(self.insert(data))

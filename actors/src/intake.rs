@@ -43,6 +43,9 @@ pub struct StartUpdate {
     /// Send an archive even if its caboose names another board than the
     /// target runs.
     pub force_board: bool,
+    /// Abort an update of an unknown client that the SP holds, and start
+    /// this one in its place.
+    pub take_over: bool,
 }
 
 impl StartUpdate {
@@ -56,6 +59,7 @@ impl StartUpdate {
             source,
             activate: None,
             force_board: false,
+            take_over: false,
         }
     }
 }
@@ -74,7 +78,15 @@ pub struct Intake {
     pub images: ImageStore,
     pub spool: Option<Spool>,
     pub delivery: DeliverySettings,
+    /// How long reading a client's image (or archive) may take.
+    pub read_timeout: std::time::Duration,
+    /// Archives read (and inflated) at once, at most: each may take its
+    /// members' limits in memory, so many at once must wait their turn.
+    pub archive_work: Arc<tokio::sync::Semaphore>,
 }
+
+/// Archives read at once by default.
+pub const ARCHIVES_AT_ONCE: usize = 2;
 
 impl Intake {
     /// The largest image `component` takes.
@@ -168,6 +180,7 @@ impl Intake {
             artifact,
             activate: start.activate,
             started_unix_ms: unix_ms(),
+            took_over: None,
         };
         Ok((Arc::new(spec), image))
     }
@@ -188,11 +201,7 @@ impl Intake {
         file: std::fs::File,
     ) -> Result<Arc<Image>, RegistryError> {
         let max = self.max_image_len(component);
-        let images = self.images.clone();
-        let loaded = tokio::task::spawn_blocking(move || images.load(&file, max))
-            .await
-            .map_err(|_| RegistryError::Stopped)?;
-        loaded.map_err(|e| {
+        self.load_file(file, max).await?.map_err(|e| {
             RegistryError::from(match e {
                 LoadError::Bad(e) => UpdateError::BadImage(e),
                 LoadError::TooLarge { len, max } => ImageError::TooLarge {
@@ -204,6 +213,24 @@ impl Intake {
                 LoadError::Read(e) => UpdateError::ImageUnreadable(e),
             })
         })
+    }
+
+    /// Load the image in a client's `file` (at most `max` bytes) off the
+    /// actor threads, within [`Intake::read_timeout`]: a read that hangs
+    /// (a network file system gone) is abandoned and refused.
+    pub async fn load_file(
+        &self,
+        file: std::fs::File,
+        max: u64,
+    ) -> Result<Result<Arc<Image>, LoadError>, RegistryError> {
+        let images = self.images.clone();
+        let reading = tokio::task::spawn_blocking(move || images.load(&file, max));
+        match tokio::time::timeout(self.read_timeout, reading).await {
+            Ok(loaded) => loaded.map_err(|_| RegistryError::Stopped),
+            Err(_) => Ok(Err(
+                ImageError::ReadTimedOut(self.read_timeout.as_secs()).into()
+            )),
+        }
     }
 
     /// The image (and, for `sp`, its aux-flash image) of a Hubris archive
@@ -221,9 +248,16 @@ impl Intake {
             c if c == SpComponent::STAGE0 => UpdateTarget::Stage0,
             c => return Err(ImageError::NotArchiveTarget { component: c }.into()),
         };
-        let archive = tokio::task::spawn_blocking(move || read_archive(file))
+        let _turn = self
+            .archive_work
+            .acquire()
             .await
-            .map_err(|_| RegistryError::Stopped)??;
+            .map_err(|_| RegistryError::Stopped)?;
+        let reading = tokio::task::spawn_blocking(move || read_archive(file));
+        let archive = match tokio::time::timeout(self.read_timeout, reading).await {
+            Ok(read) => read.map_err(|_| RegistryError::Stopped)??,
+            Err(_) => return Err(ImageError::ReadTimedOut(self.read_timeout.as_secs()).into()),
+        };
         archive
             .check_target(target, slot)
             .map_err(|e| ImageError::Archive(Arc::new(e)))?;
@@ -248,6 +282,10 @@ fn read_archive(file: std::fs::File) -> Result<artifacts::HubrisArchive, Registr
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Err(ImageError::NotRegularFile("not a regular file").into());
+    }
+    // Never wait for a file that stats as regular but reads like a device.
+    if let Ok(flags) = rustix::fs::fcntl_getfl(&file) {
+        let _ = rustix::fs::fcntl_setfl(&file, flags | rustix::fs::OFlags::NONBLOCK);
     }
     if meta.len() > MAX_ARCHIVE_BYTES {
         return Err(ImageError::ArchiveTooLarge(meta.len(), MAX_ARCHIVE_BYTES).into());

@@ -7,6 +7,8 @@
 use gateway_messages::MgsRequest;
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
+/// Gauge: updates an SP holds whose ids the daemon does not know.
+pub const SP_UNKNOWN_UPDATES: &str = "mgsd_sp_unknown_updates";
 /// SP answered recently (1) or not (0).
 pub const SP_REACHABLE: &str = "mgsd_sp_reachable";
 /// Gauge: for an SP behind an interface, whether the interface is up.
@@ -64,6 +66,10 @@ pub const SP_RESETS: &str = "mgsd_sp_resets_total";
 
 /// Register help texts and units (call once at start).
 pub fn describe() {
+    describe_gauge!(
+        SP_UNKNOWN_UPDATES,
+        "Updates an SP holds whose ids mgsd does not know (another client's, or its own from before a state loss)."
+    );
     describe_gauge!(
         SP_LINK_UP,
         "For an SP found on an interface (a switch port): whether the interface exists and is up."

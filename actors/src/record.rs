@@ -116,6 +116,16 @@ impl FailureKind {
     }
 }
 
+/// What the SP's host-flash hash was found to cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashForm {
+    /// The whole slot, its first 64 KiB read as 0xFF (real firmware).
+    Slot,
+    /// Just the image's bytes (SPs that hash what was written).
+    Image,
+}
+
 /// Why an update failed: its class, the sentence shown, and (while the
 /// daemon runs) the error it came from. A failure read back from the
 /// journal has no source.
@@ -181,6 +191,8 @@ pub struct UpdateSpec {
     /// Reset the SP once complete, so the new image runs (`sp` only).
     pub activate: Option<ResetOptions>,
     pub started_unix_ms: u64,
+    /// The unknown client's update this one replaced (`--take-over`).
+    pub took_over: Option<uuid::Uuid>,
 }
 
 impl UpdateSpec {
@@ -228,6 +240,8 @@ pub struct Progress {
     pub last_error: Option<String>,
     /// Whether the host-flash hash was read back and matched.
     pub hash_verified: bool,
+    /// Which form of the hash matched.
+    pub hash_form: Option<HashForm>,
     /// From the first chunk to the last byte acknowledged (ms).
     pub delivered_in_ms: Option<u64>,
     /// Times the update was taken up again after a daemon restart.
@@ -255,6 +269,7 @@ impl Progress {
             failure: None,
             last_error: None,
             hash_verified: false,
+            hash_form: None,
             delivered_in_ms: None,
             resumed: 0,
             activation: None,
@@ -374,6 +389,8 @@ pub struct UpdateRow {
     #[serde(default)]
     pub activate: Option<ResetOptions>,
     pub started_unix_ms: u64,
+    #[serde(default)]
+    pub took_over: Option<uuid::Uuid>,
     pub phase: Phase,
     #[serde(default)]
     pub erase_progress: Option<(u32, u32)>,
@@ -395,6 +412,8 @@ pub struct UpdateRow {
     pub last_error: Option<String>,
     #[serde(default)]
     pub hash_verified: bool,
+    #[serde(default)]
+    pub hash_verified_as: Option<HashForm>,
     #[serde(default)]
     pub delivered_in_ms: Option<u64>,
     #[serde(default)]
@@ -418,6 +437,7 @@ impl UpdateRow {
             artifact: spec.artifact.clone(),
             activate: spec.activate,
             started_unix_ms: spec.started_unix_ms,
+            took_over: spec.took_over,
             phase: p.phase,
             erase_progress: p.erase_progress,
             bytes_acked: p.bytes_acked,
@@ -430,6 +450,7 @@ impl UpdateRow {
             failure_kind: p.failure.as_ref().map(|f| f.kind),
             last_error: p.last_error.clone(),
             hash_verified: p.hash_verified,
+            hash_verified_as: p.hash_form,
             delivered_in_ms: p.delivered_in_ms,
             resumed: p.resumed,
             activation: p.activation.clone(),
@@ -466,6 +487,7 @@ impl UpdateRow {
             artifact: self.artifact,
             activate: self.activate,
             started_unix_ms: self.started_unix_ms,
+            took_over: self.took_over,
         };
         let failure = self.failure.map(|reason| Failure {
             kind: self.failure_kind.unwrap_or(FailureKind::Other),
@@ -484,6 +506,7 @@ impl UpdateRow {
             failure,
             last_error: self.last_error,
             hash_verified: self.hash_verified,
+            hash_form: self.hash_verified_as,
             delivered_in_ms: self.delivered_in_ms,
             resumed: self.resumed,
             activation: self.activation,

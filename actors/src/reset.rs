@@ -154,20 +154,29 @@ pub fn default_watchdog_ms(policy: &RpcPolicy) -> u32 {
     (ms.saturating_mul(3) / 2).min(u64::from(u32::MAX)) as u32
 }
 
+/// What came back, when it is the image sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewImage {
+    /// A new archive id, and the caboose (where known) of the image sent.
+    Runs,
+    /// The caboose of the image sent, unlike the one before, under the
+    /// same archive id: an SP that does not change its archive id.
+    RunsUnderTheOldArchiveId,
+}
+
 /// Does what came back run the image sent? `Err` says why not. The
-/// archive id must have changed (the same id is the previous image), and
-/// the running caboose must say what the sent one says.
+/// running caboose must say what the sent one says (where that is
+/// known); then a new archive id, or a caboose that differs from the one
+/// before (`before`, read before the reset), shows the new image runs.
+/// The same archive id and nothing else to tell them apart is the
+/// previous image.
 pub fn judge(
-    before: &str,
-    after: &str,
+    before_id: &str,
+    after_id: &str,
+    before: Option<&Expected>,
     expected: &Expected,
     running: &Expected,
-) -> Result<(), String> {
-    if before == after {
-        return Err(format!(
-            "the SP came back on the image it ran before (archive id {after})"
-        ));
-    }
+) -> Result<NewImage, String> {
     for (key, want, got) in [
         ("VERS", &expected.vers, &running.vers),
         ("GITC", &expected.gitc, &running.gitc),
@@ -175,12 +184,26 @@ pub fn judge(
         if let Some(want) = want {
             if got.as_ref() != Some(want) {
                 return Err(format!(
-                    "the SP runs archive id {after}, whose caboose {key} is {got:?}, not the {want:?} sent"
+                    "the SP runs archive id {after_id}, whose caboose {key} is {got:?}, not the {want:?} sent"
                 ));
             }
         }
     }
-    Ok(())
+    if before_id != after_id {
+        return Ok(NewImage::Runs);
+    }
+    let known = *expected != Expected::default();
+    let changed = before.is_some_and(|b| {
+        (expected.vers.is_some() && b.vers != expected.vers)
+            || (expected.gitc.is_some() && b.gitc != expected.gitc)
+    });
+    if known && changed {
+        Ok(NewImage::RunsUnderTheOldArchiveId)
+    } else {
+        Err(format!(
+            "the SP came back on the image it ran before (archive id {after_id})"
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -197,19 +220,37 @@ mod tests {
     #[test]
     fn the_new_image_must_run_and_say_what_was_sent() {
         let sent = caboose("1.0.34", "abc");
-        assert_eq!(judge("01", "02", &sent, &caboose("1.0.34", "abc")), Ok(()));
-        // Same archive id: the previous image.
-        let same = judge("01", "01", &sent, &caboose("1.0.34", "abc")).unwrap_err();
+        let old = caboose("1.0.33", "aaa");
+        let running = caboose("1.0.34", "abc");
+        assert_eq!(
+            judge("01", "02", Some(&old), &sent, &running),
+            Ok(NewImage::Runs)
+        );
+        // Same archive id, nothing to tell the images apart: the previous
+        // image.
+        let same = judge("01", "01", None, &sent, &running).unwrap_err();
         assert!(same.contains("before"), "{same}");
+        let same = judge("01", "01", Some(&sent), &sent, &running).unwrap_err();
+        assert!(same.contains("before"), "{same}");
+        // Same archive id, but the caboose is the one sent and not the one
+        // before: the new image runs (an SP that keeps its archive id).
+        assert_eq!(
+            judge("01", "01", Some(&old), &sent, &running),
+            Ok(NewImage::RunsUnderTheOldArchiveId)
+        );
+        // The old caboose under the old id: rolled back.
+        let back = judge("01", "01", Some(&old), &sent, &old).unwrap_err();
+        assert!(back.contains("VERS"), "{back}");
         // Another image than the one sent.
-        let other = judge("01", "03", &sent, &caboose("1.0.35", "abc")).unwrap_err();
+        let other = judge("01", "03", None, &sent, &caboose("1.0.35", "abc")).unwrap_err();
         assert!(other.contains("VERS"), "{other}");
-        let gitc = judge("01", "03", &sent, &caboose("1.0.34", "def")).unwrap_err();
+        let gitc = judge("01", "03", None, &sent, &caboose("1.0.34", "def")).unwrap_err();
         assert!(gitc.contains("GITC"), "{gitc}");
         // Nothing known of the image sent: the archive id decides.
+        let nothing = Expected::default();
         assert_eq!(
-            judge("01", "02", &Expected::default(), &Expected::default()),
-            Ok(())
+            judge("01", "02", None, &nothing, &nothing),
+            Ok(NewImage::Runs)
         );
     }
 

@@ -179,6 +179,44 @@ pub struct AuxFlash {
     pub chck: [u8; 32],
 }
 
+/// What kind of board an SP sits on: the location map's `type` (`sled`,
+/// `switch`, `power`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpType {
+    Sled,
+    Switch,
+    Power,
+}
+
+impl SpType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpType::Sled => "sled",
+            SpType::Switch => "switch",
+            SpType::Power => "power",
+        }
+    }
+
+    /// The kind a conventional name says (`sled-3`, `switch-0`, `psc-1`
+    /// or `power-1`), if it says one.
+    pub fn from_name(name: &str) -> Option<SpType> {
+        let prefix = name.split(['-', '_']).next()?;
+        match prefix {
+            "sled" => Some(SpType::Sled),
+            "switch" => Some(SpType::Switch),
+            "psc" | "power" => Some(SpType::Power),
+            _ => None,
+        }
+    }
+
+    /// Whether boards of this kind have `component` (only sleds have a
+    /// host, and with it a host boot flash).
+    pub fn has(self, component: SpComponent) -> bool {
+        component != SpComponent::HOST_CPU_BOOT_FLASH || self == SpType::Sled
+    }
+}
+
 /// What holds an SP: its one update buffer and its resets exclude each
 /// other (a reset ends the update the SP is receiving). The SP's actor
 /// owns the slot and grants it one operation at a time.

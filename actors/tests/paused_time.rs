@@ -215,10 +215,7 @@ fn run<F: std::future::Future<Output = ()>>(f: F) {
 }
 
 fn entry() -> SpEntry {
-    SpEntry {
-        name: "sled-0".into(),
-        target: SpTarget::Addr(SP.parse().unwrap()),
-    }
+    SpEntry::new("sled-0", SpTarget::Addr(SP.parse().unwrap()))
 }
 
 /// A registry with one SP, `sp`; the flag turns false once its actor has
@@ -571,10 +568,7 @@ fn a_removed_sp_actor_stops_closes_its_socket_and_sends_nothing_more() {
         discovered(&h).await;
         let sled = h.sp("sled-0").await.unwrap();
         // Replaced by another SP (a reload leaving none is refused).
-        let other = SpEntry {
-            name: "sled-9".into(),
-            target: SpTarget::Addr("[::1]:9".parse().unwrap()),
-        };
+        let other = SpEntry::new("sled-9", SpTarget::Addr("[::1]:9".parse().unwrap()));
         h.reconfigure(vec![other]).await.unwrap();
         while sled.is_running() {
             tokio::time::sleep(Duration::from_millis(1)).await;

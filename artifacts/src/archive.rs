@@ -26,9 +26,18 @@ pub const IMAGE_NAME: &str = "image-name";
 /// `git rev-parse HEAD` output, maybe with `-dirty`.
 pub const GIT_REV: &str = "git-rev";
 
-/// Largest member this reader decompresses (guards against zip bombs;
-/// real members are a few MiB at most).
-pub const MAX_MEMBER_SIZE: u64 = 64 << 20;
+/// The most `member` may decompress to (guards against zip bombs: real
+/// members are a few MiB at most): an image member no more than
+/// any flash could hold with room for an ELF's headers and symbols, a
+/// text member a few KiB.
+pub fn member_limit(member: &str) -> u64 {
+    match member {
+        FINAL_ELF => 16 << 20,
+        FINAL_BIN | AUXI_TLVC => 8 << 20,
+        APP_TOML => 1 << 20,
+        _ => 64 << 10,
+    }
+}
 /// Size of an STM32H7 flash bank: the SP's limit on E.
 pub const SP_BANK_SIZE: u32 = 1 << 20;
 /// Largest BORD value the SP can compare.
@@ -192,7 +201,7 @@ pub fn image_from_elf(elf: &[u8]) -> Result<ElfImage, Error> {
         if at < data.len() {
             return Err(elf_err(0, format!("sections overlap at address {addr:#x}")));
         }
-        if (at + body.len()) as u64 > MAX_MEMBER_SIZE {
+        if (at + body.len()) as u64 > member_limit(FINAL_ELF) {
             return Err(elf_err(0, "image spans more than the member size limit"));
         }
         data.resize(at, 0xFF);
@@ -263,15 +272,22 @@ fn read_member<R: Read + Seek>(
         Err(ZipError::FileNotFound) => return Ok(None),
         Err(e) => return Err(zip_err(Some(name), e)),
     };
-    let mut data = Vec::new();
-    file.take(MAX_MEMBER_SIZE + 1)
+    let limit = member_limit(name);
+    let too_large = || Error::MemberTooLarge {
+        member: name.to_string(),
+        limit,
+    };
+    // The size the archive declares is checked before anything is
+    // inflated; what inflates is bounded all the same.
+    if file.size() > limit {
+        return Err(too_large());
+    }
+    let mut data = Vec::with_capacity(file.size() as usize);
+    file.take(limit + 1)
         .read_to_end(&mut data)
         .map_err(|e| zip_err(Some(name), e))?;
-    if data.len() as u64 > MAX_MEMBER_SIZE {
-        return Err(Error::MemberTooLarge {
-            member: name.to_string(),
-            limit: MAX_MEMBER_SIZE,
-        });
+    if data.len() as u64 > limit {
+        return Err(too_large());
     }
     Ok(Some(data))
 }

@@ -109,7 +109,7 @@ pub enum Error {
     /// A required member is absent.
     #[error("archive has no {member}")]
     MissingMember { member: &'static str },
-    /// A member decompresses to more than [`archive::MAX_MEMBER_SIZE`].
+    /// A member decompresses to more than its limit ([`archive::member_limit`]).
     #[error("member {member} is larger than {limit} bytes")]
     MemberTooLarge { member: String, limit: u64 },
     /// A text member isn't UTF-8.

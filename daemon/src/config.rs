@@ -61,6 +61,13 @@ pub struct ControlConfig {
     /// Connections served at once (default 64); one more is told `busy`
     /// and closed.
     pub max_connections: usize,
+    /// Of those, places only operate-class peers (root, the operate
+    /// lists) may take (default 16; at most all but one), so readers
+    /// alone never fill the socket.
+    pub reserved_operate_connections: usize,
+    /// A connection that sends no request for this long is closed
+    /// (default 120000 ms; `watch` streams are not idle).
+    pub idle_timeout_ms: u64,
     /// Who may do what.
     pub access: AccessConfig,
 }
@@ -72,6 +79,8 @@ impl Default for ControlConfig {
             socket_mode: "0666".into(),
             max_request_bytes: 64 * 1024,
             max_connections: 64,
+            reserved_operate_connections: 16,
+            idle_timeout_ms: 120_000,
             access: AccessConfig::default(),
         }
     }
@@ -191,6 +200,10 @@ pub struct UpdatesConfig {
     /// Finished updates older than this many days are forgotten too
     /// (default 365).
     pub history_max_age_days: u64,
+    /// Reading a client's image (or archive) may take this long (default
+    /// 60000 ms); a read that hangs is abandoned and the start refused
+    /// `bad_image`.
+    pub image_read_timeout_ms: u64,
 }
 
 impl Default for UpdatesConfig {
@@ -198,6 +211,7 @@ impl Default for UpdatesConfig {
         Self {
             history: actors::registry::DEFAULT_HISTORY,
             history_max_age_days: 365,
+            image_read_timeout_ms: 60_000,
         }
     }
 }
@@ -337,6 +351,9 @@ impl Config {
         if self.control.max_connections == 0 {
             return Err("control.max_connections: must be at least 1".into());
         }
+        if self.control.idle_timeout_ms == 0 || self.updates.image_read_timeout_ms == 0 {
+            return Err("control.idle_timeout_ms and updates.image_read_timeout_ms: must be above 0".into());
+        }
         self.metrics.listen_addr()?;
         let mut names = std::collections::BTreeSet::new();
         for sp in &self.sps {
@@ -381,10 +398,7 @@ impl Config {
                     (None, Some(iface)) => SpTarget::Interface(iface.clone()),
                     (None, None) => unreachable!("checked at load"),
                 };
-                Ok(SpEntry {
-                    name: sp.name.as_str().into(),
-                    target,
-                })
+                Ok(SpEntry::new(&sp.name, target))
             })
             .collect()
     }

@@ -30,6 +30,9 @@ pub enum DaemonError {
     /// Could not start the metrics exporter.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The state directory is not the daemon's alone.
+    #[error("state directory: {0}")]
+    State(#[source] actors::store::StoreError),
 }
 
 /// Run the daemon until `shutdown` completes. Must be called inside an
@@ -64,6 +67,10 @@ pub async fn run(
         "mgsd_control_refusals_total",
         "Control connections or requests refused, by reason (permission_denied, busy)."
     );
+    metrics::describe_gauge!(
+        "mgsd_control_connections",
+        "Control connections being served (each holds a place of control.max_connections)."
+    );
     metrics::gauge!("mgsd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let mut registry_config = RegistryConfig::new(config.sp_entries()?, config.sp_defaults.clone());
     registry_config.history = config.updates.history;
@@ -71,7 +78,8 @@ pub async fn run(
         config.updates.history_max_age_days.saturating_mul(86_400),
     ));
     registry_config.own_sp = Some(config.rollout.own_sp.clone()).filter(|s| !s.is_empty());
-    let state = open_state(&config.state.dir);
+    registry_config.image_read_timeout = Duration::from_millis(config.updates.image_read_timeout_ms);
+    let state = open_state(&config.state.dir)?;
     let (gw, unreadable) = Gateway::start(registry_config, state).map_err(DaemonError::Sockets)?;
     let registry = gw.registry.clone();
     for problem in unreadable {
@@ -121,14 +129,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Open the state directory `dir` (`""`: none). Whatever is wrong with it
-/// is logged with its path; the daemon then runs without (or with a fresh)
-/// journal rather than not at all.
-fn open_state(dir: &std::path::Path) -> Option<actors::registry::State> {
-    use actors::store::{Spool, Store};
+/// Open the state directory `dir` (`""`: none). One that another user
+/// could change is refused: the daemon does not start. Anything else
+/// wrong with it is logged with its path; the daemon then runs without
+/// (or with a fresh) journal rather than not at all.
+fn open_state(dir: &std::path::Path) -> Result<Option<actors::registry::State>, DaemonError> {
+    use actors::store::{Spool, Store, StoreError};
     if dir.as_os_str().is_empty() {
         tracing::warn!("no state directory: a restart forgets every update");
-        return None;
+        return Ok(None);
     }
     let opened = Store::open(dir).and_then(|(store, problem)| {
         if let Some(problem) = problem {
@@ -142,11 +151,12 @@ fn open_state(dir: &std::path::Path) -> Option<actors::registry::State> {
     match opened {
         Ok(state) => {
             info!(dir = %dir.display(), "state directory");
-            Some(state)
+            Ok(Some(state))
         }
+        Err(e @ StoreError::Unsafe { .. }) => Err(DaemonError::State(e)),
         Err(e) => {
             tracing::error!(error = %e, "cannot use the state directory; updates will not survive a restart");
-            None
+            Ok(None)
         }
     }
 }

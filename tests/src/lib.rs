@@ -33,10 +33,7 @@ pub fn fast_settings(host_flash_mib: u32) -> SpSettings {
 pub fn entries(rack: &SimRack) -> Vec<SpEntry> {
     rack.sps
         .iter()
-        .map(|s| SpEntry {
-            name: s.name.as_str().into(),
-            target: SpTarget::Addr(s.addr),
-        })
+        .map(|s| SpEntry::new(&s.name, SpTarget::Addr(s.addr)))
         .collect()
 }
 

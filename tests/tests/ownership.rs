@@ -168,10 +168,7 @@ fn all_history() -> actors::registry::History {
 }
 
 fn entry(name: &str, addr: std::net::SocketAddr) -> SpEntry {
-    SpEntry {
-        name: name.into(),
-        target: SpTarget::Addr(addr),
-    }
+    SpEntry::new(name, SpTarget::Addr(addr))
 }
 
 #[actix::test]

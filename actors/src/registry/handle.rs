@@ -73,6 +73,8 @@ pub struct SpSummary {
     pub info: SpInfo,
     /// Our update running on it.
     pub active_update: Option<UpdateHandle>,
+    /// Updates it holds whose ids we do not know: (component, status).
+    pub unknown_updates: Vec<(gateway_messages::SpComponent, SpUpdateState)>,
 }
 
 /// The typed API over the registry and its SPs.
@@ -134,6 +136,7 @@ impl RegistryHandle {
             spool: spool.clone(),
             images: images.clone(),
             stopping: false,
+            unknown: BTreeMap::new(),
         };
         for entry in config.sps {
             registry.start_sp(entry)?;
@@ -149,6 +152,10 @@ impl RegistryHandle {
                 images,
                 spool,
                 delivery: config.settings.delivery.clone(),
+                read_timeout: config.image_read_timeout,
+                archive_work: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    crate::intake::ARCHIVES_AT_ONCE,
+                )),
             },
             settings: config.settings,
             journal,
@@ -218,15 +225,7 @@ impl RegistryHandle {
 
     /// Every SP, from what their actors publish (no SP is asked).
     pub async fn list(&self) -> Result<Vec<SpSummary>, RegistryError> {
-        let sps = self.registry.send(ListSps).await?;
-        Ok(sps
-            .into_iter()
-            .map(|(sp, active_update)| SpSummary {
-                info: sp.info(),
-                sp,
-                active_update,
-            })
-            .collect())
+        Ok(self.registry.send(ListSps).await?)
     }
 
     /// Resolve an SP by name, or by serial number once it is known.
@@ -263,12 +262,56 @@ impl RegistryHandle {
     pub async fn start_update(&self, start: StartUpdate) -> Result<UpdateHandle, RegistryError> {
         let component = parse_updatable(&start.component)?;
         let sp = self.sp(&start.sp).await?;
-        let (spec, image) = self.intake.take(&sp, component, start).await?;
+        let take_over = start.take_over;
+        let (mut spec, image) = self.intake.take(&sp, component, start).await?;
+        if take_over {
+            if let Some(held) = self.take_over(&sp, component, spec.id).await? {
+                let mut replaced = (*spec).clone();
+                replaced.took_over = Some(held);
+                spec = std::sync::Arc::new(replaced);
+            }
+        }
         let started = self.registry.send(Start { sp, spec, image }).await?;
         started
             .await
             .map_err(|_| RegistryError::Stopped)?
             .map_err(RegistryError::Update)
+    }
+
+    /// Abort the update of an unknown client that `sp` holds for
+    /// `component` (its id, if there was one), so that update `ours` can
+    /// take its place. One of our own running there is not taken over:
+    /// that is an abort's to end.
+    async fn take_over(
+        &self,
+        sp: &SpHandle,
+        component: gateway_messages::SpComponent,
+        ours: uuid::Uuid,
+    ) -> Result<Option<uuid::Uuid>, RegistryError> {
+        let state = SpUpdateState::from(sp.update_status(component).await?);
+        let Some(held) = state.id().filter(|h| *h != ours) else {
+            return Ok(None);
+        };
+        if matches!(state, SpUpdateState::Aborted { .. }) {
+            return Ok(None);
+        }
+        if let Ok(ours) = self.update(held).await {
+            if ours.is_running() {
+                return Err(UpdateError::AlreadyRunning {
+                    sp: sp.name().clone(),
+                    component,
+                    id: held,
+                }
+                .into());
+            }
+        }
+        let request = MgsRequest::UpdateAbort {
+            component,
+            id: UpdateId::from(held),
+        };
+        sp.ack(request, SpResponse::UpdateAbortAck).await?;
+        tracing::warn!(sp = %sp.name(), %component, update = %held, "took over: aborted the update the SP held");
+        Ok(Some(held))
     }
 
     /// The SP's status of `component`, with our latest update to it.

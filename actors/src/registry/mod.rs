@@ -20,7 +20,7 @@ use crate::settings::SpSettings;
 use crate::sp::{SpHandle, SpTarget};
 use crate::store::{Spool, Store};
 use crate::transport::{Transport, UdpTransport};
-use crate::types::{Operation, SpName};
+use crate::types::{Operation, SpName, SpType};
 use crate::update::{UpdateContext, UpdateEnded, UpdateHandle};
 use actix::prelude::*;
 use gateway_messages::SpComponent;
@@ -37,6 +37,19 @@ use tracing::{info, warn};
 pub struct SpEntry {
     pub name: SpName,
     pub target: SpTarget,
+    /// Its board's kind, where known.
+    pub kind: Option<SpType>,
+}
+
+impl SpEntry {
+    /// SP `name` at `target`, of the kind its name says (if it says one).
+    pub fn new(name: &str, target: SpTarget) -> Self {
+        Self {
+            name: name.into(),
+            target,
+            kind: SpType::from_name(name),
+        }
+    }
 }
 
 /// Makes the transport for an SP (tests inject faults here).
@@ -60,6 +73,8 @@ pub struct RegistryConfig {
     /// The scrimlet's own sled: no rollout takes it unless it says
     /// `allow_self`.
     pub own_sp: Option<String>,
+    /// How long reading a client's image may take (default 60 s).
+    pub image_read_timeout: Duration,
 }
 
 impl RegistryConfig {
@@ -72,6 +87,7 @@ impl RegistryConfig {
             history: DEFAULT_HISTORY,
             history_max_age: None,
             own_sp: None,
+            image_read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -141,16 +157,22 @@ pub struct Registry {
     images: ImageStore,
     /// Shutting down: no new updates.
     stopping: bool,
+    /// Updates SPs hold whose ids we do not know, as last reported.
+    unknown: BTreeMap<SpName, Vec<(SpComponent, uuid::Uuid)>>,
 }
 
 /// How often old history is looked for when no update ends.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How often the SPs' update statuses are compared with our updates.
+const UNKNOWN_EVERY: Duration = Duration::from_secs(1);
 
 impl Actor for Registry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(PRUNE_EVERY, |act, _| act.prune());
+        ctx.run_interval(UNKNOWN_EVERY, |act, _| act.report_unknown());
     }
 }
 
@@ -165,6 +187,7 @@ impl Registry {
         let handle = SpHandle::start(
             entry.name.clone(),
             entry.target.clone(),
+            entry.kind,
             transport,
             self.settings.clone(),
             fastrand::u32(..),
@@ -193,6 +216,40 @@ impl Registry {
             let result = accepted.await.unwrap_or(Err(UpdateError::ShuttingDown));
             registry.do_send(Resolved { id, result });
         });
+    }
+
+    /// What `sp`'s update buffer holds that is none of ours: (component,
+    /// its status) for every id we do not know (another client's, or ours
+    /// from before a state loss). An aborted update holds nothing.
+    fn unknown_on(&self, sp: &SpHandle) -> Vec<(SpComponent, crate::record::SpUpdateState)> {
+        sp.statuses()
+            .iter()
+            .filter(|(_, s)| !matches!(s, crate::record::SpUpdateState::Aborted { .. }))
+            .filter(|(_, s)| s.id().is_some_and(|id| !self.updates.contains_key(&id)))
+            .map(|(c, s)| (c, s.clone()))
+            .collect()
+    }
+
+    /// Log each update an SP holds that is none of ours, once, and keep
+    /// `mgsd_sp_unknown_updates` in step.
+    fn report_unknown(&mut self) {
+        for (name, (_, sp)) in &self.sps {
+            let now: Vec<(SpComponent, uuid::Uuid)> = self
+                .unknown_on(sp)
+                .into_iter()
+                .filter_map(|(c, s)| Some((c, s.id()?)))
+                .collect();
+            let before = self.unknown.get(name).cloned().unwrap_or_default();
+            if now == before {
+                continue;
+            }
+            for (component, id) in now.iter().filter(|u| !before.contains(u)) {
+                warn!(sp = %name, %component, update = %id, "the SP holds an update of an unknown client (another gateway's, or ours from before a state loss): `mgsctl update abort` takes that id, `update start --take-over` replaces it");
+            }
+            metrics::gauge!(crate::metrics::SP_UNKNOWN_UPDATES, "sp" => name.to_string())
+                .set(now.len() as f64);
+            self.unknown.insert(name.clone(), now);
+        }
     }
 
     /// The update of ours that holds `sp`, if one does.
@@ -254,8 +311,9 @@ impl Registry {
     }
 }
 
+/// Every SP, with our update running on it and what it holds of others.
 #[derive(Message)]
-#[rtype(result = "Vec<(SpHandle, Option<UpdateHandle>)>")]
+#[rtype(result = "Vec<SpSummary>")]
 struct ListSps;
 
 impl Handler<ListSps> for Registry {
@@ -264,7 +322,12 @@ impl Handler<ListSps> for Registry {
         MessageResult(
             self.sps
                 .values()
-                .map(|(_, h)| (h.clone(), self.running_on(h).cloned()))
+                .map(|(_, h)| SpSummary {
+                    info: h.info(),
+                    sp: h.clone(),
+                    active_update: self.running_on(h).cloned(),
+                    unknown_updates: self.unknown_on(h),
+                })
                 .collect(),
         )
     }

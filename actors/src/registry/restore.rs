@@ -48,6 +48,9 @@ impl Registry {
                     }
                     Err(why) => {
                         warn!(update = %id, sp = %spec.sp, %why, "journalled update cannot go on");
+                        if let Some((_, sp)) = self.sps.get(&spec.sp) {
+                            crate::update::abort_on_sp(sp.clone(), spec.clone());
+                        }
                         let failure = Failure::new(FailureKind::Other, why);
                         progress.end(Phase::Failed, Some(failure), now);
                         if let Some(j) = &self.journal {
@@ -73,7 +76,7 @@ impl Registry {
             .ok_or_else(|| format!("SP {} is no longer in the configuration", spec.sp))?;
         let spool = self.spool.as_ref().ok_or("no image spool")?;
         let image = spool
-            .get(&spec.image, &self.images)
+            .get(&spec.image, spec.total_bytes, &self.images)
             .map_err(|e| format!("its image cannot be read back: {e}"))?;
         Ok((sp.clone(), image))
     }

@@ -234,11 +234,12 @@ impl RolloutActor {
         let t = r.targets[i].clone();
         let image = self.images.get(&t.image_sha256).cloned();
         let (registry, events, after) = (self.registry.clone(), events.clone(), r.after);
+        let rollout = self.record.subscribe();
         let span = tracing::info_span!("target", sp = %t.sp, update = %t.update_id);
         actix::spawn(
             async move {
                 let ended = match image {
-                    Some(image) => drive(&registry, &t, image, after).await,
+                    Some(image) => drive(&registry, &t, image, after, rollout).await,
                     None => Some((
                         TargetState::Failed,
                         Some(format!(
@@ -273,6 +274,7 @@ async fn drive(
     t: &Target,
     image: Arc<Image>,
     after: After,
+    rollout: watch::Receiver<RolloutRecord>,
 ) -> Option<(TargetState, Option<String>)> {
     let failed = |why: String| Some((TargetState::Failed, Some(why)));
     let start = StartUpdate::new(
@@ -289,6 +291,13 @@ async fn drive(
         }
         Err(e) => return failed(e.to_string()),
     };
+    // An abort that came while the prepare was on its way found nothing to
+    // abort yet: it wins now that the SP holds the update.
+    if rollout.borrow().phase == RolloutPhase::Aborting {
+        if let Some(Err(e)) = handle.abort().await {
+            warn!(update = %t.update_id, error = %e, "could not abort the target's update");
+        }
+    }
     let mut rx = handle.watch();
     let Ok(last) = rx
         .wait_for(|p| p.phase.is_terminal())

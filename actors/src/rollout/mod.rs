@@ -52,7 +52,7 @@ impl Rollouts {
                     if images.contains_key(&t.image_sha256) {
                         continue;
                     }
-                    match this.read_back(&t.image_sha256) {
+                    match this.read_back(&t.image_sha256, t.total_bytes) {
                         Ok(Some(image)) => {
                             images.insert(t.image_sha256.clone(), image);
                         }
@@ -80,7 +80,7 @@ impl Rollouts {
     }
 
     /// A spooled image, read back (`None` without a spool).
-    fn read_back(&self, sha256: &str) -> Result<Option<Arc<Image>>, String> {
+    fn read_back(&self, sha256: &str, len: u64) -> Result<Option<Arc<Image>>, String> {
         let Some(hash) = ImageHash::from_hex(sha256) else {
             return Ok(None);
         };
@@ -88,7 +88,7 @@ impl Rollouts {
             return Ok(None);
         };
         spool
-            .get(&hash, self.registry.images())
+            .get(&hash, len, self.registry.images())
             .map(Some)
             .map_err(|e| e.to_string())
     }

@@ -96,6 +96,15 @@ pub fn plan(
             continue;
         }
         for sp in chosen {
+            let kind = sps.iter().find(|h| *h.name() == sp).and_then(SpHandle::kind);
+            if let Some(kind) = kind.filter(|k| !k.has(component)) {
+                problems.push(format!(
+                    "{at}: {sp} is a {} SP: it has no {}",
+                    kind.as_str(),
+                    ts.component
+                ));
+                continue;
+            }
             if let Some(first) = seen.insert((sp.clone(), ts.component.clone()), ts.line) {
                 let first = first.map_or(String::new(), |l| format!(" (line {l})"));
                 problems.push(format!(

@@ -123,6 +123,21 @@ impl SpActor {
             warn!(was = %old.serial, now = %identity.serial, addr = ?self.peer, "a different SP answers here now (serial changed); its identity is refreshed");
         }
         let rot_slot = identity.rot_active_slot.unwrap_or(0);
+        // A new SP (or the first sight of one): what its update buffer
+        // holds, so an update of someone else's (or ours, from before a
+        // state loss) is seen without anyone asking.
+        let new_sp = self
+            .info
+            .borrow()
+            .identity
+            .as_ref()
+            .is_none_or(|o| o.serial != identity.serial);
+        if new_sp {
+            for component in crate::types::UPDATABLE {
+                let request = MgsRequest::UpdateStatus(component);
+                self.submit(request, RpcKind::Normal, Reply::Background);
+            }
+        }
         // Versions are read again only when the firmware may have changed.
         let mut same_firmware = false;
         self.info.send_modify(|i| {

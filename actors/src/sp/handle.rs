@@ -14,7 +14,7 @@ use crate::record::SpUpdateState;
 use crate::rpc::RttEstimator;
 use crate::settings::SpSettings;
 use crate::transport::Transport;
-use crate::types::{Operation, SpName};
+use crate::types::{Operation, SpName, SpType};
 use actix::prelude::*;
 use gateway_messages::{
     MgsRequest, PowerState, SpComponent, SpError, SpResponse, UpdateId, UpdateStatus,
@@ -129,6 +129,7 @@ impl Drop for OpClaim {
 #[derive(Clone)]
 pub struct SpHandle {
     name: SpName,
+    kind: Option<SpType>,
     addr: Addr<SpActor>,
     info: watch::Receiver<SpInfo>,
     statuses: watch::Receiver<SpStatuses>,
@@ -140,6 +141,7 @@ impl SpHandle {
     pub fn start(
         name: SpName,
         target: SpTarget,
+        kind: Option<SpType>,
         transport: Arc<dyn Transport>,
         settings: SpSettings,
         first_id: u32,
@@ -192,6 +194,7 @@ impl SpHandle {
         };
         Self {
             name,
+            kind,
             addr: actor.start(),
             info,
             statuses,
@@ -200,6 +203,11 @@ impl SpHandle {
 
     pub fn name(&self) -> &SpName {
         &self.name
+    }
+
+    /// Its board's kind, where known.
+    pub fn kind(&self) -> Option<SpType> {
+        self.kind
     }
 
     /// What the actor knows about its SP now.
@@ -297,6 +305,11 @@ impl SpHandle {
         }
         let status = self.update_status(component).await?;
         Ok((SpUpdateState::from(status), Duration::ZERO))
+    }
+
+    /// The SP's update status of every component, as last seen.
+    pub fn statuses(&self) -> SpStatuses {
+        self.statuses.borrow().clone()
     }
 
     /// The SP's identity, asked now.

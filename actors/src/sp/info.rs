@@ -149,6 +149,11 @@ impl SpIdentity {
 pub struct SpStatuses(pub(super) HashMap<SpComponent, (SpUpdateState, Instant)>);
 
 impl SpStatuses {
+    /// Every component's status as last read.
+    pub fn iter(&self) -> impl Iterator<Item = (SpComponent, &SpUpdateState)> {
+        self.0.iter().map(|(c, (s, _))| (*c, s))
+    }
+
     /// The status of `component` and its age, if read within `max_age`.
     pub fn within(
         &self,

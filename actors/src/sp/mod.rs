@@ -62,6 +62,9 @@ enum Reply {
     Discover,
     State,
     Version(SpComponent),
+    /// Nobody waits: what matters is published as it is answered (an
+    /// update status).
+    Background,
 }
 
 struct Request {
@@ -638,6 +641,7 @@ impl SpActor {
                 // read what is published now.
                 self.state_waiters.clear();
             }
+            Reply::Background => {}
             Reply::Version(component) => {
                 if let Ok((_, value)) = result {
                     let version = String::from_utf8_lossy(&value).into_owned();

@@ -11,7 +11,7 @@ use crate::delivery::StreamEvent;
 use crate::error::{RpcError, UpdateError};
 use crate::image::Image;
 use crate::journal::JournalHandle;
-use crate::record::{Failure, FailureKind, Phase, Progress, UpdateSpec};
+use crate::record::{Failure, FailureKind, HashForm, Phase, Progress, UpdateSpec};
 use crate::reset::{Activation, Expected, Outcome};
 use crate::settings::{DeliverySettings, RpcPolicy};
 use crate::sp::{Deliver, DeliveryReport, OpClaim, RpcResult, SlotBusy, SpHandle};
@@ -19,7 +19,7 @@ use crate::types::{ImageHash, Operation};
 use actix::prelude::*;
 use gateway_messages::{
     ComponentUpdatePrepare, HfError, MgsRequest, SpComponent, SpError, SpResponse, SpUpdatePrepare,
-    UpdateId,
+    UpdateId, MAX_UPDATE_CHUNK_DATA,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -405,6 +405,9 @@ impl UpdateActor {
                 }
                 self.progress.resumed += 1;
                 update_metrics::resumed(&self.spec);
+                // On disk now: another restart soon after must not lose
+                // this one (counts only grow).
+                self.journal_now();
                 info!(
                     sp_status = ?status,
                     phase = self.progress.phase.as_str(),
@@ -430,6 +433,12 @@ impl UpdateActor {
             SpView::Accepting(from) => match (self.step, why) {
                 (Step::Delivering, Ask::Refresh) => self.publish(),
                 (Step::Erasing | Step::Delivering | Step::Confirming, _) => {
+                    if why == Ask::Reconcile {
+                        // Chunks sent since the last journal write are not
+                        // counted; the SP holds at least this many.
+                        let proven = u64::from(from).div_ceil(MAX_UPDATE_CHUNK_DATA as u64);
+                        self.progress.chunks_sent = self.progress.chunks_sent.max(proven);
+                    }
                     self.enter(Step::Delivering);
                     self.progress.delivering(u64::from(from), now);
                     self.publish();
@@ -582,25 +591,37 @@ impl UpdateActor {
             slot: self.spec.slot,
         };
         self.rpc(request, ctx, |act, res, ctx| match res {
-            Ok((SpResponse::HostFlashHash(got), _)) => match act.expected_hash {
-                Some(want) if want == got => {
-                    act.progress.hash_verified = true;
-                    act.complete(ctx);
+            Ok((SpResponse::HostFlashHash(got), _)) => {
+                // Real firmware hashes the whole slot; another SP the bytes
+                // written. Either names exactly the image sent.
+                let form = match act.expected_hash {
+                    Some(slot) if slot == got => Some(HashForm::Slot),
+                    _ if got == act.image.hash.0 => Some(HashForm::Image),
+                    _ => None,
+                };
+                match (form, act.expected_hash) {
+                    (Some(form), _) => {
+                        act.progress.hash_verified = true;
+                        act.progress.hash_form = Some(form);
+                        act.complete(ctx);
+                    }
+                    (None, Some(want)) => {
+                        let why = format!(
+                            "host-flash slot {} hash mismatch: SP has {}, expected {} (the whole \
+                             slot) or {} (the image)",
+                            act.spec.slot,
+                            ImageHash(got),
+                            ImageHash(want),
+                            act.image.hash
+                        );
+                        act.fail(Failure::new(FailureKind::HashMismatch, why), ctx)
+                    }
+                    (None, None) => act.fail(
+                        Failure::new(FailureKind::Other, "could not compute the expected hash"),
+                        ctx,
+                    ),
                 }
-                Some(want) => {
-                    let why = format!(
-                        "host-flash slot {} hash mismatch: SP has {}, expected {}",
-                        act.spec.slot,
-                        ImageHash(got),
-                        ImageHash(want)
-                    );
-                    act.fail(Failure::new(FailureKind::HashMismatch, why), ctx)
-                }
-                None => act.fail(
-                    Failure::new(FailureKind::Other, "could not compute the expected hash"),
-                    ctx,
-                ),
-            },
+            }
             Err(RpcError::Sp {
                 error: SpError::Hf(HfError::HashInProgress),
                 ..
@@ -715,6 +736,11 @@ impl UpdateActor {
 
     fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
         warn!(reason = %failure.reason, "update failed");
+        // Where the SP may still hold it, free its one update buffer: an
+        // update we gave up must not keep the next one out.
+        if !matches!(failure.kind, FailureKind::SpReset | FailureKind::RolledBack) {
+            super::abort_on_sp(self.sp.clone(), self.spec.clone());
+        }
         self.end(Phase::Failed, Some(failure), ctx);
     }
 

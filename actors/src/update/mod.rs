@@ -157,6 +157,27 @@ fn spawn(
     }
 }
 
+/// Abort update `spec` on its SP by id, in the background, and say how
+/// it went: for an update the daemon gave up while the SP may still hold
+/// it (the SP aborts only if it is its current update).
+pub fn abort_on_sp(sp: SpHandle, spec: Arc<UpdateSpec>) {
+    use gateway_messages::{MgsRequest, SpResponse, UpdateId};
+    let request = MgsRequest::UpdateAbort {
+        component: spec.component,
+        id: UpdateId::from(spec.id),
+    };
+    actix::spawn(async move {
+        // After a restart the SP may not be found yet.
+        if sp.identified().await.is_none() {
+            return;
+        }
+        match sp.ack(request, SpResponse::UpdateAbortAck).await {
+            Ok(()) => tracing::warn!(sp = %spec.sp, update = %spec.id, component = %spec.component, "aborted the given-up update on the SP, freeing its update buffer"),
+            Err(e) => tracing::info!(sp = %spec.sp, update = %spec.id, error = %e, "the SP does not hold the given-up update (or did not answer)"),
+        }
+    });
+}
+
 impl std::fmt::Debug for UpdateHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpdateHandle")

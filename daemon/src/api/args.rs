@@ -130,6 +130,12 @@ pub struct UpdateStartArgs {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_board: bool,
+    /// If the SP holds an update of an unknown client (another gateway's,
+    /// or ours from before a state loss), abort it and start this one in
+    /// its place (audited).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub take_over: bool,
     /// Once complete, reset the SP into the new image and confirm it runs
     /// (`sp` only; see `reset`). Implies --watch.
     #[arg(long)]

@@ -203,6 +203,9 @@ pub enum ErrorCode {
     /// The rollout cannot do that now (resume when not paused, abort
     /// when ended).
     RolloutState,
+    /// The state directory cannot be written (disk full, ...): an update
+    /// that could not be journalled is not started.
+    StateUnwritable,
     /// Anything else.
     Internal,
 }
@@ -274,33 +277,75 @@ impl Response {
     }
 }
 
-/// A JSON object whose keys are all different (`serde_json` alone lets
-/// the last of two equal keys win, silently).
+/// A JSON object whose keys are all different, at every depth
+/// (`serde_json` alone lets the last of two equal keys win, silently).
 struct UniqueKeys(serde_json::Map<String, Value>);
+
+/// Any JSON value, refused if some object in it has a key twice.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = UniqueKeys;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<UniqueKeys, A::Error> {
-                let mut map = serde_json::Map::new();
-                while let Some((k, v)) = a.next_entry::<String, Value>()? {
-                    if map.contains_key(&k) {
-                        return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
-                    }
-                    map.insert(k, v);
-                }
-                Ok(UniqueKeys(map))
-            }
+        match d.deserialize_map(StrictVisitor)? {
+            Value::Object(map) => Ok(UniqueKeys(map)),
+            _ => Err(serde::de::Error::custom("expected a JSON object")),
         }
-        d.deserialize_map(Visitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = a.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        let mut map = serde_json::Map::new();
+        while let Some((k, Strict(v))) = a.next_entry::<String, Strict>()? {
+            if map.contains_key(&k) {
+                return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+            }
+            map.insert(k, v);
+        }
+        Ok(Value::Object(map))
     }
 }
 
@@ -409,6 +454,15 @@ mod tests {
             "{}",
             dup.message
         );
+        // At every depth: a plan's nested tables too.
+        let nested = e(
+            r#"{"cmd":"rollout_start","plan":{"target":[{"kind":"sled","component":"sp","component":"rot","image":0}]}}"#,
+        );
+        assert!(
+            nested.message.contains("duplicate key \"component\""),
+            "{}",
+            nested.message
+        );
         assert_eq!(e("  \t").code, ErrorCode::BadRequest);
         let path = e(r#"{"cmd":"update_start","sp":"a","component":"sp","image":"/etc/shadow"}"#);
         assert!(path.message.contains("descriptor"), "{}", path.message);
@@ -438,6 +492,7 @@ mod tests {
             id: None,
             archive: true,
             force_board: false,
+            take_over: false,
             activate: true,
             no_watchdog: false,
             watchdog_ms: Some(5000),

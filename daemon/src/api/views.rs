@@ -4,7 +4,7 @@
 //! Small value types (phases, failure kinds, reset outcomes, the SP's
 //! update status) are the actors' own, serialised the same way.
 
-pub use actors::record::{FailureKind, Phase, SpUpdateState};
+pub use actors::record::{FailureKind, HashForm, Phase, SpUpdateState};
 pub use actors::reset::{Activation, Expected, Method, Outcome, ResetOptions};
 pub use actors::rollout_state::{After, Counts, Pause, RolloutPhase, TargetState};
 pub use actors::sp::FirmwareVersions;
@@ -59,6 +59,29 @@ pub struct SpRow {
     pub rto_us: u64,
     /// The update of ours running on it.
     pub active_update: Option<UpdateRecord>,
+    /// Updates it holds whose ids mgsd does not know: another client's,
+    /// or ours from before a state loss.
+    #[serde(default)]
+    pub unknown_updates: Vec<UnknownUpdate>,
+}
+
+/// An update an SP holds that is none of ours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnknownUpdate {
+    pub component: String,
+    pub sp_status: SpUpdateState,
+}
+
+/// Whose update the SP's status names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Holder {
+    /// One of ours (running, or remembered in the history).
+    Ours,
+    /// An id mgsd does not know: another gateway's update, or one of ours
+    /// from before a state loss. `update abort` takes its id;
+    /// `update start --take-over` replaces it.
+    UnknownClient,
 }
 
 /// `state`.
@@ -180,6 +203,10 @@ pub struct UpdateRecord {
     pub last_error: Option<String>,
     /// The host-flash hash was read back and matched.
     pub hash_verified: bool,
+    /// What the matching hash covered: `slot` (the whole slot, as real
+    /// firmware hashes it) or `image` (the bytes written, as some SPs do).
+    #[serde(default)]
+    pub hash_verified_as: Option<HashForm>,
     /// From the first chunk to the last byte acknowledged.
     pub delivered_in_ms: Option<u64>,
     /// Times taken up again after a daemon restart.
@@ -190,6 +217,9 @@ pub struct UpdateRecord {
     /// Reset the SP into the new image once complete.
     pub activate: Option<ResetOptions>,
     pub activation: Option<Activation>,
+    /// The unknown client's update this one replaced (`take_over`).
+    #[serde(default)]
+    pub took_over: Option<uuid::Uuid>,
 }
 
 impl From<&actors::UpdateHandle> for UpdateRecord {
@@ -216,12 +246,14 @@ impl From<&actors::UpdateHandle> for UpdateRecord {
             failure_kind: p.failure.as_ref().map(|f| f.kind),
             last_error: p.last_error.clone(),
             hash_verified: p.hash_verified,
+            hash_verified_as: p.hash_form,
             delivered_in_ms: p.delivered_in_ms,
             resumed: p.resumed,
             aux_flash_bytes: u64::from(s.aux_len()),
             artifact: s.artifact.clone(),
             activate: s.activate,
             activation: p.activation.clone(),
+            took_over: s.took_over,
         }
     }
 }
@@ -242,6 +274,9 @@ pub struct UpdateStatusView {
     pub sp_status: SpUpdateState,
     /// How old the SP's report is: 0 when just asked.
     pub sp_status_age_ms: u64,
+    /// Whose update the SP's report names, if it names one.
+    #[serde(default)]
+    pub sp_status_holder: Option<Holder>,
     pub delivery: Option<UpdateRecord>,
 }
 

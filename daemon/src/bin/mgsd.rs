@@ -24,6 +24,9 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    // What the daemon creates is its own: the state directory's files
+    // are also chmodded explicitly, this covers what libraries create.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let mut config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -162,7 +162,7 @@ fn exit_code(code: ErrorCode) -> u8 {
         UpdateConflict | UpdateRunning | AbortRefused | RolloutState => 8,
         PermissionDenied => 9,
         Busy => 3,
-        ShuttingDown | Internal => 1,
+        ShuttingDown | StateUnwritable | Internal => 1,
     }
 }
 

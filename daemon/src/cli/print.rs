@@ -65,9 +65,14 @@ pub(super) fn list(rows: &[SpRow]) {
         "NAME", "UP", "LINK", "SERIAL", "MODEL", "POWER", "SP", "ROT"
     );
     for sp in rows {
-        let update = match &sp.active_update {
-            None => "-".to_string(),
-            Some(u) => format!("{} {} {}%", u.component, u.phase.as_str(), u.percent()),
+        let update = match (&sp.active_update, sp.unknown_updates.first()) {
+            (Some(u), _) => format!("{} {} {}%", u.component, u.phase.as_str(), u.percent()),
+            (None, Some(u)) => format!(
+                "{} held by an unknown client ({})",
+                u.component,
+                or_dash(u.sp_status.id())
+            ),
+            (None, None) => "-".to_string(),
         };
         println!(
             "{:<10} {:<5} {:<7} {:<13} {:<12} {:<5} {:<8} {:<8} {}",
@@ -182,7 +187,13 @@ pub(super) fn status(v: &UpdateStatusView) {
     };
     println!("{} {}: {state}{detail}", v.sp, v.component);
     if let Some(id) = v.sp_status.id() {
-        println!("  update id: {id}");
+        let whose = match v.sp_status_holder {
+            Some(crate::api::views::Holder::UnknownClient) => {
+                " (held by an unknown client: `update abort` takes this id, `update start --take-over` replaces it)"
+            }
+            _ => "",
+        };
+        println!("  update id: {id}{whose}");
     }
     if v.sp_status_age_ms > 0 {
         println!("  (as the SP reported {} ms ago)", v.sp_status_age_ms);

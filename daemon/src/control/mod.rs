@@ -7,6 +7,8 @@
 
 mod access;
 mod framing;
+mod places;
+mod refusals;
 mod rollouts;
 mod sps;
 mod updates;
@@ -18,6 +20,8 @@ use crate::config::ControlConfig;
 use actors::store::AuditEntry;
 use actors::{Gateway, RegistryError, RpcError, UpdateError};
 use framing::{Frame, Framer};
+use places::Places;
+use refusals::Refusals;
 use gateway_messages::SpError;
 use serde_json::Value;
 use std::os::fd::OwnedFd;
@@ -26,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
@@ -80,8 +84,12 @@ pub struct ControlServer {
     gw: Gateway,
     max_request_bytes: usize,
     access: Arc<Access>,
-    /// Places for connections; one more is told `busy`.
-    connections: Arc<tokio::sync::Semaphore>,
+    /// Places for connections, some kept for operate-class peers; one more
+    /// is told `busy`.
+    places: Places,
+    /// A connection with no request for this long is closed.
+    idle_timeout: Duration,
+    refusals: Refusals,
     started: Instant,
     /// Requests being carried out (not `watch` streams): shutdown waits
     /// for them to be answered.
@@ -107,6 +115,11 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 /// Bytes read from a connection at a time.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// Refusals one connection gets answered at once; past them each waits
+/// this long, so a peer cannot make the daemon refuse thousands a second.
+const REFUSALS_AT_ONCE: u32 = 16;
+const REFUSAL_PACE: Duration = Duration::from_millis(100);
+
 impl ControlServer {
     /// A server over `gw`, with `config`'s limits and access lists.
     pub fn new(gw: Gateway, config: &ControlConfig) -> Self {
@@ -114,14 +127,27 @@ impl ControlServer {
         for name in access.unknown_names() {
             warn!(%name, "control access: no such {name} in the user database; it grants nothing");
         }
-        Self {
+        let server = Self {
             gw,
             max_request_bytes: config.max_request_bytes,
             access: Arc::new(access),
-            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+            places: Places::new(config.max_connections, config.reserved_operate_connections),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            refusals: Refusals::default(),
             started: Instant::now(),
             busy: tokio::sync::watch::Sender::new(0),
-        }
+        };
+        // Each interval's refusals go to the audit as one row per kind.
+        let (refusals, registry) = (server.refusals.clone(), server.gw.registry.clone());
+        actix::spawn(async move {
+            loop {
+                tokio::time::sleep(refusals::INTERVAL).await;
+                for entry in refusals.take(actors::types::unix_ms()) {
+                    registry.audit(entry);
+                }
+            }
+        });
+        server
     }
 
     /// Wait until no request is being carried out.
@@ -160,22 +186,38 @@ impl ControlServer {
         let Some(class) = self.access.class(&peer) else {
             return self.refuse_peer(stream, peer).await;
         };
-        let Ok(_place) = self.connections.clone().try_acquire_owned() else {
-            metrics::counter!("mgsd_control_refusals_total", "reason" => "busy").increment(1);
-            let message = "mgsd serves too many connections (control.max_connections); try again";
+        let Some(_place) = self.places.take(class) else {
+            let message = match class {
+                Class::Operate => "mgsd serves too many connections (control.max_connections); try again",
+                Class::Read => "mgsd serves too many connections for readers (control.max_connections, less the reserved_operate_connections); try again",
+            };
+            if self.refusals.add(refusal_key(&peer, "busy", None), peer.pid, message) {
+                warn!(uid = peer.uid, "control connection refused: busy (further ones are summed for a minute)");
+            }
             return refuse(stream, ErrorCode::Busy, message.into()).await;
         };
         let (read, mut write) = stream.into_split();
         let mut framer = Framer::new(self.max_request_bytes);
         let mut buf = vec![0u8; READ_BUFFER];
+        let mut refused = 0u32;
         loop {
             let frame = loop {
                 if let Some(frame) = framer.next_frame() {
                     break frame;
                 }
-                match framing::fill(read.as_ref(), &mut framer, &mut buf).await {
-                    Ok(true) => {}
-                    _ => return,
+                // An idle connection holds a place for nothing: close it.
+                let filled = tokio::time::timeout(
+                    self.idle_timeout,
+                    framing::fill(read.as_ref(), &mut framer, &mut buf),
+                )
+                .await;
+                match filled {
+                    Ok(Ok(true)) => {}
+                    Ok(_) => return,
+                    Err(_) => {
+                        debug!(uid = peer.uid, "idle control connection closed");
+                        return;
+                    }
                 }
             };
             let (line, fds) = match frame {
@@ -220,6 +262,10 @@ impl ControlServer {
                     ErrorCode::PermissionDenied,
                     denied(&peer, Some(&command)),
                 );
+                refused += 1;
+                if refused > REFUSALS_AT_ONCE {
+                    tokio::time::sleep(REFUSAL_PACE).await;
+                }
                 self.refused(&peer, Some(&command), &r);
                 if send(&mut write, &r).await.is_err() {
                     return;
@@ -228,19 +274,35 @@ impl ControlServer {
             }
             if let Command::Watch(w) = command {
                 metrics::counter!("mgsd_control_requests_total", "command" => "watch", "result" => "ok").increment(1);
-                updates::watch(&self, &mut write, request.request_id, w.id).await;
-                return;
+                let streamed = updates::watch(&self, &mut write, request.request_id, w.id);
+                return until_gone(&read, streamed).await;
             }
             if let Command::RolloutWatch(a) = command {
                 metrics::counter!("mgsd_control_requests_total", "command" => "rollout_watch", "result" => "ok").increment(1);
-                rollouts::watch(&self, &mut write, request.request_id, a).await;
-                return;
+                let streamed = rollouts::watch(&self, &mut write, request.request_id, a);
+                return until_gone(&read, streamed).await;
             }
             let name = command.name();
             let audited =
                 (command.class() == Class::Operate).then(|| self.audit_entry(&peer, &command));
+            // A request that reads images may take long; a client that
+            // goes meanwhile frees its place (anything accepted goes on).
+            let reads_images = matches!(command, Command::UpdateStart(_) | Command::RolloutStart(_));
             self.busy.send_modify(|n| *n += 1);
-            let response = match self.execute(command, fds).await {
+            let executed = self.execute(command, fds);
+            let response = if reads_images {
+                match until_hung_up(&read, executed).await {
+                    Some(outcome) => outcome,
+                    None => {
+                        self.busy.send_modify(|n| *n -= 1);
+                        debug!(uid = peer.uid, command = name, "client left mid-request");
+                        return;
+                    }
+                }
+            } else {
+                executed.await
+            };
+            let response = match response {
                 Ok(value) => Response::ok(request.request_id, value),
                 Err((code, message)) => Response::error(request.request_id, code, message),
             };
@@ -268,23 +330,26 @@ impl ControlServer {
         let _ = send(&mut write, &r).await;
     }
 
-    /// Count, log and audit a refusal.
+    /// Count a refusal; audit and log the first of its kind in the
+    /// interval (the rest are summed, see [`Refusals`]).
     fn refused(&self, peer: &Peer, command: Option<&Command>, response: &Response) {
-        let name = command.map_or("connect", Command::name);
-        metrics::counter!("mgsd_control_refusals_total", "reason" => "permission_denied")
-            .increment(1);
-        count(name, response);
-        let entry = match command {
-            Some(c) => self.audit_entry(peer, c),
-            None => AuditEntry {
-                uid: peer.uid,
-                gid: peer.gid,
-                pid: peer.pid,
-                command: name.into(),
-                ..AuditEntry::default()
-            },
-        };
-        self.audit(entry, response);
+        count(command.map_or("connect", Command::name), response);
+        let message = response.error.as_ref().map_or("", |e| e.message.as_str());
+        let key = refusal_key(peer, "permission_denied", command);
+        if self.refusals.add(key, peer.pid, message) {
+            let mut entry = match command {
+                Some(c) => self.audit_entry(peer, c),
+                None => AuditEntry {
+                    uid: peer.uid,
+                    gid: peer.gid,
+                    pid: peer.pid,
+                    command: "connect".into(),
+                    ..AuditEntry::default()
+                },
+            };
+            entry.count = Some(1);
+            self.audit(entry, response);
+        }
     }
 
     /// The audit entry of `command` from `peer`, before it is carried out.
@@ -302,6 +367,7 @@ impl ControlServer {
             image_sha256: None,
             result: String::new(),
             message: None,
+            count: None,
         }
     }
 
@@ -323,6 +389,9 @@ impl ControlServer {
                     .get("image_sha256")
                     .and_then(Value::as_str)
                     .map(String::from);
+                if let Some(held) = v.get("took_over").and_then(Value::as_str) {
+                    entry.message = Some(format!("took over update {held}, which the SP held"));
+                }
             }
             (_, Some(e)) => {
                 entry.result = error_name(e.code);
@@ -374,6 +443,70 @@ impl ControlServer {
             Command::Watch(_) | Command::RolloutWatch(_) => {
                 unreachable!("handled by the connection")
             }
+        }
+    }
+}
+
+fn refusal_key(peer: &Peer, reason: &'static str, command: Option<&Command>) -> refusals::Key {
+    refusals::Key {
+        uid: peer.uid,
+        gid: peer.gid,
+        reason,
+        command: command.map_or("connect", Command::name).into(),
+    }
+}
+
+/// Run a stream to a client (`watch`) until it ends or the client goes:
+/// a watcher whose peer hung up is noticed by its socket's end of stream,
+/// not only when a write fails, and its place is freed.
+async fn until_gone(read: &OwnedReadHalf, streamed: impl std::future::Future<Output = ()>) {
+    tokio::select! {
+        _ = streamed => {}
+        _ = hung_up(read, true) => debug!("watcher gone; its stream ends"),
+    }
+}
+
+/// Run `request` unless the client hangs up first (`None`). What the
+/// client may have sent meanwhile stays unread for its next request.
+async fn until_hung_up<T>(
+    read: &OwnedReadHalf,
+    request: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        done = request => Some(done),
+        _ = hung_up(read, false) => None,
+    }
+}
+
+/// Resolves once the peer has closed its end of the connection. With
+/// `discard`, what it sends is read and dropped (a watcher has nothing
+/// more to say); without, it is only peeked at, and left for later.
+async fn hung_up(read: &OwnedReadHalf, discard: bool) {
+    use rustix::net::RecvFlags;
+    let stream = read.as_ref();
+    let flags = if discard {
+        RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::DONTWAIT | RecvFlags::PEEK
+    };
+    let mut buf = [0u8; 512];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        // Through `try_io`, so a spurious wake clears the readiness.
+        let got = stream.try_io(tokio::io::Interest::READABLE, || {
+            rustix::net::recv(stream, &mut buf, flags)
+                .map(|(n, _)| n)
+                .map_err(std::io::Error::from)
+        });
+        match got {
+            Ok(0) => return,
+            Ok(_) if discard => {}
+            // Data waiting for the next request: look again soon.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }
@@ -476,7 +609,7 @@ pub fn error_code(e: &RegistryError) -> ErrorCode {
             UpdateError::AbortRefused { .. } => ErrorCode::AbortRefused,
             UpdateError::Prepare { source, .. } => rpc_code(source),
             UpdateError::Rpc(r) => rpc_code(r),
-            UpdateError::Spool(_) | UpdateError::Journal { .. } => ErrorCode::Internal,
+            UpdateError::Spool(_) | UpdateError::Journal { .. } => ErrorCode::StateUnwritable,
             UpdateError::ShuttingDown => ErrorCode::ShuttingDown,
         },
         RegistryError::Rpc(r) => rpc_code(r),

@@ -54,15 +54,10 @@ pub(super) async fn start(
     let mut images = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
         let file = std::fs::File::from(fd);
-        let store = intake.images.clone();
-        let loaded = tokio::task::spawn_blocking(move || store.load(&file, limit))
+        let loaded = intake
+            .load_file(file, limit)
             .await
-            .map_err(|_| {
-                (
-                    ErrorCode::ShuttingDown,
-                    "daemon is shutting down".to_string(),
-                )
-            })?;
+            .map_err(registry_error)?;
         let lines: Vec<String> = a
             .plan
             .targets

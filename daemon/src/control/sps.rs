@@ -5,7 +5,7 @@
 use super::{registry_error, ControlServer, Failed};
 use crate::api::views::{
     CabooseView, Health, PowerView, ResetView, RotState, SlotSetView, SlotView, SpRow, SpState,
-    SpStateView, UpdateRecord, VersionInfo,
+    SpStateView, UnknownUpdate, UpdateRecord, VersionInfo,
 };
 use crate::api::{
     CabooseArgs, ComponentArgs, ErrorCode, PowerSetArgs, ResetArgs, SlotSetArgs, SpArgs,
@@ -57,6 +57,14 @@ pub(super) async fn list(s: &ControlServer) -> Result<Vec<SpRow>, Failed> {
                 srtt_us: info.srtt_us,
                 rto_us: info.rto_us,
                 active_update: sp.active_update.as_ref().map(UpdateRecord::from),
+                unknown_updates: sp
+                    .unknown_updates
+                    .iter()
+                    .map(|(component, sp_status)| UnknownUpdate {
+                        component: component.to_string(),
+                        sp_status: sp_status.clone(),
+                    })
+                    .collect(),
             }
         })
         .collect())

@@ -2,7 +2,9 @@
 //! descriptor), status, abort, watch, history, and the audit log.
 
 use super::{registry_error, send, ControlServer, Failed};
-use crate::api::views::{AbortView, AuditEntry, HistoryRow, UpdateRecord, UpdateStatusView};
+use crate::api::views::{
+    AbortView, AuditEntry, HistoryRow, Holder, SpUpdateState, UpdateRecord, UpdateStatusView,
+};
 use crate::api::{
     AuditArgs, ComponentArgs, ErrorCode, HistoryArgs, Response, UpdateAbortArgs, UpdateStartArgs,
     MAX_LIMIT,
@@ -44,6 +46,7 @@ pub(super) async fn start(
     let start = StartUpdate {
         activate,
         force_board: a.force_board,
+        take_over: a.take_over,
         ..StartUpdate::new(
             &a.sp,
             &a.component,
@@ -69,11 +72,20 @@ pub(super) async fn status(
             .update_status(&a.sp, &a.component)
             .await
             .map_err(registry_error)?;
+    let held = view.sp_status.id().filter(|_| !matches!(view.sp_status, SpUpdateState::Aborted { .. }));
+    let sp_status_holder = match held {
+        Some(id) => Some(match s.gw.registry.is_bound(id).await.map_err(registry_error)? {
+            true => Holder::Ours,
+            false => Holder::UnknownClient,
+        }),
+        None => None,
+    };
     Ok(UpdateStatusView {
         sp: view.sp.to_string(),
         component: view.component.to_string(),
         sp_status: view.sp_status,
         sp_status_age_ms: view.sp_status_age.as_millis() as u64,
+        sp_status_holder,
         delivery: view.delivery.as_ref().map(UpdateRecord::from),
     })
 }

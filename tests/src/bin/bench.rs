@@ -241,6 +241,7 @@ fn update(d: &Daemon, sp: &str, image: &Path) -> (Value, Duration, Duration) {
         id: Some(id),
         archive: false,
         force_board: false,
+        take_over: false,
         activate: false,
         no_watchdog: false,
         watchdog_ms: None,
