@@ -352,7 +352,9 @@ impl Config {
             return Err("control.max_connections: must be at least 1".into());
         }
         if self.control.idle_timeout_ms == 0 || self.updates.image_read_timeout_ms == 0 {
-            return Err("control.idle_timeout_ms and updates.image_read_timeout_ms: must be above 0".into());
+            return Err(
+                "control.idle_timeout_ms and updates.image_read_timeout_ms: must be above 0".into(),
+            );
         }
         self.metrics.listen_addr()?;
         let mut names = std::collections::BTreeSet::new();

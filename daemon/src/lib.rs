@@ -78,7 +78,8 @@ pub async fn run(
         config.updates.history_max_age_days.saturating_mul(86_400),
     ));
     registry_config.own_sp = Some(config.rollout.own_sp.clone()).filter(|s| !s.is_empty());
-    registry_config.image_read_timeout = Duration::from_millis(config.updates.image_read_timeout_ms);
+    registry_config.image_read_timeout =
+        Duration::from_millis(config.updates.image_read_timeout_ms);
     let state = open_state(&config.state.dir)?;
     let (gw, unreadable) = Gateway::start(registry_config, state).map_err(DaemonError::Sockets)?;
     let registry = gw.registry.clone();

@@ -96,7 +96,10 @@ pub fn plan(
             continue;
         }
         for sp in chosen {
-            let kind = sps.iter().find(|h| *h.name() == sp).and_then(SpHandle::kind);
+            let kind = sps
+                .iter()
+                .find(|h| *h.name() == sp)
+                .and_then(SpHandle::kind);
             if let Some(kind) = kind.filter(|k| !k.has(component)) {
                 problems.push(format!(
                     "{at}: {sp} is a {} SP: it has no {}",

@@ -275,7 +275,11 @@ impl Store {
 
     /// Audit entries (operate commands and refusal aggregates) at or
     /// after `since_unix_ms`, newest first, at most `limit`.
-    pub fn audit_log(&self, since_unix_ms: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    pub fn audit_log(
+        &self,
+        since_unix_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -356,4 +360,3 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
 }
-

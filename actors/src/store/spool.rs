@@ -119,7 +119,9 @@ impl Spool {
         // Never blocks (a FIFO put in its place), never follows a link.
         let opened = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(&path);
         let file = match opened {
             Ok(f) => f,
@@ -136,10 +138,7 @@ impl Spool {
             return Err(bad(e.to_string()));
         }
         if meta.len() != len || len > MAX_IMAGE {
-            return Err(bad(format!(
-                "is {} bytes; the image has {len}",
-                meta.len()
-            )));
+            return Err(bad(format!("is {} bytes; the image has {len}", meta.len())));
         }
         let mut data = Vec::with_capacity(len as usize);
         file.take(len)
@@ -168,8 +167,8 @@ impl Spool {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let kept = keep.iter().any(|h| h.to_string() == name);
             // Only whole images and our own leftovers.
-            let ours =
-                (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())) || is_leftover(name);
+            let ours = (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+                || is_leftover(name);
             if ours && !kept {
                 std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
                 removed.push(path);

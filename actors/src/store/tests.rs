@@ -125,7 +125,11 @@ fn the_spool_keeps_verifies_and_prunes_images() {
 }
 
 fn mode(path: &std::path::Path) -> u32 {
-    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[test]
@@ -195,7 +199,10 @@ fn spool_files_that_are_no_plain_images_are_moved_aside_without_blocking() {
     let e = spool.get(&hb, 1000, &images).unwrap_err();
     assert!(matches!(e, StoreError::SpoolBad { .. }), "{e}");
     for h in [ha, hb] {
-        assert!(std::fs::symlink_metadata(spool.path(&h)).is_err(), "moved aside");
+        assert!(
+            std::fs::symlink_metadata(spool.path(&h)).is_err(),
+            "moved aside"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -210,7 +217,10 @@ fn a_damaged_copy_is_written_again_and_leftovers_go_at_open() {
     // Same length, other bytes: put rewrites it.
     std::fs::write(spool.path(&image.hash), [6u8; 2000]).unwrap();
     spool.put(&image).unwrap();
-    assert_eq!(std::fs::read(spool.path(&image.hash)).unwrap(), vec![5; 2000]);
+    assert_eq!(
+        std::fs::read(spool.path(&image.hash)).unwrap(),
+        vec![5; 2000]
+    );
     let leftover = dir.join("images").join(".abc.tmp-1");
     std::fs::write(&leftover, b"half").unwrap();
     Spool::open(&dir).unwrap();

@@ -172,8 +172,12 @@ pub fn abort_on_sp(sp: SpHandle, spec: Arc<UpdateSpec>) {
             return;
         }
         match sp.ack(request, SpResponse::UpdateAbortAck).await {
-            Ok(()) => tracing::warn!(sp = %spec.sp, update = %spec.id, component = %spec.component, "aborted the given-up update on the SP, freeing its update buffer"),
-            Err(e) => tracing::info!(sp = %spec.sp, update = %spec.id, error = %e, "the SP does not hold the given-up update (or did not answer)"),
+            Ok(()) => {
+                tracing::warn!(sp = %spec.sp, update = %spec.id, component = %spec.component, "aborted the given-up update on the SP, freeing its update buffer")
+            }
+            Err(e) => {
+                tracing::info!(sp = %spec.sp, update = %spec.id, error = %e, "the SP does not hold the given-up update (or did not answer)")
+            }
         }
     });
 }

@@ -20,9 +20,9 @@ use crate::config::ControlConfig;
 use actors::store::AuditEntry;
 use actors::{Gateway, RegistryError, RpcError, UpdateError};
 use framing::{Frame, Framer};
+use gateway_messages::SpError;
 use places::Places;
 use refusals::Refusals;
-use gateway_messages::SpError;
 use serde_json::Value;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -191,8 +191,14 @@ impl ControlServer {
                 Class::Operate => "mgsd serves too many connections (control.max_connections); try again",
                 Class::Read => "mgsd serves too many connections for readers (control.max_connections, less the reserved_operate_connections); try again",
             };
-            if self.refusals.add(refusal_key(&peer, "busy", None), peer.pid, message) {
-                warn!(uid = peer.uid, "control connection refused: busy (further ones are summed for a minute)");
+            if self
+                .refusals
+                .add(refusal_key(&peer, "busy", None), peer.pid, message)
+            {
+                warn!(
+                    uid = peer.uid,
+                    "control connection refused: busy (further ones are summed for a minute)"
+                );
             }
             return refuse(stream, ErrorCode::Busy, message.into()).await;
         };
@@ -287,7 +293,8 @@ impl ControlServer {
                 (command.class() == Class::Operate).then(|| self.audit_entry(&peer, &command));
             // A request that reads images may take long; a client that
             // goes meanwhile frees its place (anything accepted goes on).
-            let reads_images = matches!(command, Command::UpdateStart(_) | Command::RolloutStart(_));
+            let reads_images =
+                matches!(command, Command::UpdateStart(_) | Command::RolloutStart(_));
             self.busy.send_modify(|n| *n += 1);
             let executed = self.execute(command, fds);
             let response = if reads_images {

@@ -72,12 +72,17 @@ pub(super) async fn status(
             .update_status(&a.sp, &a.component)
             .await
             .map_err(registry_error)?;
-    let held = view.sp_status.id().filter(|_| !matches!(view.sp_status, SpUpdateState::Aborted { .. }));
+    let held = view
+        .sp_status
+        .id()
+        .filter(|_| !matches!(view.sp_status, SpUpdateState::Aborted { .. }));
     let sp_status_holder = match held {
-        Some(id) => Some(match s.gw.registry.is_bound(id).await.map_err(registry_error)? {
-            true => Holder::Ours,
-            false => Holder::UnknownClient,
-        }),
+        Some(id) => Some(
+            match s.gw.registry.is_bound(id).await.map_err(registry_error)? {
+                true => Holder::Ours,
+                false => Holder::UnknownClient,
+            },
+        ),
         None => None,
     };
     Ok(UpdateStatusView {
