@@ -1,13 +1,14 @@
 //! The harness every end-to-end suite of the daemon starts from: a
 //! simulated rack and an mgsd serving it ([`rig`]), raw connections to its
 //! control socket ([`conn`]), and what the test binaries of one suite share
-//! among themselves ([`hostile`]).
+//! among themselves ([`hostile`], [`rollouts`]).
 
 #![allow(dead_code, unused_imports)] // each test binary uses its own share
 
 pub mod conn;
 pub mod hostile;
 pub mod rig;
+pub mod rollouts;
 
 pub use conn::Conn;
 pub use rig::{Rig, RigBuilder, SpDefaults};
