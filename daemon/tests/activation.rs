@@ -7,36 +7,38 @@
 mod common;
 
 use artifacts::build::{self, ArchiveSpec, SP_CHIP, SP_IMAGE_BASE};
-use common::mgsctl;
+use common::{standard_rack, Rig, SpDefaults};
 use serde_json::Value;
-use sp_sim::{FaultConfig, RackConfig, Timings};
+use sp_sim::{FaultConfig, Timings};
 
 use std::time::Duration;
 
-type Daemon = common::InProcess;
-
 /// A sled and a power shelf (which has no reset watchdog), flash writes
-/// at 1 MiB/s, and the daemon on a private socket. Attempts of 100 ms, 10
-/// for a reset: a reset budget of 1 s and a default watchdog window of
-/// 1.5 s.
-async fn daemon() -> Daemon {
-    let mut rc = RackConfig::standard(1, 0, 1);
-    rc.timings = Timings {
-        reset_ms: 50,
-        // A 64 KiB image takes 64 ms to write, a 1 MiB one a second.
-        write_kib_per_s: 1024,
-        ..Timings::instant()
+/// at 1 MiB/s, and the daemon in this process. Attempts of 100 ms, 10 for
+/// a reset: a reset budget of 1 s and a default watchdog window of 1.5 s.
+async fn daemon() -> Rig {
+    let rack = standard_rack(
+        1,
+        0,
+        1,
+        Timings {
+            reset_ms: 50,
+            // A 64 KiB image takes 64 ms to write, a 1 MiB one a second.
+            write_kib_per_s: 1024,
+            ..Timings::instant()
+        },
+    );
+    let sp_defaults = SpDefaults {
+        max_attempts_reset: Some(10),
+        host_flash_capacity_mib: None,
+        ..SpDefaults::default()
     };
-    common::in_process(
-        rc,
-        "[sp_defaults]\ndiscovery_interval_ms = 50\n\
-         [sp_defaults.rpc]\nper_attempt_timeout_ms = 100\nmax_attempts = 10\nmax_attempts_reset = 10\n\
-         [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\n",
-    )
-    .await
+    Rig::in_process(rack).sp_defaults(sp_defaults).start().await
 }
 
-impl Daemon {
+/// This suite's helpers: archives to activate, faults and the device state
+/// of the rig's SPs, and mgsctl's answers.
+impl Rig {
     /// An SP archive for `board` at version `vers`, written to a file.
     fn archive(&self, board: &str, vers: &str) -> String {
         let bytes = build::archive(ArchiveSpec {
@@ -50,34 +52,29 @@ impl Daemon {
             git_rev: &build::fake_git_rev(board, vers),
             bzip2: false,
         });
-        let path = self.dir.path().join(format!("{board}-{vers}.zip"));
-        std::fs::write(&path, bytes).unwrap();
+        let path = self.file(&format!("{board}-{vers}.zip"), &bytes);
         path.display().to_string()
     }
 
     /// `mgsctl --json ARGS`: exit code, the last JSON line's `ok` (or the
     /// whole line), stderr.
-    async fn json(&self, args: &[&str]) -> (i32, Value, String) {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let (code, out, err) = mgsctl(&self.socket, &all).await;
-        let last: Value =
-            serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap_or(Value::Null);
+    async fn answer(&self, args: &[&str]) -> (i32, Value, String) {
+        let (code, last, err) = self.json(args).await;
         let ok = last.get("ok").cloned().unwrap_or(last);
         (code, ok, err)
     }
 
     fn faults(&self, sp: &str, faults: FaultConfig) {
-        self.rack.sp(sp).unwrap().set_faults(faults);
+        self.sp(sp).set_faults(faults);
     }
 
     fn archive_id(&self, sp: &str) -> String {
-        let id = self.rack.sp(sp).unwrap().device().archive_id();
+        let id = self.sp(sp).device().archive_id();
         id.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn watchdog_armed(&self, sp: &str) -> bool {
-        self.rack.sp(sp).unwrap().device().watchdog_armed()
+        self.sp(sp).device().watchdog_armed()
     }
 
     /// An SP image written by an update hangs at boot on `sp`.
@@ -93,7 +90,7 @@ impl Daemon {
 
     /// `update start SP sp --archive ARCHIVE --activate`.
     async fn activate(&self, sp: &str, archive: &str) -> (i32, Value, String) {
-        self.json(&[
+        self.answer(&[
             "update",
             "start",
             sp,
@@ -108,7 +105,7 @@ impl Daemon {
     /// Deliver `archive` to `sp` without activating it.
     async fn deliver(&self, sp: &str, archive: &str) {
         let (code, v, err) = self
-            .json(&["update", "start", sp, "sp", "--archive", archive, "--watch"])
+            .answer(&["update", "start", sp, "sp", "--archive", archive, "--watch"])
             .await;
         assert_eq!(code, 0, "{v} {err}");
         assert_eq!(v["phase"], "complete", "{v}");
@@ -137,10 +134,10 @@ async fn update_then_activate_runs_the_new_image_and_disables_the_watchdog() {
     assert!(!d.watchdog_armed("sled-0"));
     // Well past the window the new image still runs: the watchdog is off.
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let (code, state, _) = d.json(&["state", "sled-0"]).await;
+    let (code, state, _) = d.answer(&["state", "sled-0"]).await;
     assert_eq!(code, 0);
     assert_eq!(d.archive_id("sled-0"), after);
-    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 1);
+    assert_eq!(d.sp("sled-0").fault_stats().resets, 1);
     assert_eq!(
         state["state"]["hubris_archive_id"],
         after.as_str(),
@@ -177,7 +174,7 @@ async fn an_sp_that_never_comes_back_is_unreachable() {
     d.deliver("sled-0", &archive).await;
     // Without the watchdog nothing brings the old image back.
     d.new_image_fails_boot("sled-0");
-    let (code, v, err) = d.json(&["reset", "sled-0", "--no-watchdog"]).await;
+    let (code, v, err) = d.answer(&["reset", "sled-0", "--no-watchdog"]).await;
     assert_eq!(code, 11, "{v} {err}");
     assert_eq!(v["outcome"], "unreachable", "{v}");
     assert_eq!(v["method"], "plain", "{v}");
@@ -185,7 +182,7 @@ async fn an_sp_that_never_comes_back_is_unreachable() {
         v["plain_because"].as_str().unwrap().contains("no-watchdog"),
         "{v}"
     );
-    let (code, text, _) = mgsctl(&d.socket, &["reset", "sled-0", "--no-watchdog"]).await;
+    let (code, text, _) = d.mgsctl(&["reset", "sled-0", "--no-watchdog"]).await;
     assert_eq!(code, 6, "the SP is gone now: {text}");
 }
 
@@ -214,7 +211,7 @@ async fn an_sp_without_a_watchdog_is_activated_with_the_plain_reset() {
 async fn a_reset_with_nothing_to_activate_uses_the_plain_trigger() {
     let d = daemon().await;
     let before = d.archive_id("sled-0");
-    let (code, v, err) = d.json(&["reset", "sled-0"]).await;
+    let (code, v, err) = d.answer(&["reset", "sled-0"]).await;
     assert_eq!(code, 0, "{v} {err}");
     assert_eq!(v["outcome"], "reset", "{v}");
     assert_eq!(v["method"], "plain", "{v}");
@@ -227,9 +224,9 @@ async fn a_reset_with_nothing_to_activate_uses_the_plain_trigger() {
         "{v}"
     );
     assert_eq!(d.archive_id("sled-0"), before);
-    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 1);
+    assert_eq!(d.sp("sled-0").fault_stats().resets, 1);
     // The human form says the same.
-    let (code, text, _) = mgsctl(&d.socket, &["reset", "sled-0"]).await;
+    let (code, text, _) = d.mgsctl(&["reset", "sled-0"]).await;
     assert_eq!(code, 0);
     assert!(text.contains("sled-0 sp: reset (plain trigger)"), "{text}");
 }
@@ -246,18 +243,20 @@ async fn a_lost_disable_ack_is_resent_and_the_activation_stands() {
             ..FaultConfig::default()
         },
     );
-    let (code, v, err) = d.json(&["reset", "sled-0", "--watchdog-ms", "3000"]).await;
+    let (code, v, err) = d
+        .answer(&["reset", "sled-0", "--watchdog-ms", "3000"])
+        .await;
     assert_eq!(code, 0, "{v} {err}");
     assert_eq!(v["outcome"], "activated", "{v}");
     assert_eq!(v["watchdog_ms"], 3000, "{v}");
     assert_eq!(v["watchdog_disabled"], true, "{v}");
-    let stats = d.rack.sp("sled-0").unwrap().fault_stats();
+    let stats = d.sp("sled-0").fault_stats();
     assert_eq!(stats.responses_dropped, 2, "{stats:?}");
     assert!(!d.watchdog_armed("sled-0"));
     // Past the window: no rollback.
     let after = d.archive_id("sled-0");
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    let (code, _, _) = d.json(&["state", "sled-0"]).await;
+    let (code, _, _) = d.answer(&["state", "sled-0"]).await;
     assert_eq!(code, 0);
     assert_eq!(d.archive_id("sled-0"), after);
 }
@@ -265,18 +264,17 @@ async fn a_lost_disable_ack_is_resent_and_the_activation_stands() {
 #[actix::test]
 async fn bad_reset_options_are_refused_before_anything_is_sent() {
     let d = daemon().await;
-    let (code, _, err) = d.json(&["reset", "sled-0", "--watchdog-ms", "0"]).await;
+    let (code, _, err) = d.answer(&["reset", "sled-0", "--watchdog-ms", "0"]).await;
     assert_eq!(code, 5, "{err}");
     // A JSON client gets the same checks as mgsctl's flags.
     let (code, _, err) = d
-        .json(&["reset", "sled-0", "--no-watchdog", "--watchdog-ms", "10"])
+        .answer(&["reset", "sled-0", "--no-watchdog", "--watchdog-ms", "10"])
         .await;
     assert_eq!(code, 2, "clap refuses: {err}");
     // Activation is for SP images.
-    let path = d.dir.path().join("host.img");
-    std::fs::write(&path, common::host_image(128 * 1024, 1)).unwrap();
+    let path = d.file("host.img", &common::host_image(128 * 1024, 1));
     let (code, _, err) = d
-        .json(&[
+        .answer(&[
             "update",
             "start",
             "sled-0",
@@ -290,7 +288,7 @@ async fn bad_reset_options_are_refused_before_anything_is_sent() {
     assert!(err.contains("activation resets the SP"), "{err}");
     // The options go with --activate (clap), and with "activate" on the wire.
     let (code, _, err) = d
-        .json(&[
+        .answer(&[
             "update",
             "start",
             "sled-0",
@@ -301,8 +299,8 @@ async fn bad_reset_options_are_refused_before_anything_is_sent() {
         ])
         .await;
     assert_eq!(code, 2, "{err}");
-    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 0);
-    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().prepares, 0);
+    assert_eq!(d.sp("sled-0").fault_stats().resets, 0);
+    assert_eq!(d.sp("sled-0").fault_stats().prepares, 0);
 }
 
 #[actix::test]
@@ -312,26 +310,26 @@ async fn a_rollout_that_resets_activates_and_fails_a_target_that_rolls_back() {
     let sled_before = d.archive_id("sled-0");
     d.new_image_fails_boot("sled-0");
     let image = |board: &str| {
-        let path = d.dir.path().join(format!("{board}.bin"));
-        std::fs::write(&path, build::sp_image(board, 64 * 1024, "1.0.46")).unwrap();
+        d.file(
+            &format!("{board}.bin"),
+            &build::sp_image(board, 64 * 1024, "1.0.46"),
+        )
     };
     image("psc-c");
     image("gimlet-e");
-    let plan = d.dir.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        "stop_after_failures = 2\nafter = \"reset\"\n\
+    let plan = d.file(
+        "plan.toml",
+        b"stop_after_failures = 2\nafter = \"reset\"\n\
          [[target]]\nsps = [\"psc-0\"]\ncomponent = \"sp\"\nimage = \"psc-c.bin\"\n\
          [[target]]\nsps = [\"sled-0\"]\ncomponent = \"sp\"\nimage = \"gimlet-e.bin\"\n",
-    )
-    .unwrap();
+    );
     let plan = plan.display().to_string();
-    let (code, _, err) = d.json(&["rollout", "start", &plan, "--watch"]).await;
+    let (code, _, err) = d.answer(&["rollout", "start", &plan, "--watch"]).await;
     assert_ne!(code, 0, "a target failed: {err}");
-    let (code, list, _) = d.json(&["rollout", "list"]).await;
+    let (code, list, _) = d.answer(&["rollout", "list"]).await;
     assert_eq!(code, 0);
     let id = list[0]["id"].as_str().unwrap().to_string();
-    let (_, r, _) = d.json(&["rollout", "status", &id]).await;
+    let (_, r, _) = d.answer(&["rollout", "status", &id]).await;
     let targets = r["targets"].as_array().unwrap();
     let of = |sp: &str| targets.iter().find(|t| t["sp"] == sp).unwrap();
     assert_eq!(of("psc-0")["state"], "complete", "{r}");
@@ -357,10 +355,10 @@ async fn a_trigger_refused_at_once_is_an_error_not_a_rollback() {
         },
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (code, v, err) = d.json(&["reset", "sled-0"]).await;
+    let (code, v, err) = d.answer(&["reset", "sled-0"]).await;
     assert_eq!(code, 6, "{v} {err}");
     assert!(err.contains("without prepare"), "{err}");
-    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 0);
+    assert_eq!(d.sp("sled-0").fault_stats().resets, 0);
     assert!(!d.watchdog_armed("sled-0"));
 }
 
@@ -382,7 +380,7 @@ async fn an_update_whose_image_hangs_without_a_watchdog_ends_unreachable() {
         "the reset budget: {a}"
     );
     // `history` shows it as failed, with the reason.
-    let (code, text, _) = mgsctl(&d.socket, &["history"]).await;
+    let (code, text, _) = d.mgsctl(&["history"]).await;
     assert_eq!(code, 0);
     assert!(
         text.contains("failed") && text.contains("did not answer"),
@@ -393,11 +391,10 @@ async fn an_update_whose_image_hangs_without_a_watchdog_ends_unreachable() {
 #[actix::test]
 async fn a_reset_is_refused_while_an_update_runs_on_the_sp() {
     let d = daemon().await;
-    let path = d.dir.path().join("host.img");
-    std::fs::write(&path, common::host_image(1024 * 1024, 3)).unwrap();
+    let path = d.file("host.img", &common::host_image(1024 * 1024, 3));
     let id = uuid::Uuid::new_v4().to_string();
     let (code, _, err) = d
-        .json(&[
+        .answer(&[
             "update",
             "start",
             "sled-0",
@@ -409,13 +406,13 @@ async fn a_reset_is_refused_while_an_update_runs_on_the_sp() {
         ])
         .await;
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = d.json(&["reset", "sled-0"]).await;
+    let (code, _, err) = d.answer(&["reset", "sled-0"]).await;
     assert_eq!(code, 8, "{err}");
     assert!(err.contains(&id) && err.contains("abort it first"), "{err}");
-    assert_eq!(d.rack.sp("sled-0").unwrap().fault_stats().resets, 0);
+    assert_eq!(d.sp("sled-0").fault_stats().resets, 0);
     // The update goes on to its end; then the reset is allowed.
-    let (code, _, err) = d.json(&["watch", &id]).await;
+    let (code, _, err) = d.answer(&["watch", &id]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, v, err) = d.json(&["reset", "sled-0"]).await;
+    let (code, v, err) = d.answer(&["reset", "sled-0"]).await;
     assert_eq!(code, 0, "{v} {err}");
 }

@@ -7,48 +7,36 @@ mod common;
 
 use artifacts::build::{self, ArchiveSpec, ROT_CHIP, SP_CHIP, SP_IMAGE_BASE};
 use artifacts::Tag;
-use common::mgsctl;
+use common::{mgsctl, standard_rack, Rig, SpDefaults};
 use serde_json::Value;
-use sp_sim::{RackConfig, Timings};
+use sp_sim::Timings;
 use std::path::Path;
 use std::time::Instant;
 
-type Daemon = common::InProcess;
-
-/// A sled, a switch and the daemon on a private socket.
-async fn daemon() -> Daemon {
-    let mut rc = RackConfig::standard(1, 1, 0);
-    rc.timings = Timings {
-        write_kib_per_s: 16 * 1024,
-        ..Timings::instant()
+/// A sled, a switch and the daemon in this process, with the daemon's own
+/// RPC patience and host-flash size.
+async fn daemon() -> Rig {
+    let rack = standard_rack(
+        1,
+        1,
+        0,
+        Timings {
+            write_kib_per_s: 16 * 1024,
+            ..Timings::instant()
+        },
+    );
+    let sp_defaults = SpDefaults {
+        per_attempt_timeout_ms: None,
+        max_attempts: None,
+        host_flash_capacity_mib: None,
+        ..SpDefaults::default()
     };
-    common::in_process(
-        rc,
-        "[sp_defaults]\ndiscovery_interval_ms = 50\n\
-         [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\n",
-    )
-    .await
+    Rig::in_process(rack).sp_defaults(sp_defaults).start().await
 }
 
-impl Daemon {
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path.display().to_string()
-    }
-
-    fn prepares(&self, sp: &str) -> u64 {
-        self.rack.sp(sp).unwrap().fault_stats().prepares
-    }
-
-    /// `mgsctl --json ARGS`: exit code and the last JSON line.
-    async fn json(&self, args: &[&str]) -> (i32, Value, String) {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let (code, out, err) = mgsctl(&self.socket, &all).await;
-        let last = out.lines().last().unwrap_or_default();
-        (code, serde_json::from_str(last).unwrap_or(Value::Null), err)
-    }
+/// Update prepares `sp` has accepted.
+fn prepares(d: &Rig, sp: &str) -> u64 {
+    d.sp(sp).fault_stats().prepares
 }
 
 /// A switch SP archive: a 1 MiB image for `board`, with aux flash.
@@ -77,7 +65,10 @@ async fn a_switch_update_sends_its_aux_flash_once_then_skips_it() {
     // 2 MiB in all: a whole aux-flash slot.
     let aux = aux_image(2 * 1024 * 1024 - 80);
     let aux_len = aux.len() as u64;
-    let archive = d.write("sidecar.zip", &switch_archive("sidecar-c", Some(aux)));
+    let archive = d
+        .file("sidecar.zip", &switch_archive("sidecar-c", Some(aux)))
+        .display()
+        .to_string();
     let mut times = Vec::new();
     let mut chunks = Vec::new();
     for round in 0..2 {
@@ -139,7 +130,10 @@ async fn a_switch_update_sends_its_aux_flash_once_then_skips_it() {
 #[actix::test]
 async fn an_archive_for_another_board_is_refused_before_any_traffic() {
     let d = daemon().await;
-    let archive = d.write("sidecar.zip", &switch_archive("sidecar-c", None));
+    let archive = d
+        .file("sidecar.zip", &switch_archive("sidecar-c", None))
+        .display()
+        .to_string();
     let (code, v, err) = d
         .json(&["update", "start", "sled-0", "sp", "--archive", &archive])
         .await;
@@ -150,29 +144,32 @@ async fn an_archive_for_another_board_is_refused_before_any_traffic() {
         message.contains("sidecar-c") && message.contains("gimlet"),
         "names both boards: {message}"
     );
-    assert_eq!(d.prepares("sled-0"), 0, "nothing was sent");
+    assert_eq!(prepares(&d, "sled-0"), 0, "nothing was sent");
     // An image without a header, or a broken caboose, is refused too.
     let mut bad = build::sp_image("gimlet-e", 64 * 1024, "1.0.0");
     bad[0x298] ^= 0xFF;
-    let broken = d.write(
-        "broken.zip",
-        &build::archive(ArchiveSpec {
-            image: bad,
-            base: SP_IMAGE_BASE,
-            aux: None,
-            image_name: Some("default"),
-            board: "gimlet-e",
-            name: "gimlet",
-            chip: SP_CHIP,
-            git_rev: "0",
-            bzip2: false,
-        }),
-    );
+    let broken = d
+        .file(
+            "broken.zip",
+            &build::archive(ArchiveSpec {
+                image: bad,
+                base: SP_IMAGE_BASE,
+                aux: None,
+                image_name: Some("default"),
+                board: "gimlet-e",
+                name: "gimlet",
+                chip: SP_CHIP,
+                git_rev: "0",
+                bzip2: false,
+            }),
+        )
+        .display()
+        .to_string();
     let (code, v, _) = d
         .json(&["update", "start", "sled-0", "sp", "--archive", &broken])
         .await;
     assert_eq!(code, 5, "{v}");
-    assert_eq!(d.prepares("sled-0"), 0);
+    assert_eq!(prepares(&d, "sled-0"), 0);
 }
 
 #[actix::test]
@@ -181,7 +178,10 @@ async fn a_corrupt_aux_image_and_a_rot_image_for_the_other_slot_are_refused_loca
     let mut aux = aux_image(4096);
     let last = aux.len() - 20;
     aux[last] ^= 0x01; // inside the blob: CRC and CHCK no longer hold
-    let archive = d.write("corrupt.zip", &switch_archive("sidecar-c", Some(aux)));
+    let archive = d
+        .file("corrupt.zip", &switch_archive("sidecar-c", Some(aux)))
+        .display()
+        .to_string();
     let (code, v, _) = d
         .json(&["update", "start", "switch-0", "sp", "--archive", &archive])
         .await;
@@ -190,7 +190,7 @@ async fn a_corrupt_aux_image_and_a_rot_image_for_the_other_slot_are_refused_loca
         v["error"]["message"].as_str().unwrap().contains("auxi"),
         "{v}"
     );
-    assert_eq!(d.prepares("switch-0"), 0);
+    assert_eq!(prepares(&d, "switch-0"), 0);
 
     let rot_b = build::archive(ArchiveSpec {
         image: build::rot_image_for_slot("oxide-rot-1", 128 * 1024, "1.0.14", 1),
@@ -203,7 +203,7 @@ async fn a_corrupt_aux_image_and_a_rot_image_for_the_other_slot_are_refused_loca
         git_rev: "0",
         bzip2: true,
     });
-    let rot_b = d.write("rot-b.zip", &rot_b);
+    let rot_b = d.file("rot-b.zip", &rot_b).display().to_string();
     let (code, v, _) = d
         .json(&[
             "update",
@@ -218,16 +218,19 @@ async fn a_corrupt_aux_image_and_a_rot_image_for_the_other_slot_are_refused_loca
         .await;
     assert_eq!(code, 5, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains('b'), "{v}");
-    assert_eq!(d.prepares("sled-0"), 0);
+    assert_eq!(prepares(&d, "sled-0"), 0);
 }
 
 #[actix::test]
 async fn artifact_inspect_shows_the_caboose_and_the_aux_flash() {
     let d = daemon().await;
-    let archive = d.write(
-        "sidecar.zip",
-        &switch_archive("sidecar-c", Some(aux_image(1000))),
-    );
+    let archive = d
+        .file(
+            "sidecar.zip",
+            &switch_archive("sidecar-c", Some(aux_image(1000))),
+        )
+        .display()
+        .to_string();
     let (code, v, err) = d.json(&["artifact", "inspect", &archive]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(v["caboose"]["BORD"], "sidecar-c", "{v}");

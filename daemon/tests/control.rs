@@ -1,110 +1,51 @@
 //! End to end through the real control socket and the real `mgsctl`
-//! binary, against an in-process simulated rack.
+//! binary, against an in-process simulated rack: inspecting SPs, power,
+//! slots and resets; updates started, watched, aborted and started again;
+//! a client that goes away mid-watch; bad requests and a bad configuration
+//! file; one watch of every update.
 
 mod common;
 
-use common::mgsctl;
-use mgsd::config::Config;
+use common::{host_image, mgsctl, standard_rack, Rig};
 use serde_json::Value;
-use sp_sim::{RackConfig, SimRack, Timings};
+use sp_sim::Timings;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::time::{Duration, Instant};
 
-struct Daemon {
-    socket: PathBuf,
-    rack: SimRack,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-/// A rack with fast timings (writes at `write_kib_per_s`, 0 = unlimited)
-/// and the daemon serving it on a private socket.
-async fn daemon(write_kib_per_s: u64) -> Daemon {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let mut rc = RackConfig::standard(2, 1, 1);
-    rc.timings = Timings {
-        host_flash_mib: 4,
-        reset_ms: 100,
-        write_kib_per_s,
-        ..Timings::instant()
-    };
-    let rack = SimRack::start(rc).await.unwrap();
-    let dir = std::env::temp_dir().join(format!(
-        "mgsd-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut text = format!(
-        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[state]\ndir = \"{}\"\n\
-         [sp_defaults]\ndiscovery_interval_ms = 50\n\
-         [sp_defaults.rpc]\nper_attempt_timeout_ms = 100\nmax_attempts = 10\n\
-         [sp_defaults.delivery]\nstatus_poll_interval_ms = 10\nhost_flash_capacity_mib = 4\n",
-        dir.join("mgsd.sock").display(),
-        dir.join("state").display()
+/// Two sleds, a switch and a power shelf with 4 MiB of host flash (writes
+/// at `write_kib_per_s`, 0 = unlimited), and the daemon in this process
+/// with a state directory.
+async fn daemon(write_kib_per_s: u64) -> Rig {
+    let rack = standard_rack(
+        2,
+        1,
+        1,
+        Timings {
+            host_flash_mib: 4,
+            reset_ms: 100,
+            write_kib_per_s,
+            ..Timings::instant()
+        },
     );
-    for sp in &rack.sps {
-        text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
-    }
-    let config = Config::from_toml(&text).unwrap();
-    let socket = config.control.socket.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    actix::spawn(async move {
-        mgsd::run(config, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    // Ready once every SP is reachable.
-    for _ in 0..500 {
-        if let (0, out, _) = mgsctl(&socket, &["--json", "health"]).await {
-            let v: Value = serde_json::from_str(&out).unwrap();
-            if v["ok"]["reachable"] == 4 {
-                return Daemon {
-                    socket,
-                    rack,
-                    _stop: stop,
-                };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("daemon did not become ready");
+    Rig::in_process(rack).state().start().await
 }
 
-/// `mgsctl --json ARGS`, expecting success; the `ok` value.
-async fn ok(d: &Daemon, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (code, out, err) = mgsctl(&d.socket, &all).await;
-    assert_eq!(code, 0, "mgsctl {args:?}: {out} {err}");
-    let last = out.lines().last().unwrap_or_default();
-    serde_json::from_str::<Value>(last).unwrap()["ok"].clone()
+/// `line` as it is, on a connection of its own: the answer.
+async fn raw(d: &Rig, line: &[u8]) -> Value {
+    let mut c = d.conn().await;
+    c.write(line).await;
+    c.next().await.expect("an answer, not end of stream")
 }
 
-/// Raw request line over the socket; the response.
-async fn raw(d: &Daemon, line: &[u8]) -> Value {
-    let mut s = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
-    s.write_all(line).await.unwrap();
-    let mut reader = BufReader::new(s);
-    let mut resp = String::new();
-    reader.read_line(&mut resp).await.unwrap();
-    serde_json::from_str(&resp).unwrap()
-}
-
-fn image(dir_hint: &str, len: usize) -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("mgsd-test-img-{}-{dir_hint}", std::process::id()));
-    std::fs::write(&path, common::host_image(len, 0)).unwrap();
-    path
+/// A host-flash image of `len` bytes in the rig's directory.
+fn image(d: &Rig, name: &str, len: usize) -> PathBuf {
+    d.file(name, &host_image(len, 0))
 }
 
 #[actix::test]
 async fn inspect_power_slots_and_reset() {
     let d = daemon(0).await;
-    let list = ok(&d, &["list"]).await;
+    let list = d.ok(&["list"]).await;
     let names: Vec<_> = list
         .as_array()
         .unwrap()
@@ -113,25 +54,24 @@ async fn inspect_power_slots_and_reset() {
         .collect();
     assert_eq!(names, ["psc-0", "sled-0", "sled-1", "switch-0"]);
     assert_eq!(list[1]["versions"]["sp"], "1.0.33");
-    assert_eq!(list[1]["serial"], d.rack.sps[0].serial.as_str());
-    let (code, table, _) = mgsctl(&d.socket, &["list"]).await;
+    assert_eq!(list[1]["serial"], d.rack().sps[0].serial.as_str());
+    let (code, table, _) = d.mgsctl(&["list"]).await;
     assert_eq!(code, 0);
     assert!(
         table.contains("sled-0") && table.contains("BRM42220000"),
         "{table}"
     );
 
-    let state = ok(&d, &["state", "sled-0"]).await;
+    let state = d.ok(&["state", "sled-0"]).await;
     assert_eq!(state["state"]["serial"], "BRM42220000");
     // By serial number too.
-    let by_serial = ok(&d, &["state", "BRM42220000"]).await;
+    let by_serial = d.ok(&["state", "BRM42220000"]).await;
     assert_eq!(by_serial["name"], "sled-0");
 
-    let cab = ok(&d, &["caboose", "sled-0"]).await;
+    let cab = d.ok(&["caboose", "sled-0"]).await;
     assert_eq!(cab["values"]["BORD"], "gimlet-e");
-    let rot = ok(
-        &d,
-        &[
+    let rot = d
+        .ok(&[
             "caboose",
             "switch-0",
             "--component",
@@ -140,53 +80,42 @@ async fn inspect_power_slots_and_reset() {
             "1",
             "--key",
             "VERS",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(rot["values"]["VERS"], "1.0.13");
 
+    assert_eq!(d.ok(&["power", "get", "sled-1"]).await["power_state"], "A0");
     assert_eq!(
-        ok(&d, &["power", "get", "sled-1"]).await["power_state"],
-        "A0"
-    );
-    assert_eq!(
-        ok(&d, &["power", "set", "sled-1", "A2"]).await["changed"],
+        d.ok(&["power", "set", "sled-1", "A2"]).await["changed"],
         true
     );
     assert_eq!(
-        ok(&d, &["power", "set", "sled-1", "a2"]).await["changed"],
+        d.ok(&["power", "set", "sled-1", "a2"]).await["changed"],
         false
     );
-    assert_eq!(
-        ok(&d, &["power", "get", "sled-1"]).await["power_state"],
-        "A2"
-    );
+    assert_eq!(d.ok(&["power", "get", "sled-1"]).await["power_state"], "A2");
 
-    ok(
-        &d,
-        &["slot", "set", "sled-0", "host-boot-flash", "1", "--persist"],
-    )
-    .await;
-    let slots = ok(&d, &["slot", "get", "sled-0", "host-boot-flash"]).await;
+    d.ok(&["slot", "set", "sled-0", "host-boot-flash", "1", "--persist"])
+        .await;
+    let slots = d.ok(&["slot", "get", "sled-0", "host-boot-flash"]).await;
     assert_eq!(
         (slots["active"].as_u64(), slots["persistent"].as_u64()),
         (Some(1), Some(1))
     );
 
-    ok(&d, &["reset", "sled-0"]).await;
-    assert_eq!(d.rack.sps[0].fault_stats().resets, 1);
-    ok(&d, &["reset", "switch-0", "rot"]).await;
+    d.ok(&["reset", "sled-0"]).await;
+    assert_eq!(d.rack().sps[0].fault_stats().resets, 1);
+    d.ok(&["reset", "switch-0", "rot"]).await;
 }
 
 #[actix::test]
 async fn update_start_watch_status_and_abort() {
     let d = daemon(0).await;
-    let img = image("a", 300_000);
+    let img = image(&d, "a.img", 300_000);
     let id = uuid::Uuid::new_v4().to_string();
     let img_s = img.to_str().unwrap();
-    let (code, out, err) = mgsctl(
-        &d.socket,
-        &[
+    let (code, out, err) = d
+        .mgsctl(&[
             "update",
             "start",
             "sled-0",
@@ -198,27 +127,25 @@ async fn update_start_watch_status_and_abort() {
             "--id",
             &id,
             "--watch",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("complete, hash verified"), "{out}");
-    let status = ok(&d, &["update", "status", "sled-0", "host-boot-flash"]).await;
+    let status = d
+        .ok(&["update", "status", "sled-0", "host-boot-flash"])
+        .await;
     assert_eq!(status["sp_status"]["state"], "complete");
     assert_eq!(status["sp_status"]["id"], id.as_str());
     assert_eq!(status["delivery"]["phase"], "complete");
-    let (code, human, _) = mgsctl(
-        &d.socket,
-        &["update", "status", "sled-0", "host-boot-flash"],
-    )
-    .await;
+    let (code, human, _) = d
+        .mgsctl(&["update", "status", "sled-0", "host-boot-flash"])
+        .await;
     assert_eq!(code, 0);
     assert!(human.contains("complete") && human.contains(&id), "{human}");
 
     // Same id, same image: idempotent. Other image: conflict (exit 8).
-    let again = ok(
-        &d,
-        &[
+    let again = d
+        .ok(&[
             "update",
             "start",
             "sled-0",
@@ -229,14 +156,12 @@ async fn update_start_watch_status_and_abort() {
             img_s,
             "--id",
             &id,
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(again["phase"], "complete");
-    let other = image("b", 200_000);
-    let (code, _, err) = mgsctl(
-        &d.socket,
-        &[
+    let other = image(&d, "b.img", 200_000);
+    let (code, _, err) = d
+        .mgsctl(&[
             "update",
             "start",
             "sled-0",
@@ -247,58 +172,52 @@ async fn update_start_watch_status_and_abort() {
             other.to_str().unwrap(),
             "--id",
             &id,
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(code, 8, "{err}");
     assert!(err.contains("conflicts"), "{err}");
 
     // Abort: a slow SP so the update is still running.
     let slow = daemon(200).await;
-    let started = ok(
-        &slow,
-        &[
+    let started = slow
+        .ok(&[
             "update",
             "start",
             "sled-1",
             "host-boot-flash",
             "--image",
             img_s,
-        ],
-    )
-    .await;
+        ])
+        .await;
     let sid = started["id"].as_str().unwrap().to_string();
-    let (code, _, err) = mgsctl(
-        &slow.socket,
-        &[
+    let (code, _, err) = slow
+        .mgsctl(&[
             "update",
             "abort",
             "sled-1",
             "host-boot-flash",
             &uuid::Uuid::new_v4().to_string(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(code, 8, "wrong id is refused by the SP: {err}");
-    ok(
-        &slow,
-        &["update", "abort", "sled-1", "host-boot-flash", &sid],
-    )
-    .await;
-    let status = ok(&slow, &["update", "status", "sled-1", "host-boot-flash"]).await;
+    slow.ok(&["update", "abort", "sled-1", "host-boot-flash", &sid])
+        .await;
+    let status = slow
+        .ok(&["update", "status", "sled-1", "host-boot-flash"])
+        .await;
     assert_eq!(status["sp_status"]["state"], "aborted");
-    let (code, _, err) = mgsctl(&slow.socket, &["watch", &sid]).await;
+    let (code, _, err) = slow.mgsctl(&["watch", &sid]).await;
     assert_eq!(code, 7, "watching an aborted update: {err}");
 }
 
 #[actix::test]
 async fn client_disconnect_mid_watch_does_not_cancel_the_update() {
     let d = daemon(300).await;
-    let img = image("c", 400_000);
+    let img = image(&d, "c.img", 400_000);
     let id = uuid::Uuid::new_v4().to_string();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
         .arg("--socket")
-        .arg(&d.socket)
+        .arg(d.socket())
         .args([
             "update",
             "start",
@@ -315,24 +234,30 @@ async fn client_disconnect_mid_watch_does_not_cancel_the_update() {
         .spawn()
         .unwrap();
     // Kill the client once delivery is under way.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let s = ok(&d, &["update", "status", "sled-0", "host-boot-flash"]).await;
+        let s = d
+            .ok(&["update", "status", "sled-0", "host-boot-flash"])
+            .await;
         if s["delivery"]["bytes_acked"].as_u64().unwrap_or(0) > 50_000 {
             break;
         }
+        assert!(Instant::now() < deadline, "delivery not under way: {s}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().await.unwrap();
-    let (code, _, err) = mgsctl(&d.socket, &["watch", &id]).await;
+    let (code, _, err) = d.mgsctl(&["watch", &id]).await;
     assert_eq!(code, 0, "{err}");
-    let s = ok(&d, &["update", "status", "sled-0", "host-boot-flash"]).await;
+    let s = d
+        .ok(&["update", "status", "sled-0", "host-boot-flash"])
+        .await;
     assert_eq!(s["sp_status"]["state"], "complete");
 }
 
 #[actix::test]
 async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     let d = daemon(0).await;
-    let img = image("d", 100_000);
+    let img = image(&d, "d.img", 100_000);
     let img_s = img.to_str().unwrap();
     let cases: [(&[&str], i32, &str); 5] = [
         (&["state", "sled-42"], 4, "unknown SP"),
@@ -374,7 +299,7 @@ async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
         ),
     ];
     for (args, want, text) in cases {
-        let (code, _, err) = mgsctl(&d.socket, args).await;
+        let (code, _, err) = d.mgsctl(args).await;
         assert_eq!(code, want, "{args:?}: {err}");
         assert!(err.contains(text), "{args:?}: {err}");
     }
@@ -398,9 +323,10 @@ async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     let too_large = raw(&d, &huge).await;
     assert_eq!(too_large["error"]["code"], "request_too_large");
     // Still serving, and nothing changed.
-    assert_eq!(ok(&d, &["version"]).await["protocol"], 1);
+    assert_eq!(d.ok(&["version"]).await["protocol"], 1);
     assert_eq!(
-        ok(&d, &["update", "status", "sled-0", "host-boot-flash"]).await["sp_status"]["state"],
+        d.ok(&["update", "status", "sled-0", "host-boot-flash"])
+            .await["sp_status"]["state"],
         "none"
     );
     // Unreachable daemon: exit 3.
@@ -410,7 +336,8 @@ async fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
 
 #[test]
 fn bad_config_file_names_the_file_and_the_field() {
-    let path = std::env::temp_dir().join(format!("mgsd-bad-{}.toml", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mgsd.toml");
     std::fs::write(&path, "[sp_defaults.delivery]\npipeline_depht = 3\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mgsd"))
         .arg("--config")
@@ -428,7 +355,7 @@ fn bad_config_file_names_the_file_and_the_field() {
 #[actix::test]
 async fn an_ended_update_started_again_is_reported_as_it_ended() {
     let d = daemon(200).await;
-    let img = image("e", 400_000);
+    let img = image(&d, "e.img", 400_000);
     let img_s = img.to_str().unwrap();
     let id = uuid::Uuid::new_v4().to_string();
     let start = [
@@ -441,24 +368,28 @@ async fn an_ended_update_started_again_is_reported_as_it_ended() {
         "--id",
         &id,
     ];
-    ok(&d, &start).await;
+    d.ok(&start).await;
     // The SP forgets the update halfway: a reset.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let s = ok(&d, &["update", "status", "sled-1", "host-boot-flash"]).await;
+        let s = d
+            .ok(&["update", "status", "sled-1", "host-boot-flash"])
+            .await;
         if s["delivery"]["bytes_acked"].as_u64().unwrap_or(0) > 100_000 {
             break;
         }
+        assert!(Instant::now() < deadline, "delivery not halfway: {s}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    d.rack.sps[1].reset_now();
-    let (code, _, err) = mgsctl(&d.socket, &["watch", &id]).await;
+    d.rack().sps[1].reset_now();
+    let (code, _, err) = d.mgsctl(&["watch", &id]).await;
     assert_eq!(code, 7, "{err}");
     assert!(err.contains("failed") && err.contains(&id), "{err}");
     // Starting it again names the same, failed update: exit 7, nothing sent.
-    let (code, out, err) = mgsctl(&d.socket, &start).await;
+    let (code, out, err) = d.mgsctl(&start).await;
     assert_eq!(code, 7, "{out}{err}");
     assert!(err.contains("no longer has this update"), "{err}");
-    let (code, out, _) = mgsctl(&d.socket, &[&["--json"][..], &start[..]].concat()).await;
+    let (code, out, _) = d.mgsctl(&[&["--json"][..], &start[..]].concat()).await;
     assert_eq!(code, 7);
     let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(v["ok"]["phase"], "failed");
@@ -476,9 +407,9 @@ async fn an_ended_update_started_again_is_reported_as_it_ended() {
         "--id",
         &done,
     ];
-    let (code, _, err) = mgsctl(&d.socket, &[&again[..], &["--watch"][..]].concat()).await;
+    let (code, _, err) = d.mgsctl(&[&again[..], &["--watch"][..]].concat()).await;
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = mgsctl(&d.socket, &again).await;
+    let (code, out, err) = d.mgsctl(&again).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("already complete"), "{out}");
 }
@@ -486,10 +417,9 @@ async fn an_ended_update_started_again_is_reported_as_it_ended() {
 #[actix::test]
 async fn watching_all_updates_shows_each_one_through_its_end() {
     let d = daemon(0).await;
-    let img = image("f", 200_000);
-    let mut watcher = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
-    watcher.write_all(b"{\"cmd\":\"watch\"}\n").await.unwrap();
-    let mut lines = BufReader::new(watcher).lines();
+    let img = image(&d, "f.img", 200_000);
+    let mut watcher = d.conn().await;
+    watcher.write(b"{\"cmd\":\"watch\"}\n").await;
     let ids: Vec<String> = (0..2).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     for (sp, id) in ["sled-0", "sled-1"].iter().zip(&ids) {
         let args = [
@@ -502,16 +432,14 @@ async fn watching_all_updates_shows_each_one_through_its_end() {
             "--id",
             id,
         ];
-        ok(&d, &args).await;
+        d.ok(&args).await;
     }
     let mut ended = std::collections::BTreeSet::new();
     while ended.len() < 2 {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        let v = watcher
+            .next_within(Duration::from_secs(60))
             .await
-            .expect("events keep coming")
-            .unwrap()
             .expect("the stream stays open");
-        let v: Value = serde_json::from_str(&line).unwrap();
         let event = &v["event"];
         assert!(ids.iter().any(|id| event["id"] == id.as_str()), "{v}");
         assert_ne!(event["phase"], "starting", "{v}");

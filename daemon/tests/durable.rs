@@ -4,143 +4,50 @@
 
 mod common;
 
-use common::{host_image, mgsctl};
+use common::{host_image, standard_rack, Rig, RigBuilder, SpDefaults, HBF, MIB};
 use gateway_messages::{SpComponent, UpdateStatus};
 use serde_json::Value;
-use sp_sim::{RackConfig, SimRack, Timings};
+use sp_sim::{RackConfig, Timings};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const HBF: &str = "host-boot-flash";
-const MIB: usize = 1024 * 1024;
-
-/// One test's directory: config, socket, state, log, images.
-struct Setup {
-    dir: PathBuf,
-    sps: usize,
-}
-
-impl Setup {
-    fn new(name: &str, rack: &SimRack, extra: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("mgsd-durable-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut text = format!(
-            "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[state]\ndir = \"{}\"\n\
-             [sp_defaults]\ndiscovery_interval_ms = 50\n\
-             [sp_defaults.delivery]\nstatus_poll_interval_ms = 100\nhost_flash_capacity_mib = 4\n{extra}\n",
-            dir.join("mgsd.sock").display(),
-            dir.join("state").display(),
-        );
-        for sp in &rack.sps {
-            text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
-        }
-        std::fs::write(dir.join("mgsd.toml"), text).unwrap();
-        Self {
-            dir,
-            sps: rack.sps.len(),
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("mgsd.sock")
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.join("state")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("mgsd.log")).unwrap_or_default()
-    }
-
-    fn image(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path.display().to_string()
-    }
-
-    /// Start `mgsd` and wait until it has found every SP.
-    async fn start(&self) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("mgsd.log"))
-            .unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsd"))
-            .arg("--config")
-            .arg(self.dir.join("mgsd.toml"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let (0, out, _) = mgsctl(&self.socket(), &["--json", "health"]).await {
-                let v: Value = serde_json::from_str(&out).unwrap();
-                if v["ok"]["reachable"] == self.sps {
-                    return Daemon { child };
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mgsd did not come up: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn ok(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let (code, out, err) = mgsctl(&self.socket(), &all).await;
-        assert_eq!(code, 0, "mgsctl {args:?}: {out} {err}");
-        let last = out.lines().last().unwrap_or_default();
-        serde_json::from_str::<Value>(last).unwrap()["ok"].clone()
-    }
-
-    /// The daemon's record of `id`, via `update status` on `sp`.
-    async fn delivery(&self, sp: &str) -> Value {
-        self.ok(&["update", "status", sp, HBF]).await["delivery"].clone()
+/// Discovery every 50 ms, the SP's update status read every 100 ms, and
+/// the daemon's own RPC patience.
+fn sp_defaults() -> SpDefaults {
+    SpDefaults {
+        per_attempt_timeout_ms: None,
+        max_attempts: None,
+        status_poll_interval_ms: Some(100),
+        ..SpDefaults::default()
     }
 }
 
-struct Daemon {
-    child: tokio::process::Child,
+/// The real `mgsd` for `rack`, with a state directory.
+fn rig(rack: RackConfig) -> RigBuilder {
+    Rig::child(rack).state().sp_defaults(sp_defaults())
 }
 
-impl Daemon {
-    async fn kill9(mut self) {
-        self.child.kill().await.unwrap();
-    }
-
-    /// SIGTERM; how long until it exited, and its exit code.
-    async fn term(mut self) -> (Duration, Option<i32>) {
-        let pid = self.child.id().unwrap().to_string();
-        let t = Instant::now();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let status = self.child.wait().await.unwrap();
-        (t.elapsed(), status.code())
-    }
+/// The daemon's record of the update of `sp`'s host flash.
+async fn delivery(rig: &Rig, sp: &str) -> Value {
+    rig.ok(&["update", "status", sp, HBF]).await["delivery"].clone()
 }
 
-fn realistic(sleds: usize) -> RackConfig {
-    let mut rack = RackConfig::standard(sleds, 0, 0);
-    rack.timings = Timings {
-        host_flash_mib: 4,
-        ..Timings::default()
-    };
-    rack.timings.reset_ms = 300;
-    rack
+/// A sled with realistic timings (4 MiB of host flash, resets of 300 ms).
+fn realistic() -> RackConfig {
+    standard_rack(
+        1,
+        0,
+        0,
+        Timings {
+            host_flash_mib: 4,
+            reset_ms: 300,
+            ..Timings::default()
+        },
+    )
 }
 
+/// Poll `done` every 2 ms until it holds; panics after `limit`, naming
+/// `what`.
 async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done().await {
@@ -149,39 +56,35 @@ async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool)
     }
 }
 
-/// A realistic SP, the daemon, and an update of `len` bytes started on it
-/// and past byte `past`.
-async fn update_under_way(
-    name: &str,
-    extra: &str,
-    len: usize,
-    past: u64,
-) -> (SimRack, Setup, Daemon, String) {
-    let rack = SimRack::start(realistic(1)).await.unwrap();
-    let setup = Setup::new(name, &rack, extra);
-    let image = setup.image("host.img", &host_image(len, len / MIB));
-    let daemon = setup.start().await;
+/// The daemon started from `rig`, and an update of `len` bytes started on
+/// its sled and past byte `past`.
+async fn update_under_way(rig: RigBuilder, len: usize, past: u64) -> (Rig, String) {
+    let rig = rig.build().await;
+    let image = rig
+        .file("host.img", &host_image(len, len / MIB))
+        .display()
+        .to_string();
+    rig.start().await;
     let id = uuid::Uuid::new_v4().to_string();
     let start = [
         "update", "start", "sled-0", HBF, "--image", &image, "--id", &id,
     ];
-    setup.ok(&start).await;
+    rig.ok(&start).await;
     until(
         "delivery is under way",
         Duration::from_secs(30),
-        async || setup.delivery("sled-0").await["bytes_acked"].as_u64() > Some(past),
+        async || delivery(&rig, "sled-0").await["bytes_acked"].as_u64() > Some(past),
     )
     .await;
-    (rack, setup, daemon, id)
+    (rig, id)
 }
 
 #[actix::test]
 async fn sigkill_at_twenty_moments_never_starts_an_update_over() {
-    let rack = SimRack::start(realistic(1)).await.unwrap();
-    let setup = Setup::new("kill", &rack, "");
+    let rig = rig(realistic()).build().await;
     let image_bytes = host_image(4 * MIB, 1);
-    let image = setup.image("host.img", &image_bytes);
-    let sp = &rack.sps[0];
+    let image = rig.file("host.img", &image_bytes).display().to_string();
+    let sp = &rig.rack().sps[0];
     // Seeded: the same moments every run.
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut random = |max: u64| {
@@ -190,15 +93,14 @@ async fn sigkill_at_twenty_moments_never_starts_an_update_over() {
         rng ^= rng << 17;
         rng % max
     };
-    let mut daemon = setup.start().await;
+    rig.start().await;
     for i in 0..20usize {
         let id = uuid::Uuid::new_v4();
         let slot = (i % 2).to_string();
         let start = [
             "update", "start", "sled-0", HBF, "--slot", &slot, "--image", &image,
         ];
-        setup
-            .ok(&[&start[..], &["--id", &id.to_string()][..]].concat())
+        rig.ok(&[&start[..], &["--id", &id.to_string()][..]].concat())
             .await;
         let prepares = sp.fault_stats().prepares;
         match i % 4 {
@@ -221,15 +123,14 @@ async fn sigkill_at_twenty_moments_never_starts_an_update_over() {
             // While the host-flash hash is read back.
             _ => {
                 until("verifying", Duration::from_secs(30), async || {
-                    setup.delivery("sled-0").await["phase"] == "verifying"
+                    delivery(&rig, "sled-0").await["phase"] == "verifying"
                 })
                 .await
             }
         }
-        daemon.kill9().await;
-        daemon = setup.start().await;
-        let (code, out, err) = mgsctl(&setup.socket(), &["watch", &id.to_string()]).await;
-        assert_eq!(code, 0, "moment {i}: {out}{err}\n{}", setup.log());
+        rig.restart().await;
+        let (code, out, err) = rig.mgsctl(&["watch", &id.to_string()]).await;
+        assert_eq!(code, 0, "moment {i}: {out}{err}\n{}", rig.log());
         assert!(out.contains("hash verified"), "moment {i}: {out}");
         assert_eq!(
             sp.update_status(SpComponent::HOST_CPU_BOOT_FLASH),
@@ -245,46 +146,42 @@ async fn sigkill_at_twenty_moments_never_starts_an_update_over() {
             "moment {i}: the update was not prepared again (it went on, not over)"
         );
     }
-    assert!(setup
-        .log()
-        .contains("update taken up again after a restart"));
-    daemon.kill9().await;
-    rack.stop().await;
+    assert!(rig.log().contains("update taken up again after a restart"));
 }
 
 #[actix::test]
 async fn sigterm_mid_update_exits_in_time_and_the_next_start_finishes_it() {
-    let (rack, setup, daemon, id) =
-        update_under_way("term", "[shutdown]\ntimeout_ms = 2000", 4 * MIB, MIB as u64).await;
-    let (took, code) = daemon.term().await;
+    let shutdown = rig(realistic()).tables("[shutdown]\ntimeout_ms = 2000");
+    let (rig, id) = update_under_way(shutdown, 4 * MIB, MIB as u64).await;
+    let (took, code) = rig.term().await;
     assert!(took < Duration::from_millis(2500), "stopping took {took:?}");
     assert_eq!(code, Some(0));
-    let log = setup.log();
+    let log = rig.log();
     assert!(
         log.contains(&id) && log.contains("they are journalled and resume at the next start"),
         "{log}"
     );
-    let prepares = rack.sps[0].fault_stats().prepares;
-    let daemon = setup.start().await;
-    let (code, out, err) = mgsctl(&setup.socket(), &["watch", &id]).await;
+    let sp = &rig.rack().sps[0];
+    let prepares = sp.fault_stats().prepares;
+    rig.start().await;
+    let (code, out, err) = rig.mgsctl(&["watch", &id]).await;
     assert_eq!(code, 0, "{out}{err}");
-    let record = setup.delivery("sled-0").await;
+    let record = delivery(&rig, "sled-0").await;
     assert_eq!(record["resumed"], 1, "{record}");
-    assert_eq!(rack.sps[0].fault_stats().prepares, prepares);
-    daemon.kill9().await;
-    rack.stop().await;
+    assert_eq!(sp.fault_stats().prepares, prepares);
 }
 
 #[actix::test]
 async fn an_sp_reset_while_mgsd_is_down_fails_the_update_and_sends_nothing() {
-    let (rack, setup, daemon, id) = update_under_way("reset", "", 2 * MIB, 100_000).await;
-    daemon.kill9().await;
-    rack.sps[0].reset_now();
-    let prepares = rack.sps[0].fault_stats().prepares;
-    let daemon = setup.start().await;
-    let (code, _, err) = mgsctl(&setup.socket(), &["watch", &id]).await;
+    let (rig, id) = update_under_way(rig(realistic()), 2 * MIB, 100_000).await;
+    let sp = &rig.rack().sps[0];
+    rig.kill9().await;
+    sp.reset_now();
+    let prepares = sp.fault_stats().prepares;
+    rig.start().await;
+    let (code, _, err) = rig.mgsctl(&["watch", &id]).await;
     assert_eq!(code, 7, "{err}");
-    let record = setup.delivery("sled-0").await;
+    let record = delivery(&rig, "sled-0").await;
     assert_eq!(record["failure_kind"], "sp_reset", "{record}");
     assert!(
         record["failure"]
@@ -293,19 +190,15 @@ async fn an_sp_reset_while_mgsd_is_down_fails_the_update_and_sends_nothing() {
             .contains("while mgsd was down"),
         "{record}"
     );
+    assert_eq!(sp.fault_stats().prepares, prepares, "never re-sent");
     assert_eq!(
-        rack.sps[0].fault_stats().prepares,
-        prepares,
-        "never re-sent"
-    );
-    assert_eq!(
-        rack.sps[0].update_status(SpComponent::HOST_CPU_BOOT_FLASH),
+        sp.update_status(SpComponent::HOST_CPU_BOOT_FLASH),
         Ok(UpdateStatus::None)
     );
-    daemon.kill9().await;
-    rack.stop().await;
 }
 
+/// The files in `dir` whose names start with `prefix` that the daemon
+/// moved aside (`.corrupt-` in the name).
 fn aside(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -319,41 +212,45 @@ fn aside(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 
 #[actix::test]
 async fn bad_state_files_are_named_moved_aside_and_the_daemon_serves_on() {
-    let mut rack_config = RackConfig::standard(1, 0, 0);
-    rack_config.timings = Timings {
-        host_flash_mib: 4,
-        write_kib_per_s: 512,
-        ..Timings::instant()
-    };
-    let rack = SimRack::start(rack_config).await.unwrap();
-    let setup = Setup::new("bad", &rack, "");
-    let db = setup.state().join("mgsd.db");
-    std::fs::create_dir_all(setup.state()).unwrap();
+    let rack = standard_rack(
+        1,
+        0,
+        0,
+        Timings {
+            host_flash_mib: 4,
+            write_kib_per_s: 512,
+            ..Timings::instant()
+        },
+    );
+    let rig = rig(rack).build().await;
+    let state = rig.state_dir();
+    let db = state.join("mgsd.db");
+    std::fs::create_dir_all(&state).unwrap();
 
     // Not a database, a truncated one, and one that is a directory.
     for (what, make) in [("garbage", 0), ("truncated", 1), ("a directory", 2)] {
-        let _ = std::fs::remove_dir_all(setup.state());
-        std::fs::create_dir_all(setup.state()).unwrap();
+        let _ = std::fs::remove_dir_all(&state);
+        std::fs::create_dir_all(&state).unwrap();
         match make {
             0 => std::fs::write(&db, vec![0x5Au8; 8192]).unwrap(),
             1 => {
                 // A real database cut short.
-                let d = setup.start().await;
-                d.kill9().await;
+                rig.start().await;
+                rig.kill9().await;
                 let full = std::fs::read(&db).unwrap();
                 std::fs::write(&db, &full[..100]).unwrap();
-                let _ = std::fs::remove_file(setup.state().join("mgsd.db-wal"));
+                let _ = std::fs::remove_file(state.join("mgsd.db-wal"));
             }
             _ => std::fs::create_dir_all(db.join("inside")).unwrap(),
         }
         let before = std::fs::read(&db).ok();
-        let daemon = setup.start().await;
-        let log = setup.log();
+        rig.start().await;
+        let log = rig.log();
         assert!(
             log.contains(&db.display().to_string()) && log.contains("moved it aside"),
             "{what}: {log}"
         );
-        let moved = aside(&setup.state(), "mgsd.db");
+        let moved = aside(&state, "mgsd.db");
         assert_eq!(moved.len(), 1, "{what}: {moved:?}");
         if let Some(before) = before {
             assert_eq!(
@@ -362,74 +259,82 @@ async fn bad_state_files_are_named_moved_aside_and_the_daemon_serves_on() {
                 "{what}: kept as it was"
             );
         }
-        assert_eq!(setup.ok(&["health"]).await["status"], "ok", "{what}");
-        daemon.kill9().await;
+        assert_eq!(rig.ok(&["health"]).await["status"], "ok", "{what}");
+        rig.kill9().await;
     }
 
     // A spooled image that is not what its name says: the update that
     // needs it fails, naming the file; the file is kept aside.
-    let _ = std::fs::remove_dir_all(setup.state());
-    let image = setup.image("host.img", &host_image(MIB, 4));
-    let daemon = setup.start().await;
+    let _ = std::fs::remove_dir_all(&state);
+    let image = rig
+        .file("host.img", &host_image(MIB, 4))
+        .display()
+        .to_string();
+    rig.start().await;
     let id = uuid::Uuid::new_v4().to_string();
-    let started = setup
+    let started = rig
         .ok(&[
             "update", "start", "sled-0", HBF, "--image", &image, "--id", &id,
         ])
         .await;
-    daemon.kill9().await;
-    let spooled = setup
-        .state()
+    rig.kill9().await;
+    let spooled = state
         .join("images")
         .join(started["image_sha256"].as_str().unwrap());
     std::fs::write(&spooled, b"not the image").unwrap();
-    let daemon = setup.start().await;
-    let (code, _, err) = mgsctl(&setup.socket(), &["watch", &id]).await;
+    rig.start().await;
+    let (code, _, err) = rig.mgsctl(&["watch", &id]).await;
     assert_eq!(code, 7, "{err}");
     assert!(err.contains(&spooled.display().to_string()), "{err}");
-    assert_eq!(aside(&setup.state().join("images"), "").len(), 1);
-    assert_eq!(setup.ok(&["health"]).await["status"], "ok");
-    daemon.kill9().await;
-    rack.stop().await;
+    assert_eq!(aside(&state.join("images"), "").len(), 1);
+    assert_eq!(rig.ok(&["health"]).await["status"], "ok");
 }
 
 #[actix::test]
 async fn history_survives_restarts_and_retention_shrinks_it_and_the_spool() {
-    let mut rack_config = RackConfig::standard(1, 0, 0);
-    rack_config.timings = Timings {
-        host_flash_mib: 4,
-        ..Timings::instant()
-    };
-    let rack = SimRack::start(rack_config).await.unwrap();
-    let setup = Setup::new("history", &rack, "[updates]\nhistory = 2");
-    let spool = setup.state().join("images");
+    let rack = standard_rack(
+        1,
+        0,
+        0,
+        Timings {
+            host_flash_mib: 4,
+            ..Timings::instant()
+        },
+    );
+    let rig = rig(rack).tables("[updates]\nhistory = 2").build().await;
+    let spool = rig.state_dir().join("images");
     // A start the SP refuses (no slot 9) leaves nothing behind.
     let refused = uuid::Uuid::new_v4().to_string();
     {
-        let image = setup.image("refused.img", &host_image(100_000, 9));
-        let daemon = setup.start().await;
+        let image = rig
+            .file("refused.img", &host_image(100_000, 9))
+            .display()
+            .to_string();
+        rig.start().await;
         let args = [
             "update", "start", "sled-0", HBF, "--slot", "9", "--image", &image, "--id", &refused,
         ];
-        assert_eq!(mgsctl(&setup.socket(), &args).await.0, 5);
-        daemon.term().await;
+        assert_eq!(rig.mgsctl(&args).await.0, 5);
+        rig.term().await;
     }
     let mut ids = Vec::new();
     for n in 0..3 {
-        let image = setup.image(&format!("host-{n}.img"), &host_image(200_000, 10 + n));
-        let daemon = setup.start().await;
+        let image = rig
+            .file(&format!("host-{n}.img"), &host_image(200_000, 10 + n))
+            .display()
+            .to_string();
+        rig.start().await;
         let id = uuid::Uuid::new_v4().to_string();
-        setup
-            .ok(&[
-                "update", "start", "sled-0", HBF, "--image", &image, "--id", &id,
-            ])
-            .await;
-        assert_eq!(mgsctl(&setup.socket(), &["watch", &id]).await.0, 0);
+        rig.ok(&[
+            "update", "start", "sled-0", HBF, "--image", &image, "--id", &id,
+        ])
+        .await;
+        assert_eq!(rig.mgsctl(&["watch", &id]).await.0, 0);
         ids.push(id);
-        daemon.term().await;
+        rig.term().await;
     }
-    let daemon = setup.start().await;
-    let history = setup.ok(&["history"]).await;
+    rig.start().await;
+    let history = rig.ok(&["history"]).await;
     let listed: Vec<_> = history
         .as_array()
         .unwrap()
@@ -447,52 +352,56 @@ async fn history_survives_restarts_and_retention_shrinks_it_and_the_spool() {
         row["duration_ms"].as_u64().is_some() && row["mean_bytes_per_second"].as_u64() > Some(0)
     );
     // The forgotten update's id is unknown now; its image left the spool.
-    let (code, _, _) = mgsctl(&setup.socket(), &["watch", &ids[0]]).await;
+    let (code, _, _) = rig.mgsctl(&["watch", &ids[0]]).await;
     assert_eq!(code, 4);
-    assert_eq!(mgsctl(&setup.socket(), &["watch", &refused]).await.0, 4);
+    assert_eq!(rig.mgsctl(&["watch", &refused]).await.0, 4);
     let spooled = std::fs::read_dir(&spool).unwrap().count();
     assert_eq!(spooled, 2);
     // The human table shows them too.
-    let (code, out, _) = mgsctl(
-        &setup.socket(),
-        &["history", "--sp", "sled-0", "--since", "1h"],
-    )
-    .await;
+    let (code, out, _) = rig
+        .mgsctl(&["history", "--sp", "sled-0", "--since", "1h"])
+        .await;
     assert_eq!(code, 0);
     assert!(out.contains(&ids[2]) && out.contains("complete"), "{out}");
-    daemon.kill9().await;
-    rack.stop().await;
 }
 
 #[actix::test]
 async fn sigkill_mid_activation_recognises_the_new_image_after_restart() {
     use artifacts::build::{self, ArchiveSpec, SP_CHIP, SP_IMAGE_BASE};
-    let mut config = realistic(1);
+    let mut rack = realistic();
     // Silent long enough after the trigger to kill the daemon meanwhile.
-    config.timings.reset_ms = 3000;
-    let rack = SimRack::start(config).await.unwrap();
+    rack.timings.reset_ms = 3000;
     // A reset budget of 10 s, a watchdog window of 15 s.
-    let extra = "[sp_defaults.rpc]\nper_attempt_timeout_ms = 200\nmax_attempts_reset = 50\n";
-    let setup = Setup::new("activation", &rack, extra);
+    let rig = rig(rack)
+        .sp_defaults(SpDefaults {
+            per_attempt_timeout_ms: Some(200),
+            max_attempts_reset: Some(50),
+            ..sp_defaults()
+        })
+        .build()
+        .await;
+    let sp = &rig.rack().sps[0];
     let board = "gimlet-e";
-    let archive = setup.image(
-        "sp.zip",
-        &build::archive(ArchiveSpec {
-            image: build::sp_image(board, 64 * 1024, "1.0.50"),
-            base: SP_IMAGE_BASE,
-            aux: None,
-            image_name: Some("default"),
-            board,
-            name: board,
-            chip: SP_CHIP,
-            git_rev: &build::fake_git_rev(board, "1.0.50"),
-            bzip2: false,
-        }),
-    );
-    let before = rack.sps[0].device().archive_id();
-    let daemon = setup.start().await;
+    let archive = rig
+        .file(
+            "sp.zip",
+            &build::archive(ArchiveSpec {
+                image: build::sp_image(board, 64 * 1024, "1.0.50"),
+                base: SP_IMAGE_BASE,
+                aux: None,
+                image_name: Some("default"),
+                board,
+                name: board,
+                chip: SP_CHIP,
+                git_rev: &build::fake_git_rev(board, "1.0.50"),
+                bzip2: false,
+            }),
+        )
+        .display()
+        .to_string();
+    let before = sp.device().archive_id();
+    rig.start().await;
     let id = uuid::Uuid::new_v4().to_string();
-    let socket = setup.socket();
     let args = [
         "update",
         "start",
@@ -504,22 +413,22 @@ async fn sigkill_mid_activation_recognises_the_new_image_after_restart() {
         &id,
         "--activate",
     ];
-    let client = mgsctl(&socket, &args);
+    let client = rig.mgsctl(&args);
     let trigger = async {
         until("the reset trigger", Duration::from_secs(30), async || {
-            rack.sps[0].fault_stats().resets == 1
+            sp.fault_stats().resets == 1
         })
         .await;
     };
     // The client is cut off when the daemon dies.
     let ((code, _, _), ()) = tokio::join!(client, async {
         trigger.await;
-        daemon.kill9().await;
+        rig.kill9().await;
     });
     assert_ne!(code, 0);
-    let daemon = setup.start().await;
-    let (code, out, err) = mgsctl(&socket, &["--json", "watch", &id]).await;
-    assert_eq!(code, 0, "{out} {err} {}", setup.log());
+    rig.start().await;
+    let (code, out, err) = rig.mgsctl(&["--json", "watch", &id]).await;
+    assert_eq!(code, 0, "{out} {err} {}", rig.log());
     let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let record = &last["ok"];
     assert_eq!(record["phase"], "complete", "{record}");
@@ -535,12 +444,10 @@ async fn sigkill_mid_activation_recognises_the_new_image_after_restart() {
     assert_eq!(a["watchdog_disabled"], true, "{a}");
     assert_eq!(a["running"]["vers"], "1.0.50", "{a}");
     let (armed, after) = {
-        let device = rack.sps[0].device();
+        let device = sp.device();
         (device.watchdog_armed(), device.archive_id())
     };
     assert!(!armed, "disabled before its window ran out");
     assert_ne!(after, before);
-    assert_eq!(rack.sps[0].fault_stats().resets, 1, "reset once");
-    daemon.kill9().await;
-    rack.stop().await;
+    assert_eq!(sp.fault_stats().resets, 1, "reset once");
 }

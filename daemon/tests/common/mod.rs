@@ -1,8 +1,39 @@
-//! Helpers shared by the daemon's end-to-end tests.
+//! The harness every end-to-end suite of the daemon starts from: a
+//! simulated rack and an mgsd serving it ([`rig`]), raw connections to its
+//! control socket ([`conn`]), and what the test binaries of one suite share
+//! among themselves ([`hostile`], [`rollouts`]).
 
-#![allow(dead_code)] // each test file uses its own share
+#![allow(dead_code, unused_imports)] // each test binary uses its own share
 
+pub mod conn;
+pub mod hostile;
+pub mod rig;
+pub mod rollouts;
+
+pub use conn::Conn;
+pub use rig::{Rig, RigBuilder, SpDefaults};
+
+use serde_json::Value;
+use sp_sim::{RackConfig, Timings};
 use std::path::Path;
+
+/// The component most tests update.
+pub const HBF: &str = "host-boot-flash";
+pub const KIB: usize = 1024;
+pub const MIB: usize = 1024 * 1024;
+
+/// `RackConfig::standard` (sleds, then switches, then power shelves) with
+/// `timings`.
+pub fn standard_rack(
+    sleds: usize,
+    switches: usize,
+    power_shelves: usize,
+    timings: Timings,
+) -> RackConfig {
+    let mut rack = RackConfig::standard(sleds, switches, power_shelves);
+    rack.timings = timings;
+    rack
+}
 
 /// Run the real `mgsctl` against `socket`: exit code, stdout, stderr.
 pub async fn mgsctl(socket: &Path, args: &[&str]) -> (i32, String, String) {
@@ -28,55 +59,17 @@ pub fn host_image(len: usize, seed: usize) -> Vec<u8> {
     img
 }
 
-/// A simulated rack and mgsd serving it in this process.
-pub struct InProcess {
-    /// The daemon's control socket.
-    pub socket: std::path::PathBuf,
-    /// Private directory (the socket, and files a test writes).
-    pub dir: tempfile::TempDir,
-    /// The rack.
-    pub rack: sp_sim::SimRack,
-    _stop: tokio::sync::oneshot::Sender<()>,
+/// A new update or rollout id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
-/// Start `rack` and mgsd for it: its socket in a new private directory, no
-/// metrics listener, no state directory, then `settings` (TOML sections),
-/// then one `[[sp]]` per SP. Returns once every SP is reachable.
-pub async fn in_process(rack: sp_sim::RackConfig, settings: &str) -> InProcess {
-    use std::time::{Duration, Instant};
-    let rack = sp_sim::SimRack::start(rack).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut text = format!(
-        "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n[state]\ndir = \"\"\n{settings}\n",
-        dir.path().join("mgsd.sock").display()
-    );
-    for sp in &rack.sps {
-        text += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
-    }
-    let config = mgsd::config::Config::from_toml(&text).unwrap();
-    let socket = config.control.socket.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    actix::spawn(async move {
-        mgsd::run(config, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let (0, out, _) = mgsctl(&socket, &["--json", "health"]).await {
-            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-            if v["ok"]["reachable"] == rack.sps.len() {
-                return InProcess {
-                    socket,
-                    dir,
-                    rack,
-                    _stop: stop,
-                };
-            }
-        }
-        assert!(Instant::now() < deadline, "daemon did not become ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// The `error.code` of an answer (`""` if it is no error).
+pub fn err_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The `error.message` of an answer (`""` if it is no error).
+pub fn message(v: &Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or("")
 }
