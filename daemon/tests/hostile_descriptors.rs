@@ -7,41 +7,14 @@
 mod common;
 
 use common::hostile::{cannot_switch_user, mgsctl_as, newest_audit, rig, OTHER};
-use common::{err_code, host_image, message, new_id, Conn, Rig, HBF, KIB, MIB};
+use common::{err_code, host_image, message, new_id, Rig, HBF, KIB, MIB};
 use serde_json::{json, Value};
-use std::io::IoSlice;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn update_start(sp: &str, component: &str, slot: u16, id: &str) -> Value {
     json!({"cmd": "update_start", "sp": sp, "component": component, "slot": slot, "id": id})
-}
-
-/// `request` and its newline in one `sendmsg`, with `fds` attached: the
-/// answer.
-async fn ask_fds(c: &mut Conn, request: &Value, fds: &[BorrowedFd<'_>]) -> Value {
-    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    let line = format!("{request}\n");
-    let stream = c.stream();
-    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
-    let sent = stream
-        .async_io(tokio::io::Interest::WRITABLE, || {
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-            sendmsg(
-                stream,
-                &[IoSlice::new(line.as_bytes())],
-                &mut control,
-                SendFlags::NOSIGNAL,
-            )
-            .map_err(std::io::Error::from)
-        })
-        .await
-        .unwrap();
-    assert_eq!(sent, line.len(), "the whole request in one sendmsg");
-    c.next().await.expect("an answer, not end of stream")
 }
 
 /// A sparse file of `len` bytes in the rig's directory (nothing in it is
@@ -79,16 +52,13 @@ async fn update_start_takes_its_image_as_exactly_one_descriptor() {
         std::fs::File::open(&img).unwrap(),
         std::fs::File::open(&img).unwrap(),
     );
-    let v = ask_fds(
-        &mut c,
-        &update_start("sled-0", HBF, 1, &id),
-        &[a.as_fd(), b.as_fd()],
-    )
-    .await;
+    let v = c
+        .ask_fds(&update_start("sled-0", HBF, 1, &id), &[a.as_fd(), b.as_fd()])
+        .await;
     assert!(v["error"].is_object(), "two descriptors: {v}");
     assert_eq!(r.rack().sps[0].fault_stats().prepares, 0, "nothing started");
 
-    let v = ask_fds(&mut c, &update_start("sled-0", HBF, 1, &id), &[a.as_fd()]).await;
+    let v = c.ask_fds(&update_start("sled-0", HBF, 1, &id), &[a.as_fd()]).await;
     assert_eq!(v["ok"]["id"], id.as_str(), "{v}");
     drop((a, b));
     let (code, out, err) = r.mgsctl(&["watch", &id]).await;
@@ -130,7 +100,7 @@ async fn descriptors_of_non_regular_files_are_refused_at_once() {
     let mut c = r.conn().await;
     for (what, fd) in cases {
         let t = Instant::now();
-        let v = ask_fds(&mut c, &update_start("sled-0", HBF, 1, &new_id()), &[fd]).await;
+        let v = c.ask_fds(&update_start("sled-0", HBF, 1, &new_id()), &[fd]).await;
         assert_eq!(err_code(&v), "bad_image", "{what}: {v}");
         assert!(
             t.elapsed() < Duration::from_secs(2),
@@ -161,12 +131,9 @@ async fn images_larger_than_the_component_are_refused_before_reading() {
     for (component, path) in &cases {
         let file = std::fs::File::open(path).unwrap();
         let asked = Instant::now();
-        let v = ask_fds(
-            &mut c,
-            &update_start("sled-0", component, 0, &new_id()),
-            &[file.as_fd()],
-        )
-        .await;
+        let v = c
+            .ask_fds(&update_start("sled-0", component, 0, &new_id()), &[file.as_fd()])
+            .await;
         assert_eq!(
             err_code(&v),
             "bad_image",

@@ -138,16 +138,21 @@ impl ControlServer {
             busy: tokio::sync::watch::Sender::new(0),
         };
         // Each interval's refusals go to the audit as one row per kind.
-        let (refusals, registry) = (server.refusals.clone(), server.gw.registry.clone());
+        let flusher = server.clone();
         actix::spawn(async move {
             loop {
                 tokio::time::sleep(refusals::INTERVAL).await;
-                for entry in refusals.take(actors::types::unix_ms()) {
-                    registry.audit(entry);
-                }
+                flusher.flush_refusals();
             }
         });
         server
+    }
+
+    /// Audit the refusals summed so far, and begin a new interval.
+    fn flush_refusals(&self) {
+        for entry in self.refusals.take(actors::types::unix_ms()) {
+            self.gw.registry.audit(entry);
+        }
     }
 
     /// Wait until no request is being carried out.

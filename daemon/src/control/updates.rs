@@ -143,8 +143,10 @@ pub(super) async fn history(s: &ControlServer, a: HistoryArgs) -> Result<Vec<His
 }
 
 /// Operate commands and refusals, newest first (kept only with a state
-/// directory).
+/// directory). Refusals summed so far this interval are written first, so
+/// the answer is up to date.
 pub(super) async fn audit(s: &ControlServer, a: AuditArgs) -> Vec<AuditEntry> {
+    s.flush_refusals();
     s.gw.registry
         .audit_log(a.since_unix_ms.unwrap_or(0), a.limit.min(MAX_LIMIT))
         .await

@@ -2,6 +2,8 @@
 //! way, for what `mgsctl` cannot or would not send.
 
 use serde_json::Value;
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -72,6 +74,31 @@ impl Conn {
     /// Send `request`: its answer.
     pub async fn ask(&mut self, request: &Value) -> Value {
         self.send(request).await;
+        self.next().await.expect("an answer, not end of stream")
+    }
+
+    /// `request` and its newline in one `sendmsg`, with `fds` attached: the
+    /// answer.
+    pub async fn ask_fds(&mut self, request: &Value, fds: &[std::os::fd::BorrowedFd<'_>]) -> Value {
+        use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let line = format!("{request}\n");
+        let stream = self.stream();
+        let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+        let sent = stream
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                let mut control = SendAncillaryBuffer::new(&mut space);
+                assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+                sendmsg(
+                    stream,
+                    &[IoSlice::new(line.as_bytes())],
+                    &mut control,
+                    SendFlags::NOSIGNAL,
+                )
+                .map_err(std::io::Error::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(sent, line.len(), "the whole request in one sendmsg");
         self.next().await.expect("an answer, not end of stream")
     }
 }
