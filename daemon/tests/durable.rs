@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{host_image, standard_rack, Rig, RigBuilder, SpDefaults, HBF, MIB};
+use common::{host_image, standard_rack, until, Rig, RigBuilder, SpDefaults, HBF, MIB};
 use gateway_messages::{SpComponent, UpdateStatus};
 use serde_json::Value;
 use sp_sim::{RackConfig, Timings};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Discovery every 50 ms, the SP's update status read every 100 ms, and
 /// the daemon's own RPC patience.
@@ -44,16 +44,6 @@ fn realistic() -> RackConfig {
             ..Timings::default()
         },
     )
-}
-
-/// Poll `done` every 2 ms until it holds; panics after `limit`, naming
-/// `what`.
-async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 /// The daemon started from `rig`, and an update of `len` bytes started on

@@ -21,7 +21,11 @@ async fn until_served(r: &Rig, limit: Duration) -> Duration {
         if code == 0 {
             return t.elapsed();
         }
-        assert!(t.elapsed() < limit, "still busy after {limit:?}: {}", r.log());
+        assert!(
+            t.elapsed() < limit,
+            "still busy after {limit:?}: {}",
+            r.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -31,7 +35,15 @@ async fn until_served(r: &Rig, limit: Duration) -> Duration {
 async fn perl_as(uid: u32, socket: &Path, script: &str) -> String {
     let id = uid.to_string();
     let out = tokio::process::Command::new("setpriv")
-        .args(["--reuid", &id, "--regid", &id, "--clear-groups", "/usr/bin/perl", "-e"])
+        .args([
+            "--reuid",
+            &id,
+            "--regid",
+            &id,
+            "--clear-groups",
+            "/usr/bin/perl",
+            "-e",
+        ])
         .arg(script)
         .arg(socket)
         .output()
@@ -53,8 +65,15 @@ async fn watchers_whose_clients_are_gone_are_dropped_and_free_their_places() {
         .await;
     // An update runs, so the watch streams have something to send.
     let img = r.file("host.img", &host_image(4 * MIB, 2));
-    r.ok(&["update", "start", "sled-0", HBF, "--image", img.to_str().unwrap()])
-        .await;
+    r.ok(&[
+        "update",
+        "start",
+        "sled-0",
+        HBF,
+        "--image",
+        img.to_str().unwrap(),
+    ])
+    .await;
     for round in 0..3 {
         let mut watchers = Vec::new();
         for _ in 0..8 {
@@ -164,7 +183,11 @@ sleep 3;
         assert!(Instant::now() < deadline, "the reader never hit the limit");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(r.mgsctl(&["list"]).await.0, 0, "an operator still gets a place");
+    assert_eq!(
+        r.mgsctl(&["list"]).await.0,
+        0,
+        "an operator still gets a place"
+    );
     let out = reader.await.unwrap();
     assert_eq!(out.trim(), "5 3", "readers get all but the reserved places");
 }
@@ -225,7 +248,11 @@ print time - $t, "\n";
     let audit = newest_audit(&r, 1000).await;
     let of = |uid: u32| -> Vec<&Value> { audit.iter().filter(|e| e["uid"] == uid).collect() };
     let strangers = of(STRANGER);
-    assert_eq!(strangers.len(), 2, "the first, then the sum: {strangers:#?}");
+    assert_eq!(
+        strangers.len(),
+        2,
+        "the first, then the sum: {strangers:#?}"
+    );
     let total: u64 = strangers.iter().map(|e| e["count"].as_u64().unwrap()).sum();
     assert_eq!(total, 300);
     let readers = of(OTHER);
@@ -235,7 +262,11 @@ print time - $t, "\n";
         .iter()
         .any(|e| e["uid"] == 0 && e["command"] == "reset" && e["result"] == "ok"));
     // And the log says it once per kind, not 340 times.
-    let lines = r.log().lines().filter(|l| l.contains("permission_denied")).count();
+    let lines = r
+        .log()
+        .lines()
+        .filter(|l| l.contains("permission_denied"))
+        .count();
     assert!(lines <= 6, "{lines} log lines about refusals");
     // The pipelined ones are answered, each refused.
     let mut c: Conn = r.conn().await;

@@ -53,12 +53,17 @@ async fn update_start_takes_its_image_as_exactly_one_descriptor() {
         std::fs::File::open(&img).unwrap(),
     );
     let v = c
-        .ask_fds(&update_start("sled-0", HBF, 1, &id), &[a.as_fd(), b.as_fd()])
+        .ask_fds(
+            &update_start("sled-0", HBF, 1, &id),
+            &[a.as_fd(), b.as_fd()],
+        )
         .await;
     assert!(v["error"].is_object(), "two descriptors: {v}");
     assert_eq!(r.rack().sps[0].fault_stats().prepares, 0, "nothing started");
 
-    let v = c.ask_fds(&update_start("sled-0", HBF, 1, &id), &[a.as_fd()]).await;
+    let v = c
+        .ask_fds(&update_start("sled-0", HBF, 1, &id), &[a.as_fd()])
+        .await;
     assert_eq!(v["ok"]["id"], id.as_str(), "{v}");
     drop((a, b));
     let (code, out, err) = r.mgsctl(&["watch", &id]).await;
@@ -100,7 +105,9 @@ async fn descriptors_of_non_regular_files_are_refused_at_once() {
     let mut c = r.conn().await;
     for (what, fd) in cases {
         let t = Instant::now();
-        let v = c.ask_fds(&update_start("sled-0", HBF, 1, &new_id()), &[fd]).await;
+        let v = c
+            .ask_fds(&update_start("sled-0", HBF, 1, &new_id()), &[fd])
+            .await;
         assert_eq!(err_code(&v), "bad_image", "{what}: {v}");
         assert!(
             t.elapsed() < Duration::from_secs(2),
@@ -132,7 +139,10 @@ async fn images_larger_than_the_component_are_refused_before_reading() {
         let file = std::fs::File::open(path).unwrap();
         let asked = Instant::now();
         let v = c
-            .ask_fds(&update_start("sled-0", component, 0, &new_id()), &[file.as_fd()])
+            .ask_fds(
+                &update_start("sled-0", component, 0, &new_id()),
+                &[file.as_fd()],
+            )
             .await;
         assert_eq!(
             err_code(&v),

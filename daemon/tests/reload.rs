@@ -44,8 +44,10 @@ async fn update_under_way(r: &Rig) -> String {
     let img = r.file("host.img", &host_image(2 * MIB, 3));
     let id = new_id();
     let img = img.to_str().unwrap();
-    r.ok(&["update", "start", "sled-0", HBF, "--image", img, "--id", &id])
-        .await;
+    r.ok(&[
+        "update", "start", "sled-0", HBF, "--image", img, "--id", &id,
+    ])
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while r.ok(&["update", "status", "sled-0", HBF]).await["delivery"]["phase"] != "delivering" {
         assert!(Instant::now() < deadline, "the update never delivered");
@@ -90,7 +92,11 @@ async fn a_reload_that_drops_or_renames_an_sp_mid_update_is_refused_and_changes_
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = r.ok(&["list"]).await;
-        let x = list.as_array().unwrap().iter().find(|s| s["name"] == "sled-x");
+        let x = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "sled-x");
         if x.is_some_and(|x| x["serial"].is_string()) {
             break;
         }
@@ -107,7 +113,12 @@ async fn a_reload_that_drops_or_renames_an_sp_mid_update_is_refused_and_changes_
 async fn an_empty_or_broken_configuration_is_refused_and_the_sps_stay() {
     let r = rig().await;
     let before = names(&r).await;
-    let sps: Vec<_> = r.rack().sps.iter().map(|s| (s.name.as_str(), s.addr)).collect();
+    let sps: Vec<_> = r
+        .rack()
+        .sps
+        .iter()
+        .map(|s| (s.name.as_str(), s.addr))
+        .collect();
     for (what, text) in [
         ("no [[sp]]", r.config_text(&[])),
         ("empty", String::new()),

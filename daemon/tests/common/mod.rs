@@ -73,3 +73,16 @@ pub fn err_code(v: &Value) -> &str {
 pub fn message(v: &Value) -> &str {
     v["error"]["message"].as_str().unwrap_or("")
 }
+
+/// Poll `done` every 2 ms until it holds; panics after `limit`, naming
+/// `what`.
+pub async fn until(what: &str, limit: std::time::Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
