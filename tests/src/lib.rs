@@ -1,8 +1,11 @@
 //! Shared helpers for the end-to-end tests and the benchmark: a simulated
 //! rack in-process and the daemon's actors pointed at it.
 
+pub mod child;
+pub mod lossy;
 pub mod netbed;
 pub mod raw_udp;
+pub mod soak;
 
 use actors::registry::udp_transport;
 use actors::transport::Transport;

@@ -31,15 +31,15 @@
 //!    the daemon's CPU and peak RSS.
 
 use gateway_messages::SpComponent;
-use mgsd::api::{self, Command, Response};
+use mgsd::api::{self, Command};
 use mgsd::client::Client;
+use mgsd_tests::child::{self, ok, threads_cpu, Daemon, Rack};
 use mgsd_tests::host_image;
 use mgsd_tests::raw_udp::request_ack_rate;
 use serde_json::Value;
 use sp_sim::client::ChunkStreamer;
-use sp_sim::{FaultConfig, RackConfig, SimRack, SimSp, Timings};
+use sp_sim::{FaultConfig, RackConfig, SimSp, Timings};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
@@ -50,10 +50,8 @@ const ACK_BYTES: usize = 10;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, config] = args.as_slice() {
-        if flag == "--daemon" {
-            return daemon(Path::new(config));
-        }
+    if child::daemon_main(&args) {
+        return;
     }
     let quick = args.iter().any(|a| a == "--quick");
     let only: Vec<u32> = args
@@ -70,162 +68,22 @@ fn main() {
     });
 }
 
-/// The measured daemon: what `mgsd --config` runs.
-fn daemon(config: &Path) {
-    let config = mgsd::config::Config::load(Some(config)).expect("bench daemon config");
-    actix::System::new()
-        .block_on(mgsd::run(config, mgsd::shutdown_signal()))
-        .expect("daemon runs");
-}
-
-/// CPU time so far of process `pid`'s threads (`self` for this one),
-/// only those named `name` if given.
-fn threads_cpu(pid: &str, name: Option<&str>) -> Duration {
-    let mut ns = 0u64;
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
-    for task in tasks.into_iter().flatten().flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if name.is_some_and(|n| comm.trim() != n) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        ns += stat
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Duration::from_nanos(ns)
-}
-
-/// Simulated SPs on their own thread and runtime.
-struct Rack {
-    sps: Vec<SimSp>,
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Rack {
-    fn start(config: RackConfig) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("sp-sim".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let rack = SimRack::start(config).await.expect("rack starts");
-                    tx.send(rack.sps.clone()).expect("bench waits");
-                    let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
-                    rack.stop().await;
-                });
-            })
-            .expect("thread");
-        Self {
-            sps: rx.recv().expect("rack started"),
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Rack {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn rack(sleds: usize, timings: Timings) -> Rack {
     let mut config = RackConfig::standard(sleds, 0, 0);
     config.timings = timings;
     Rack::start(config)
 }
 
-/// The daemon as a child process, pointed at `sps`.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, sps: &[SimSp], window: usize) -> Self {
-        let socket = dir.join(format!("mgsd-{window}-{}.sock", sps.len()));
-        let mut config = format!(
-            "[control]\nsocket = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[state]\ndir = \"{}\"\n\
-             [sp_defaults]\nwindow = {window}\ndiscovery_interval_ms = 100\n",
-            socket.display(),
-            dir.join(format!("state-{window}-{}", sps.len())).display()
-        );
-        for sp in sps {
-            config += &format!("[[sp]]\nname = \"{}\"\naddr = \"{}\"\n", sp.name, sp.addr);
-        }
-        let path = dir.join("mgsd.toml");
-        std::fs::write(&path, config).expect("write config");
-        let child = std::process::Command::new(std::env::current_exe().expect("own path"))
-            .arg("--daemon")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the daemon");
-        let daemon = Self { child, socket };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut c) = Client::connect(&daemon.socket) {
-                if let Ok(h) = ok(c.request(&Command::Health(api::NoArgs {}))) {
-                    if h["reachable"] == sps.len() {
-                        return daemon;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "the daemon did not find its SPs");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(&self.socket).expect("connect to the daemon")
-    }
-
-    /// CPU time of every thread of the daemon so far.
-    fn cpu(&self) -> Duration {
-        threads_cpu(&self.child.id().to_string(), None)
-    }
-
-    /// Peak resident memory (VmHWM), MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-            .map_or(0.0, |kb| kb / 1024.0)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-fn ok(response: std::io::Result<Response>) -> Result<Value, String> {
-    let r = response.map_err(|e| e.to_string())?;
-    match (r.ok, r.error) {
-        (Some(v), _) => Ok(v),
-        (_, Some(e)) => Err(e.message),
-        _ => Err("empty response".into()),
-    }
+/// The daemon pointed at `sps`, `window` datagrams in flight to each.
+fn start_daemon(dir: &Path, sps: &[SimSp], window: usize) -> Daemon {
+    let socket = dir.join(format!("mgsd-{window}-{}.sock", sps.len()));
+    let state = dir.join(format!("state-{window}-{}", sps.len()));
+    let sp_defaults = format!("window = {window}\ndiscovery_interval_ms = 100");
+    let sps_at: Vec<_> = sps.iter().map(|s| (s.name.clone(), s.addr)).collect();
+    let path = dir.join("mgsd.toml");
+    let text = child::config(&socket, &state, &sp_defaults, &sps_at);
+    std::fs::write(&path, text).expect("write config");
+    Daemon::start(&path, socket, sps.len())
 }
 
 /// Start an update and follow it to its end; the final record, and when
@@ -418,7 +276,7 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
             "peak RSS"
         );
         for window in 1..=4 {
-            let d = Daemon::start(&dir, &one.sps, window);
+            let d = start_daemon(&dir, &one.sps, window);
             let cpu0 = d.cpu();
             let mut best: Option<(Value, Duration)> = None;
             for _ in 0..rounds {
@@ -451,7 +309,7 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
     }
     if run(3) {
         println!("\n3. Loss (window 3, 32 MiB, instant SP; time from start to verified end, median of {rounds}):");
-        let d = Daemon::start(&dir, &one.sps, 3);
+        let d = start_daemon(&dir, &one.sps, 3);
         if lossless.is_zero() {
             lossless = (0..rounds)
                 .map(|_| update(&d, "sled-0", &image).2)
@@ -497,7 +355,7 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
 
     if run(4) {
         let fleet = rack(fleet_size, Timings::instant());
-        let d = Daemon::start(&dir, &fleet.sps, 3);
+        let d = start_daemon(&dir, &fleet.sps, 3);
         let (times, status, wall) = all_at_once(&d, &fleet.sps, &image);
         let slowest = times.iter().map(|t| t.2).max().unwrap_or(wall);
         println!(
@@ -516,7 +374,7 @@ fn bench(quick: bool, fleet_size: usize, run: impl Fn(u32) -> bool) {
     if run(5) {
         let timings = Timings::default();
         let fleet = rack(fleet_size, timings.clone());
-        let d = Daemon::start(&dir, &fleet.sps, 3);
+        let d = start_daemon(&dir, &fleet.sps, 3);
         let (cpu0, sim0) = (d.cpu(), threads_cpu("self", Some("sp-sim")));
         let (times, status, wall) = all_at_once(&d, &fleet.sps, &image);
         let (cpu, sim) = (d.cpu() - cpu0, threads_cpu("self", Some("sp-sim")) - sim0);
@@ -579,7 +437,7 @@ fn rollout_figure(dir: &Path, fleet_size: usize) {
     use api::{RolloutSpec, TargetSpec};
     let timings = Timings::default();
     let fleet = rack(fleet_size, timings.clone());
-    let d = Daemon::start(dir, &fleet.sps, 3);
+    let d = start_daemon(dir, &fleet.sps, 3);
     let image_len = 8 * MIB;
     let path = dir.join("rollout.img");
     std::fs::write(&path, host_image(image_len, 6)).expect("write image");
