@@ -47,8 +47,6 @@ pub struct Slot {
 #[derive(Debug)]
 pub struct SlotWriter {
     hasher: Sha256,
-    /// Over the written bytes only.
-    written_hasher: Sha256,
     written: u32,
     capacity: u32,
     file: Option<File>,
@@ -58,7 +56,6 @@ impl SlotWriter {
     /// Append the next bytes of the image.
     pub fn write(&mut self, data: &[u8]) {
         self.hasher.update(data);
-        self.written_hasher.update(data);
         self.written += data.len() as u32;
         if let Some(f) = self.file.as_mut() {
             // The store is a debugging aid: a failed write only loses it.
@@ -76,6 +73,9 @@ impl SlotWriter {
     /// The slot hash (what was written, then erased (0xFF) to capacity),
     /// the bytes written and their own hash.
     pub fn finish(mut self) -> ([u8; 32], u32, [u8; 32]) {
+        // The slot's hash goes on over the erased rest: the state so far is
+        // the hash of the written bytes alone, without hashing them twice.
+        let written: [u8; 32] = self.hasher.clone().finalize().into();
         let ff = [0xFFu8; 4096];
         let mut left = self.capacity.saturating_sub(self.written) as usize;
         while left > 0 {
@@ -83,7 +83,6 @@ impl SlotWriter {
             self.hasher.update(&ff[..n]);
             left -= n;
         }
-        let written: [u8; 32] = self.written_hasher.finalize().into();
         (self.hasher.finalize().into(), self.written, written)
     }
 }
@@ -157,7 +156,6 @@ impl HostFlash {
         };
         SlotWriter {
             hasher: Sha256::new(),
-            written_hasher: Sha256::new(),
             written: 0,
             capacity: self.capacity,
             file,

@@ -280,7 +280,7 @@ async fn run_sp(socket: UdpSocket, shared: &Shared, queue_depth: usize) {
                         return;
                     }
                 }
-                () = tokio::time::sleep_until(wake) => {}
+                () = sleep_until(wake) => {}
                 () = shared.power.changed.notified() => {}
             }
             shared.boot_if_powered_on(Instant::now());
@@ -341,23 +341,27 @@ async fn run_sp(socket: UdpSocket, shared: &Shared, queue_depth: usize) {
 }
 
 /// When the device next wants to send on its own (far off if never).
-fn next_wake(shared: &Shared) -> Instant {
-    let now = Instant::now();
-    let far = now + Duration::from_secs(3600);
+/// When the SP next has something of its own to do (`None`: not until a
+/// request or a power change comes): no timer per datagram when nothing
+/// is due.
+fn next_wake(shared: &Shared) -> Option<Instant> {
     if !shared.power.is_on() {
-        return far;
+        return None;
     }
-    let down = *shared.down_until.lock().unwrap_or_else(|e| e.into_inner());
     let wake = shared
         .device
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .next_wake()
-        .unwrap_or(far);
+        .next_wake()?;
     // While resetting, wake when the reset ends.
-    match down.filter(|&d| d > now) {
-        Some(d) => wake.max(d),
-        None => wake,
+    let down = *shared.down_until.lock().unwrap_or_else(|e| e.into_inner());
+    Some(down.map_or(wake, |d| wake.max(d)))
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -368,8 +372,14 @@ const OWN_BATCH: usize = 16;
 /// faults.
 async fn send_own(socket: &Arc<UdpSocket>, shared: &Shared, buf: &mut [u8; MAX_SERIALIZED_SIZE]) {
     for _ in 0..OWN_BATCH {
+        // Most turns: nothing due, and no more locks taken to find out.
+        let due = shared
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_wake();
         let now = Instant::now();
-        if !shared.can_send(now) {
+        if due.is_none_or(|t| t > now) || !shared.can_send(now) {
             return;
         }
         let next = shared

@@ -61,15 +61,15 @@ impl Spool {
         self.dir.join(hash.to_string())
     }
 
-    /// Keep `image`: a file already there is verified (a damaged one is
-    /// moved aside and written again).
+    /// Keep `image`: a file already there is compared with it (a damaged
+    /// one is moved aside and written again).
     pub fn put(&self, image: &Image) -> Result<(), StoreError> {
         let _alone = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.path(&image.hash);
         if std::fs::symlink_metadata(&path).is_ok() {
-            match self.read(&image.hash, image.len() as u64) {
-                Ok(_) => return Ok(()),
-                // Moved aside as it was read: write it anew.
+            match self.same_as(image) {
+                Ok(()) => return Ok(()),
+                // Moved aside as it was checked: write it anew.
                 Err(_) if std::fs::symlink_metadata(&path).is_err() => {}
                 Err(e) => return Err(e),
             }
@@ -110,6 +110,62 @@ impl Spool {
 
     /// The verified bytes of the image with `hash` and `len`.
     fn read(&self, hash: &ImageHash, len: u64) -> Result<Vec<u8>, StoreError> {
+        let (file, path) = self.open_checked(hash, len)?;
+        let mut data = Vec::with_capacity(len as usize);
+        file.take(len)
+            .read_to_end(&mut data)
+            .map_err(StoreError::io(&path))?;
+        let found = ImageHash(Sha256::digest(&data).into());
+        if found != *hash || data.len() as u64 != len {
+            return Err(StoreError::SpoolMismatch {
+                moved: aside(&path),
+                path,
+                found,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Check that the spooled copy of `image` holds its bytes. Compared a
+    /// piece at a time with the bytes in memory (already hashed): no second
+    /// copy of the image, no second hash on every start.
+    fn same_as(&self, image: &Image) -> Result<(), StoreError> {
+        let len = image.len() as u64;
+        let (file, path) = self.open_checked(&image.hash, len)?;
+        let mut file = file.take(len);
+        let mut piece = vec![0u8; 64 * 1024];
+        let mut at = 0;
+        loop {
+            let n = file.read(&mut piece).map_err(StoreError::io(&path))?;
+            if n == 0 {
+                break;
+            }
+            if image.data.get(at..at + n) != Some(&piece[..n]) {
+                return Err(StoreError::SpoolBad {
+                    moved: aside(&path),
+                    path,
+                    why: format!("differs from the image from byte {at} on"),
+                });
+            }
+            at += n;
+        }
+        if at != image.data.len() {
+            return Err(StoreError::SpoolBad {
+                moved: aside(&path),
+                path,
+                why: format!("ends after {at} bytes; the image has {len}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The spooled file for `hash`, opened without blocking or following
+    /// a link, and checked to be a plain file of ours of `len` bytes.
+    fn open_checked(
+        &self,
+        hash: &ImageHash,
+        len: u64,
+    ) -> Result<(std::fs::File, PathBuf), StoreError> {
         let path = self.path(hash);
         let bad = |why: String| StoreError::SpoolBad {
             moved: aside(&path),
@@ -140,19 +196,7 @@ impl Spool {
         if meta.len() != len || len > MAX_IMAGE {
             return Err(bad(format!("is {} bytes; the image has {len}", meta.len())));
         }
-        let mut data = Vec::with_capacity(len as usize);
-        file.take(len)
-            .read_to_end(&mut data)
-            .map_err(StoreError::io(&path))?;
-        let found = ImageHash(Sha256::digest(&data).into());
-        if found != *hash || data.len() as u64 != len {
-            return Err(StoreError::SpoolMismatch {
-                moved: aside(&path),
-                path,
-                found,
-            });
-        }
-        Ok(data)
+        Ok((file, path))
     }
 
     /// Remove every spooled image but those in `keep` (and leave files
