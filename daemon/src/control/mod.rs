@@ -6,7 +6,8 @@
 //! and changes nothing; the connection and the daemon keep serving.
 
 mod access;
-mod framing;
+// Public for the fuzz targets (`fuzz-targets/`); nothing else uses it.
+pub mod framing;
 mod places;
 mod refusals;
 mod rollouts;
