@@ -1,0 +1,4 @@
+//! libFuzzer entry of `fuzz_targets::artifacts_archive`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_targets::artifacts_archive(data));
