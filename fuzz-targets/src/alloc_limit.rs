@@ -1,9 +1,14 @@
 //! The allocation bound: every binary that links this crate (the fuzz
 //! targets, the short-form test) counts its heap through [`cap::Cap`], and
-//! each target runs in [`bounded`], under which it may hold at most
-//! [`LIMIT`] bytes more than it found. An allocation past that fails,
-//! and a failed allocation aborts the process: libFuzzer reports it as a
-//! crash with the input, the test harness as a failed test binary.
+//! each target runs in [`bounded`]: if the heap it held at its peak grew
+//! more than [`LIMIT`] bytes beyond what was allocated when it started,
+//! that is a panic, a finding like any other.
+//!
+//! Allocations are also refused outright past [`HARD_LIMIT`] beyond the
+//! start, so a runaway input cannot take the machine's memory: a refused
+//! allocation aborts the process (libFuzzer reports it as a crash with the
+//! input), unless it was a `try_reserve` (as `Read::read_to_end` does),
+//! whose error the code handles; the peak before it still shows.
 
 use cap::Cap;
 use std::alloc::System;
@@ -17,10 +22,14 @@ static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 /// must be refused within.
 pub const LIMIT: usize = 64 << 20;
 
-/// Run `f` with at most [`LIMIT`] more bytes allocated than now (or the
-/// bound already in force, if lower: targets call each other).
+/// Bytes beyond the start at which allocations fail.
+pub const HARD_LIMIT: usize = 4 * LIMIT;
+
+/// Run `f` and panic if the heap grew more than [`LIMIT`] bytes at its
+/// peak (nested calls, as targets make of each other, share the outer
+/// bound).
 pub fn bounded<R>(f: impl FnOnce() -> R) -> R {
-    /// Puts the previous limit back, also when `f` panics.
+    /// Puts the previous hard limit back, also when `f` panics.
     struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -28,9 +37,24 @@ pub fn bounded<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     let outer = ALLOCATOR.limit();
-    let _restore = Restore(outer);
-    let _ = ALLOCATOR.set_limit(outer.min(ALLOCATOR.allocated().saturating_add(LIMIT)));
-    f()
+    if outer != usize::MAX {
+        return f();
+    }
+    let start = ALLOCATOR.allocated();
+    let restore = Restore(outer);
+    let _ = ALLOCATOR.set_limit(start.saturating_add(HARD_LIMIT));
+    let result = f();
+    drop(restore);
+    // The peak is the process's high-water mark: one input at a time
+    // moves it, and an earlier input past the bound was reported then.
+    let peak = ALLOCATOR.max_allocated();
+    assert!(
+        peak <= start.saturating_add(LIMIT),
+        "the input made the heap grow by {} MiB (bound: {} MiB)",
+        (peak - start) >> 20,
+        LIMIT >> 20
+    );
+    result
 }
 
 /// Bytes allocated now.
