@@ -107,7 +107,7 @@ if [[ "$1" == all ]]; then
     fi
     echo "all targets ran without a crash"
 else
-    targets | grep -qx "$1" || usage
+    [[ -f "$here/fuzz_targets/$1.rs" ]] || usage
     build "$1"
     run_one "$1" "$2"
 fi
