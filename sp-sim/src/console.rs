@@ -262,7 +262,12 @@ impl Console {
             offset = self.write_offset;
             data = &data[skip as usize..];
         }
-        let take = (INPUT_BUFFER - self.in_buf.len()).min(data.len());
+        // Bytes past offset u64::MAX have no offset: they are not taken,
+        // as if the buffer were full.
+        let addressable = usize::try_from(u64::MAX - offset).unwrap_or(usize::MAX);
+        let take = (INPUT_BUFFER - self.in_buf.len())
+            .min(data.len())
+            .min(addressable);
         self.in_buf.extend(&data[..take]);
         self.write_offset = offset + take as u64;
         self.step(now);
@@ -553,5 +558,15 @@ mod tests {
         assert_eq!(c.attached(), None);
         assert_eq!(c.stats().idle_detaches, 1);
         c.attach(peer(2), SpComponent::SP3_HOST_CPU, late).unwrap();
+    }
+
+    #[test]
+    fn a_write_running_past_offset_u64_max_takes_what_has_an_offset() {
+        let now = Instant::now();
+        let mut c = console(now);
+        c.attach(peer(1), SpComponent::SP3_HOST_CPU, now).unwrap();
+        let near_end = c.write(peer(1), u64::MAX - 2, b"abcdef", now);
+        assert_eq!(near_end, Ok(u64::MAX));
+        assert_eq!(c.write(peer(1), u64::MAX, b"x", now), Ok(u64::MAX));
     }
 }
