@@ -393,7 +393,8 @@ pub fn wave_sizes(n: usize, canary: usize, waves: &[WaveSize]) -> Vec<usize> {
     let mut started = sizes[0];
     for w in waves {
         let upto = match *w {
-            WaveSize::Count(k) => started + k,
+            // A count past every target takes what is left.
+            WaveSize::Count(k) => started.saturating_add(k),
             WaveSize::Share(p) => (n * usize::from(p)).div_ceil(100),
         };
         let upto = upto.min(n).max(started);
@@ -512,7 +513,10 @@ impl RolloutRecord {
                         Pause::None => {}
                         Pause::For(d) => {
                             self.phase = RolloutPhase::Waiting;
-                            self.resume_at_unix_ms = Some(now_ms + d.as_millis() as u64);
+                            // A pause past the end of the clock lasts
+                            // until an operator resumes.
+                            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                            self.resume_at_unix_ms = Some(now_ms.saturating_add(ms));
                         }
                         Pause::Manual => {
                             self.phase = RolloutPhase::Paused;
@@ -684,6 +688,8 @@ mod tests {
         assert_eq!(wave_sizes(10, 0, &[]), [10]);
         assert_eq!(wave_sizes(2, 5, &[share(50)]), [2]);
         assert_eq!(wave_sizes(0, 1, &[]), Vec::<usize>::new());
+        let all = WaveSize::Count(usize::MAX);
+        assert_eq!(wave_sizes(10, 1, &[all, WaveSize::Count(3)]), [1, 9]);
     }
 
     #[test]
@@ -762,6 +768,22 @@ mod tests {
         assert_eq!(r.phase, RolloutPhase::Stopped);
         let c = r.counts();
         assert_eq!((c.complete, c.failed, c.skipped), (3, 2, 2));
+    }
+
+    #[test]
+    fn a_pause_longer_than_the_clock_waits_for_an_operator() {
+        // What a plan's "18446744073709551s" (or anything longer) gives.
+        for d in [Duration::from_secs(18_446_744_073_709_551), Duration::MAX] {
+            let mut r = record(&[1, 1], 4, 1, Pause::For(d));
+            run(&mut r, &[0]);
+            end(&mut r, &[0], TargetState::Complete, 1000);
+            assert_eq!(r.phase, RolloutPhase::Waiting);
+            assert_eq!(r.resume_at_unix_ms, Some(u64::MAX));
+            r.settle(u64::MAX - 1);
+            assert!(r.due().is_empty());
+            assert!(r.pause() && r.resume(2000));
+            assert_eq!(r.due(), [1]);
+        }
     }
 
     #[test]
