@@ -195,14 +195,21 @@ pub fn image_from_elf(elf: &[u8]) -> Result<ElfImage, Error> {
         .first()
         .ok_or_else(|| elf_err(0, "no WRITE|ALLOC section"))?
         .0;
-    let mut data = Vec::new();
+    // Sized before anything is allocated, and allocated once: grown
+    // section by section, the vector could take twice the limit.
+    let len = sections
+        .iter()
+        .map(|(addr, body)| u64::from(addr - base) + body.len() as u64)
+        .max()
+        .unwrap_or(0);
+    if len > member_limit(FINAL_ELF) {
+        return Err(elf_err(0, "image spans more than the member size limit"));
+    }
+    let mut data = Vec::with_capacity(len as usize);
     for (addr, body) in sections {
         let at = (addr - base) as usize;
         if at < data.len() {
             return Err(elf_err(0, format!("sections overlap at address {addr:#x}")));
-        }
-        if (at + body.len()) as u64 > member_limit(FINAL_ELF) {
-            return Err(elf_err(0, "image spans more than the member size limit"));
         }
         data.resize(at, 0xFF);
         data.extend_from_slice(body);
@@ -278,16 +285,27 @@ fn read_member<R: Read + Seek>(
         limit,
     };
     // The size the archive declares is checked before anything is
-    // inflated; what inflates is bounded all the same.
-    if file.size() > limit {
+    // inflated, and read into one allocation of that size: a member that
+    // inflates past it is refused before the vector would grow (to twice
+    // its size, past the limit for a member that lies).
+    let declared = file.size();
+    if declared > limit {
         return Err(too_large());
     }
-    let mut data = Vec::with_capacity(file.size() as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut data)
+    let mut data = Vec::with_capacity(declared as usize);
+    let mut rest = file.take(declared);
+    rest.read_to_end(&mut data)
         .map_err(|e| zip_err(Some(name), e))?;
-    if data.len() as u64 > limit {
-        return Err(too_large());
+    // Reading on to the end of the data checks its CRC.
+    let past = rest
+        .into_inner()
+        .read(&mut [0u8; 1])
+        .map_err(|e| zip_err(Some(name), e))?;
+    if past > 0 {
+        return Err(zip_err(
+            Some(name),
+            format!("inflates past its declared size of {declared} bytes"),
+        ));
     }
     Ok(Some(data))
 }
@@ -656,5 +674,49 @@ pub(crate) mod tests {
         };
         assert_eq!(a.check_target(UpdateTarget::Stage0, 0), Err(wrong));
         assert_eq!(a.check_target(UpdateTarget::Stage0, 1), Ok(()));
+    }
+
+    /// `bytes` with every member's declared uncompressed size set to
+    /// `size`, in the local headers and in the central directory.
+    fn declare_size(bytes: &[u8], size: u32) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for (signature, field) in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)] {
+            let mut from = 0;
+            while let Some(i) = out[from..].windows(4).position(|w| w == signature) {
+                let at = from + i + field;
+                out[at..at + 4].copy_from_slice(&size.to_le_bytes());
+                from += i + 4;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn members_and_images_take_one_allocation_of_their_size() {
+        // A member that inflates past the size it declares is refused, not
+        // read into a vector that keeps growing.
+        let lying = declare_size(&sp_archive(CompressionMethod::Deflated, &[]), 100);
+        assert_err!(
+            HubrisArchive::from_bytes(&lying),
+            Error::Zip { member: Some(m), message } if m == FINAL_ELF && message.contains("declared")
+        );
+        // Stopping at the declared size still checks the CRC.
+        let mut bad_crc = sp_archive(CompressionMethod::Stored, &[]);
+        for i in 0..bad_crc.len() - 8 {
+            if &bad_crc[i..i + 8] == b"gimlet-c" {
+                bad_crc[i] = b'G';
+            }
+        }
+        assert_err!(
+            HubrisArchive::from_bytes(&bad_crc),
+            Error::Zip { member: Some(m), .. } if m == FINAL_ELF
+        );
+        // Sections far apart: the image is allocated once, at its size.
+        let elf = build_elf(&[(0, 3, &[1; 16]), (8 << 20, 3, &[2; 16])]);
+        let image = image_from_elf(&elf).unwrap();
+        assert_eq!(image.data.len(), (8 << 20) + 16);
+        assert_eq!(image.data.capacity(), image.data.len());
+        let too_far = build_elf(&[(0, 3, &[1; 16]), (16 << 20, 3, &[2; 16])]);
+        assert_err!(image_from_elf(&too_far), Error::Elf { .. });
     }
 }
