@@ -204,7 +204,7 @@ fn course(record: &mut RolloutRecord) {
                     record.targets[i].state = TargetState::Running;
                     record.targets[i].started_unix_ms = Some(now);
                 }
-                now += 1_000;
+                now = now.saturating_add(1_000);
                 for t in &mut record.targets {
                     if t.state == TargetState::Running {
                         t.state = if t.slot > 1 {

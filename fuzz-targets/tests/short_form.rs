@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Time each target gets, replay included, at most.
-const BUDGET: Duration = Duration::from_secs(2);
+const BUDGET: Duration = Duration::from_secs(3);
 
 /// Generated inputs per target, at most.
 const MAX_GENERATED: usize = 5_000;
