@@ -7,7 +7,7 @@
 #
 # Environment: RUNS=N stops a target after N inputs (whichever comes
 # first, N or SECONDS); FUZZ_ARGS adds libFuzzer flags; NICE (default 19)
-# is the priority.
+# is the priority; NO_BUILD=1 runs what was built last.
 #
 # Inputs: fuzz/corpus/TARGET (the working corpus, not committed: libFuzzer
 # writes what it finds there), then the committed seeds
@@ -39,12 +39,13 @@ usage() {
 # only the sanitizers are nightly-only, and none is used. Debug assertions
 # and overflow checks stay on, as in `cargo test`.
 build() {
+    bin_dir="$here/target/$triple/release"
+    [[ "${NO_BUILD:-0}" == 1 ]] && return
     if ! cargo fuzz --version >/dev/null 2>&1; then
         echo "cargo-fuzz is missing: installing it (cargo install cargo-fuzz)" >&2
         nice -n "$nice_level" cargo install --locked cargo-fuzz
     fi
     (cd "$here" && nice -n "$nice_level" cargo fuzz build --sanitizer none --target "$triple" "$@")
-    bin_dir="$here/target/$triple/release"
 }
 
 # Largest input libFuzzer makes, per target (its default follows the seeds).
