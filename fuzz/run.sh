@@ -12,9 +12,10 @@
 # Inputs: fuzz/corpus/TARGET (the working corpus, not committed: libFuzzer
 # writes what it finds there), then the committed seeds
 # fuzz-targets/corpus/TARGET and regressions fuzz-targets/regressions/TARGET
-# (read only). Crashes, timeouts and out-of-memory inputs land in
-# fuzz/artifacts/TARGET/; the log in fuzz/logs/TARGET.log. Exits non-zero
-# if a target crashed.
+# (read only); fuzz/dicts/TARGET.dict, if there is one, gives libFuzzer
+# the tokens of the target's language. Crashes, timeouts and out-of-memory
+# inputs land in fuzz/artifacts/TARGET/; the log in fuzz/logs/TARGET.log.
+# Exits non-zero if a target crashed.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -68,6 +69,7 @@ run_one() {
     done
     local args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048
         -max_len="$(max_len "$t")" -print_final_stats=1 -artifact_prefix="$artifacts/")
+    [[ -f "$here/dicts/$t.dict" ]] && args+=(-dict="$here/dicts/$t.dict")
     [[ -n "${RUNS:-}" ]] && args+=(-runs="$RUNS")
     # shellcheck disable=SC2206 # FUZZ_ARGS is a list of flags
     [[ -n "${FUZZ_ARGS:-}" ]] && args+=(${FUZZ_ARGS})
