@@ -84,6 +84,7 @@ fn arguments(command: &Command) {
                 let _ = parse_since(sp);
             }
         }
+        // mgsctl's `--since` parser, on text the line carries.
         Command::State(a) | Command::PowerGet(a) => {
             let _ = parse_since(&a.sp);
         }

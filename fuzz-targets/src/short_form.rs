@@ -53,7 +53,11 @@ pub fn run(target: &str, budget: Duration, max_generated: usize) -> Report {
     let kept = kept_inputs(target);
     for (path, bytes) in &kept {
         if catch_unwind(AssertUnwindSafe(|| f(bytes))).is_err() {
-            panic!("{target}: {} panics (replay: fuzz/run.sh {target} with it, or see the message above)", path.display());
+            panic!(
+                "{target}: {} panics (the message is above; replay it with \
+                 fuzz/target/x86_64-unknown-linux-gnu/release/{target} FILE)",
+                path.display()
+            );
         }
     }
     let corpus: Vec<&[u8]> = kept.iter().map(|(_, b)| b.as_slice()).collect();
