@@ -1,9 +1,10 @@
 //! The short form of the coverage-guided runs, cheap enough for every CI
 //! run: a target's whole corpus and regressions replayed, then seeded
 //! pseudo-random inputs (mostly mutations of the corpus: bit flips,
-//! interesting values, truncations, insertions, deletions, splices) for
-//! a bounded time. Deterministic in what it generates (a fixed seed per
-//! target); how many it gets through depends on the machine.
+//! interesting values, in binary and as decimal text, truncations,
+//! insertions, deletions, splices) for a bounded time. Deterministic in
+//! what it generates (a fixed seed per target); how many it gets through
+//! depends on the machine.
 //!
 //! It finds what the corpus is a few mutations away from. The real
 //! fuzzer, which follows coverage, is `fuzz/run.sh`.
@@ -158,7 +159,7 @@ fn generate(rng: &mut Rng, corpus: &[&[u8]]) -> Vec<u8> {
 /// Apply one mutation to `data`.
 fn mutate(rng: &mut Rng, data: &mut Vec<u8>, corpus: &[&[u8]]) {
     let at = |rng: &mut Rng, len: usize| rng.below(len + 1);
-    match rng.below(8) {
+    match rng.below(9) {
         // Flip a bit.
         0 if !data.is_empty() => {
             let i = rng.below(data.len());
@@ -201,6 +202,23 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, corpus: &[&[u8]]) {
             let copy = data[i..i + n].to_vec();
             let j = at(rng, data.len());
             data.splice(j..j, copy);
+        }
+        // A number in text (JSON, TOML) replaced by an interesting one.
+        7 if data.iter().any(u8::is_ascii_digit) => {
+            let digits: Vec<usize> = (0..data.len())
+                .filter(|&i| data[i].is_ascii_digit())
+                .collect();
+            let start = digits[rng.below(digits.len())];
+            let end = (start..data.len())
+                .find(|&i| !data[i].is_ascii_digit())
+                .unwrap_or(data.len());
+            let v = INTERESTING[rng.below(INTERESTING.len())];
+            let text = match rng.below(3) {
+                0 => v.to_string(),
+                1 => v.wrapping_add(1).to_string(),
+                _ => (v / 1000).to_string(),
+            };
+            data.splice(start..end, text.into_bytes());
         }
         // Splice: this one's head, another entry's tail.
         _ => {
