@@ -98,7 +98,6 @@ impl Expected {
 /// One reset, as it went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activation {
-    /// SP name.
     pub sp: String,
     /// Component reset.
     pub component: String,

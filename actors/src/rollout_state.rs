@@ -282,15 +282,12 @@ impl RolloutPhase {
 /// One target of a rollout: an update of one SP's component.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
-    /// SP name.
     pub sp: SpName,
-    /// Component name.
     pub component: String,
-    /// Target slot.
     pub slot: u16,
     /// SHA-256 of its image, hex.
     pub image_sha256: String,
-    /// Image size.
+    /// Bytes.
     pub total_bytes: u64,
     /// Its update's id: derived from the rollout's id and the target, so
     /// starting it again (a retry, a restart) is the same update.
@@ -302,9 +299,9 @@ pub struct Target {
     /// Where it stands. How its update goes (phase, bytes, rate) is read
     /// from the update itself, by `update_id`.
     pub state: TargetState,
-    /// When it started and ended, after-action included (Unix ms).
+    /// Unix ms; the after-action is part of the target.
     pub started_unix_ms: Option<u64>,
-    /// See `started_unix_ms`.
+    /// Unix ms, after the after-action.
     pub finished_unix_ms: Option<u64>,
     /// Why it failed (its update's failure, or the after-action's).
     pub failure: Option<String>,

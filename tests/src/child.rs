@@ -192,10 +192,6 @@ impl Daemon {
         Client::connect(&self.socket).expect("connect to the daemon")
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// CPU time of every thread of the daemon so far.
     pub fn cpu(&self) -> Duration {
         threads_cpu(&self.child.id().to_string(), None)

@@ -25,15 +25,6 @@ pub struct Impairment {
     pub reorder_delay: Duration,
 }
 
-impl Impairment {
-    pub const NONE: Self = Self {
-        loss: 0.0,
-        duplicate: 0.0,
-        reorder: 0.0,
-        reorder_delay: Duration::ZERO,
-    };
-}
-
 /// Counts over every relay of a [`Relays`], both directions.
 #[derive(Debug, Default)]
 pub struct RelayStats {

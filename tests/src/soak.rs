@@ -163,10 +163,10 @@ pub fn run(soak: &Soak, exe: &Path, dir: &Path) -> Result<Report, String> {
     let rack = Rack::start(config);
     let addrs: Vec<_> = rack.sps.iter().map(|s| s.addr).collect();
     let relays = Relays::start(&addrs, soak.network, soak.seed);
-    let sps: Vec<_> = rack.sps.iter().map(|s| s.name.clone()).collect();
-    let sps_at: Vec<_> = sps
+    let sps_at: Vec<_> = rack
+        .sps
         .iter()
-        .cloned()
+        .map(|s| s.name.clone())
         .zip(relays.addrs.iter().copied())
         .collect();
     let socket = dir.join("mgsd.sock");
@@ -233,10 +233,10 @@ pub fn run(soak: &Soak, exe: &Path, dir: &Path) -> Result<Report, String> {
     if records.len() != soak.updates {
         return Err(format!("{} of {} updates ran", records.len(), soak.updates));
     }
-    for (sp, name) in rack.sps.iter().zip(&sps) {
+    for sp in &rack.sps {
         let status = sp.update_status(SpComponent::HOST_CPU_BOOT_FLASH);
         if let Ok(UpdateStatus::Preparing(_) | UpdateStatus::InProgress(_)) = status {
-            return Err(format!("{name} still holds an update: {status:?}"));
+            return Err(format!("{} still holds an update: {status:?}", sp.name));
         }
     }
     let rows: Vec<SpRow> = request(&socket, &Command::List(api::NoArgs {}))?;

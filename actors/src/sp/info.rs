@@ -60,11 +60,11 @@ pub struct SpInfo {
     pub identity: Option<SpIdentity>,
     /// Once read.
     pub versions: FirmwareVersions,
-    /// Smoothed round trip to the SP (µs), once measured, and the
-    /// timeout a request's first attempt waits (µs); refreshed every
-    /// discovery interval.
+    /// Smoothed round trip to the SP (µs), once measured; refreshed
+    /// every discovery interval.
     pub srtt_us: Option<u64>,
-    /// See `srtt_us`.
+    /// How long a request's first attempt waits (µs), refreshed with
+    /// `srtt_us`.
     pub rto_us: u64,
     /// When the SP last answered (refreshed every discovery interval).
     #[serde(skip)]
