@@ -218,6 +218,13 @@ pub enum RegistryError {
     BadComponent(#[from] crate::types::ComponentError),
     #[error("unknown update id {0}")]
     UnknownUpdate(uuid::Uuid),
+    /// Refused before anything is sent: the component has no such slot.
+    #[error("{component} has no firmware slot {slot} to update (its slots: 0..{slots})")]
+    BadSlot {
+        component: gateway_messages::SpComponent,
+        slot: u16,
+        slots: u16,
+    },
     #[error(transparent)]
     Update(#[from] UpdateError),
     #[error(transparent)]

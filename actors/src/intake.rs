@@ -65,7 +65,7 @@ impl StartUpdate {
 }
 
 /// Archives larger than this are not read (no Hubris archive comes near).
-const MAX_ARCHIVE_BYTES: u64 = 128 * 1024 * 1024;
+pub const MAX_ARCHIVE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// The first sector of a host-flash image holds the SP's own data and
 /// must be erased (0xFF) in the image.
@@ -131,6 +131,14 @@ impl Intake {
         component: SpComponent,
         start: StartUpdate,
     ) -> Result<(Arc<UpdateSpec>, Arc<Image>), RegistryError> {
+        let slots = crate::types::update_slots(component);
+        if start.slot >= slots {
+            return Err(RegistryError::BadSlot {
+                component,
+                slot: start.slot,
+                slots,
+            });
+        }
         if start.activate.is_some() && component != SpComponent::SP_ITSELF {
             return Err(ComponentError {
                 name: component.to_string(),

@@ -110,6 +110,17 @@ pub const UPDATABLE: [SpComponent; 4] = [
     SpComponent::STAGE0,
 ];
 
+/// How many firmware slots an update of `component` may target: the SP
+/// image has one (its staging bank), the others two (A and B; for
+/// stage0, stage0 and stage0next).
+pub fn update_slots(component: SpComponent) -> u16 {
+    if component == SpComponent::SP_ITSELF {
+        1
+    } else {
+        2
+    }
+}
+
 /// A component name a client gave that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad component {name:?}: {reason}")]

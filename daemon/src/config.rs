@@ -36,6 +36,9 @@ pub struct Config {
     /// Rollouts.
     #[serde(default)]
     pub rollout: RolloutConfig,
+    /// The HTTP API (off unless a listener is configured).
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
     /// The SPs, one table each.
     #[serde(default, rename = "sp")]
     pub sps: Vec<SpConfig>,
@@ -271,6 +274,14 @@ pub struct SpConfig {
     /// ...or the switch-port interface to discover it on.
     #[serde(default)]
     pub interface: Option<String>,
+    /// Where the SP sits in the rack, as the HTTP API addresses it
+    /// (`/sp/{type}/{slot}`): `sled`, `switch` or `power`. Give both
+    /// `type` and `slot` or neither; an SP without them is reachable by
+    /// name only (the socket, `/mgsd/v1`). Each (type, slot) once.
+    #[serde(default, rename = "type")]
+    pub sp_type: Option<crate::http::SpType>,
+    #[serde(default)]
+    pub slot: Option<u16>,
 }
 
 /// Why the configuration could not be used.
@@ -358,9 +369,27 @@ impl Config {
         }
         self.metrics.listen_addr()?;
         let mut names = std::collections::BTreeSet::new();
+        let mut places = std::collections::BTreeMap::new();
         for sp in &self.sps {
             if !names.insert(&sp.name) {
                 return Err(format!("sp: name {:?} is used twice", sp.name));
+            }
+            match (sp.sp_type, sp.slot) {
+                (Some(t), Some(slot)) => {
+                    if let Some(other) = places.insert((t, slot), &sp.name) {
+                        return Err(format!(
+                            "sp {:?}: type {t} slot {slot} is {other:?}'s already",
+                            sp.name
+                        ));
+                    }
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(format!(
+                        "sp {:?}: give both type and slot (its place in the rack) or neither",
+                        sp.name
+                    ))
+                }
             }
             if sp.addr.is_some() == sp.interface.is_some() {
                 return Err(format!(
@@ -387,7 +416,7 @@ impl Config {
         if self.updates.history == 0 {
             return Err("updates.history: must be at least 1".into());
         }
-        Ok(())
+        self.http.check()
     }
 
     /// The SPs as the registry wants them.

@@ -24,13 +24,22 @@ pub struct Demo {
 /// names others.
 pub async fn start(config: &mut Config) -> std::io::Result<Demo> {
     let rack = SimRack::start(RackConfig::standard(8, 2, 2)).await?;
+    // Each kind numbered from 0 in rack order, as MGS's location map does.
+    let mut next = std::collections::BTreeMap::new();
     config.sps = rack
         .sps
         .iter()
-        .map(|sp| SpConfig {
-            name: sp.name.clone(),
-            addr: Some(sp.addr),
-            interface: None,
+        .map(|sp| {
+            let sp_type = crate::http::SpType::of(sp.kind);
+            let slot = next.entry(sp_type).or_insert(0u16);
+            *slot += 1;
+            SpConfig {
+                name: sp.name.clone(),
+                addr: Some(sp.addr),
+                interface: None,
+                sp_type: Some(sp_type),
+                slot: Some(*slot - 1),
+            }
         })
         .collect();
     // mkdtemp: a new name, never a path someone could have planted.

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod http;
 pub mod systemd;
 
 use actors::{Gateway, RegistryConfig, RegistryHandle};
@@ -30,6 +31,9 @@ pub enum DaemonError {
     /// Could not start the metrics exporter.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The HTTP API could not start.
+    #[error("HTTP API: {0}")]
+    Http(#[from] http::HttpError),
     /// The state directory is not the daemon's alone.
     #[error("state directory: {0}")]
     State(#[source] actors::store::StoreError),
@@ -52,6 +56,17 @@ pub async fn run(
                 metrics_exporter_prometheus::Matcher::Full(actors::metrics::SP_RTT.into()),
                 &rtt_buckets,
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "mgsd_http_request_duration_seconds".into(),
+                    ),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
+                    ],
+                )
+            })
             .map_err(|e| DaemonError::Metrics(e.to_string()))?
             .install()
             .map_err(|e| DaemonError::Metrics(format!("{addr}: {e}")))?;
@@ -71,6 +86,27 @@ pub async fn run(
         "mgsd_control_connections",
         "Control connections being served (each holds a place of control.max_connections)."
     );
+    metrics::describe_counter!(
+        "mgsd_http_requests_total",
+        "HTTP API requests by operation (method and route) and status."
+    );
+    metrics::describe_histogram!(
+        "mgsd_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP API request latency by operation (uploads: until the SP accepted)."
+    );
+    metrics::describe_gauge!(
+        "mgsd_http_connections",
+        "HTTP API connections being served."
+    );
+    metrics::describe_counter!(
+        "mgsd_http_connection_waits_total",
+        "HTTP connections that found http.max_connections taken and waited for a place."
+    );
+    metrics::describe_counter!(
+        "mgsd_http_refusals_total",
+        "HTTP connections or requests refused, by reason (busy, tls, permission_denied)."
+    );
     metrics::gauge!("mgsd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let mut registry_config = RegistryConfig::new(config.sp_entries()?, config.sp_defaults.clone());
     registry_config.history = config.updates.history;
@@ -87,11 +123,13 @@ pub async fn run(
         tracing::error!(%problem, "journal record not read");
     }
     let listener = control::bind(&config.control)?;
+    let http = http::start(gw.clone(), &config)?;
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");
     systemd::notify("READY=1");
     let _watchdog = systemd::watchdog();
-    let server = control::ControlServer::new(gw, &config.control);
-    let reload = reload_on_hangup(registry.clone(), config.source.clone());
+    let server = control::ControlServer::new(gw, &config.control)
+        .with_http(http.as_ref().map_or_else(Vec::new, |h| h.addrs.clone()));
+    let reload = reload_on_hangup(registry.clone(), config.source.clone(), http.as_ref());
     tokio::select! {
         _ = server.clone().serve(listener) => {}
         _ = reload => {}
@@ -101,6 +139,7 @@ pub async fn run(
     // under way are answered, an abort among them still reaches its SP.
     systemd::notify("STOPPING=1");
     control::remove_socket(&config.control.socket);
+    drop(http);
     let limit = Duration::from_millis(config.shutdown.timeout_ms);
     info!(within = ?limit, "shutting down");
     let stopped = tokio::time::timeout(limit, async {
@@ -168,7 +207,11 @@ fn open_state(dir: &std::path::Path) -> Result<Option<actors::registry::State>, 
 /// the registry refuses (one that would leave no SP, or remove or change
 /// an SP an update or a reset holds), is logged at WARN and changes
 /// nothing: the running configuration stays.
-async fn reload_on_hangup(registry: RegistryHandle, source: Option<std::path::PathBuf>) {
+async fn reload_on_hangup(
+    registry: RegistryHandle,
+    source: Option<std::path::PathBuf>,
+    http: Option<&http::HttpServer>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return std::future::pending().await;
@@ -178,10 +221,16 @@ async fn reload_on_hangup(registry: RegistryHandle, source: Option<std::path::Pa
             tracing::warn!("SIGHUP: no configuration file to reload (started without --config)");
             continue;
         };
-        let entries = config::Config::load(Some(path)).and_then(|c| c.sp_entries());
-        match entries {
-            Ok(entries) => match registry.reconfigure(entries).await {
-                Ok(()) => info!(config = %path.display(), "configuration reloaded"),
+        let loaded = config::Config::load(Some(path))
+            .and_then(|c| c.sp_entries().map(|entries| (entries, c)));
+        match loaded {
+            Ok((entries, new)) => match registry.reconfigure(entries).await {
+                Ok(()) => {
+                    if let Some(http) = http {
+                        http.set_locations(http::Locations::of(&new.sps));
+                    }
+                    info!(config = %path.display(), "configuration reloaded")
+                }
                 Err(e) => {
                     tracing::warn!(config = %path.display(), error = %e, "reload refused; the running configuration stays")
                 }

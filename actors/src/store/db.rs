@@ -355,6 +355,10 @@ pub struct AuditEntry {
     pub result: String,
     /// The error message, if any.
     pub message: Option<String>,
+    /// A client of the HTTP API (`http CN=nexus (10.0.0.2:51234)`); its
+    /// `uid` and `gid` are then 4294967295 (no local user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     /// For refusals: how many like this one (same peer, reason and
     /// command) came in the interval up to `time_unix_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

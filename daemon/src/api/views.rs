@@ -35,6 +35,9 @@ pub struct Health {
     /// Of those, the ones that answered recently.
     pub reachable: usize,
     pub active_updates: usize,
+    /// Where the HTTP API listens (none: it is off).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_listeners: Vec<SocketAddr>,
 }
 
 /// One row of `list`: what an SP's actor last saw of it.

@@ -20,10 +20,17 @@ struct Args {
     /// Control socket path (overrides the configuration).
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Print the HTTP API's OpenAPI document and exit.
+    #[arg(long)]
+    openapi: bool,
 }
 
 fn main() {
     let args = Args::parse();
+    if args.openapi {
+        print!("{}", mgsd::http::openapi::document());
+        return;
+    }
     // What the daemon creates is its own: the state directory's files
     // are also chmodded explicitly, this covers what libraries create.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));

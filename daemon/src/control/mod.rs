@@ -10,9 +10,9 @@ mod access;
 pub mod framing;
 mod places;
 mod refusals;
-mod rollouts;
-mod sps;
-mod updates;
+pub(crate) mod rollouts;
+pub(crate) mod sps;
+pub(crate) mod updates;
 
 pub use access::{Access, Peer};
 
@@ -95,10 +95,12 @@ pub struct ControlServer {
     /// Requests being carried out (not `watch` streams): shutdown waits
     /// for them to be answered.
     busy: tokio::sync::watch::Sender<usize>,
+    /// Where the HTTP API listens, for `health`.
+    http_listeners: Vec<std::net::SocketAddr>,
 }
 
 /// Why a handler failed: the code and the message.
-type Failed = (ErrorCode, String);
+pub(crate) type Failed = (ErrorCode, String);
 
 /// What a handler answers.
 type Outcome = Result<Value, Failed>;
@@ -137,6 +139,7 @@ impl ControlServer {
             refusals: Refusals::default(),
             started: Instant::now(),
             busy: tokio::sync::watch::Sender::new(0),
+            http_listeners: Vec::new(),
         };
         // Each interval's refusals go to the audit as one row per kind.
         let flusher = server.clone();
@@ -147,6 +150,12 @@ impl ControlServer {
             }
         });
         server
+    }
+
+    /// Report `addrs` as the HTTP API's listeners in `health`.
+    pub fn with_http(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
+        self.http_listeners = addrs;
+        self
     }
 
     /// Audit the refusals summed so far, and begin a new interval.
@@ -380,6 +389,7 @@ impl ControlServer {
             image_sha256: None,
             result: String::new(),
             message: None,
+            peer: None,
             count: None,
         }
     }
@@ -434,25 +444,25 @@ impl ControlServer {
         match command {
             Command::Version(_) => Ok(to_value(&sps::version())),
             Command::Health(_) => ok(sps::health(self).await),
-            Command::List(_) => ok(sps::list(self).await),
-            Command::State(a) => ok(sps::state(self, a).await),
-            Command::Caboose(a) => ok(sps::caboose(self, a).await),
-            Command::PowerGet(a) => ok(sps::power_get(self, a).await),
-            Command::PowerSet(a) => ok(sps::power_set(self, a).await),
-            Command::SlotGet(a) => ok(sps::slot_get(self, a).await),
-            Command::SlotSet(a) => ok(sps::slot_set(self, a).await),
-            Command::Reset(a) => ok(sps::reset(self, a).await),
+            Command::List(_) => ok(sps::list(&self.gw).await),
+            Command::State(a) => ok(sps::state(&self.gw, a).await),
+            Command::Caboose(a) => ok(sps::caboose(&self.gw, a).await),
+            Command::PowerGet(a) => ok(sps::power_get(&self.gw, a).await),
+            Command::PowerSet(a) => ok(sps::power_set(&self.gw, a).await),
+            Command::SlotGet(a) => ok(sps::slot_get(&self.gw, a).await),
+            Command::SlotSet(a) => ok(sps::slot_set(&self.gw, a).await),
+            Command::Reset(a) => ok(sps::reset(&self.gw, a).await),
             Command::UpdateStart(a) => ok(updates::start(self, a, fds).await),
-            Command::UpdateStatus(a) => ok(updates::status(self, a).await),
-            Command::UpdateAbort(a) => ok(updates::abort(self, a).await),
-            Command::History(a) => ok(updates::history(self, a).await),
+            Command::UpdateStatus(a) => ok(updates::status(&self.gw, a).await),
+            Command::UpdateAbort(a) => ok(updates::abort(&self.gw, a).await),
+            Command::History(a) => ok(updates::history(&self.gw, a).await),
             Command::Audit(a) => Ok(to_value(&updates::audit(self, a).await)),
             Command::RolloutStart(a) => ok(rollouts::start(self, a, fds).await),
-            Command::RolloutStatus(a) => ok(rollouts::status(self, a).await),
-            Command::RolloutPause(a) => ok(rollouts::change(self, a, Change::Pause).await),
-            Command::RolloutResume(a) => ok(rollouts::change(self, a, Change::Resume).await),
-            Command::RolloutAbort(a) => ok(rollouts::change(self, a, Change::Abort).await),
-            Command::RolloutList(_) => Ok(to_value(&rollouts::list(self).await)),
+            Command::RolloutStatus(a) => ok(rollouts::status(&self.gw, a).await),
+            Command::RolloutPause(a) => ok(rollouts::change(&self.gw, a, Change::Pause).await),
+            Command::RolloutResume(a) => ok(rollouts::change(&self.gw, a, Change::Resume).await),
+            Command::RolloutAbort(a) => ok(rollouts::change(&self.gw, a, Change::Abort).await),
+            Command::RolloutList(_) => Ok(to_value(&rollouts::list(&self.gw).await)),
             Command::Watch(_) | Command::RolloutWatch(_) => {
                 unreachable!("handled by the connection")
             }
@@ -608,6 +618,7 @@ pub fn error_code(e: &RegistryError) -> ErrorCode {
         RegistryError::UnknownSp(_) => ErrorCode::UnknownSp,
         RegistryError::BadComponent(_) => ErrorCode::BadComponent,
         RegistryError::UnknownUpdate(_) => ErrorCode::UnknownUpdate,
+        RegistryError::BadSlot { .. } => ErrorCode::BadSlot,
         RegistryError::Stopped => ErrorCode::ShuttingDown,
         RegistryError::Socket { .. } | RegistryError::Reconfigure(_) => ErrorCode::Internal,
         RegistryError::Plan(_) => ErrorCode::BadPlan,

@@ -7,6 +7,7 @@ use crate::api::{ErrorCode, Response, RolloutArgs, RolloutStartArgs};
 use actors::image::LoadError;
 use actors::rollout::RolloutHandle;
 use actors::rollout_state::RolloutRecord;
+use actors::Gateway;
 use serde_json::Value;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -17,8 +18,8 @@ const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 /// A rollout's record with its counts, aggregate rate and ETA, and how
 /// its targets' updates go.
-async fn view(s: &ControlServer, r: &RolloutRecord) -> RolloutView {
-    RolloutView::of(r, &s.gw.rollouts.live(r).await)
+async fn view(gw: &Gateway, r: &RolloutRecord) -> RolloutView {
+    RolloutView::of(r, &gw.rollouts.live(r).await)
 }
 
 pub(super) async fn start(
@@ -91,31 +92,31 @@ pub(super) async fn start(
             .begin(id, a.plan, images)
             .await
             .map_err(registry_error)?;
-    Ok(view(s, &handle.record()).await)
+    Ok(view(&s.gw, &handle.record()).await)
 }
 
-fn rollout(s: &ControlServer, id: uuid::Uuid) -> Result<RolloutHandle, Failed> {
-    s.gw.rollouts.get(id).map_err(registry_error)
+fn rollout(gw: &Gateway, id: uuid::Uuid) -> Result<RolloutHandle, Failed> {
+    gw.rollouts.get(id).map_err(registry_error)
 }
 
-pub(super) async fn status(s: &ControlServer, a: RolloutArgs) -> Result<RolloutView, Failed> {
-    let h = rollout(s, a.id)?;
-    Ok(view(s, &h.record()).await)
+pub(crate) async fn status(gw: &Gateway, a: RolloutArgs) -> Result<RolloutView, Failed> {
+    let h = rollout(gw, a.id)?;
+    Ok(view(gw, &h.record()).await)
 }
 
 /// What a rollout command can ask of a rollout.
-pub(super) enum Change {
+pub(crate) enum Change {
     Pause,
     Resume,
     Abort,
 }
 
-pub(super) async fn change(
-    s: &ControlServer,
+pub(crate) async fn change(
+    gw: &Gateway,
     a: RolloutArgs,
     change: Change,
 ) -> Result<RolloutView, Failed> {
-    let h = rollout(s, a.id)?;
+    let h = rollout(gw, a.id)?;
     let (done, what) = match change {
         Change::Pause => (h.pause().await, "pause"),
         Change::Resume => (h.resume().await, "resume"),
@@ -128,13 +129,13 @@ pub(super) async fn change(
             format!("cannot {what} rollout {}: it is {}", r.id, r.phase.as_str()),
         ));
     }
-    Ok(view(s, &r).await)
+    Ok(view(gw, &r).await)
 }
 
-pub(super) async fn list(s: &ControlServer) -> Vec<RolloutView> {
+pub(crate) async fn list(gw: &Gateway) -> Vec<RolloutView> {
     let mut views = Vec::new();
-    for h in s.gw.rollouts.all() {
-        views.push(view(s, &h.record()).await);
+    for h in gw.rollouts.all() {
+        views.push(view(gw, &h.record()).await);
     }
     views
 }
@@ -147,7 +148,7 @@ pub(super) async fn watch(
     req_id: Option<Value>,
     a: RolloutArgs,
 ) {
-    let h = match rollout(s, a.id) {
+    let h = match rollout(&s.gw, a.id) {
         Ok(h) => h,
         Err((code, message)) => {
             let _ = send(write, &Response::error(req_id, code, message)).await;
@@ -160,12 +161,12 @@ pub(super) async fn watch(
         if record.phase.is_terminal() {
             let _ = send(
                 write,
-                &Response::ok(req_id, to_value(&view(s, &record).await)),
+                &Response::ok(req_id, to_value(&view(&s.gw, &record).await)),
             )
             .await;
             return;
         }
-        let event = Response::event(req_id.clone(), to_value(&view(s, &record).await));
+        let event = Response::event(req_id.clone(), to_value(&view(&s.gw, &record).await));
         if send(write, &event).await.is_err() {
             return;
         }

@@ -11,6 +11,7 @@ use crate::api::{
     CabooseArgs, ComponentArgs, ErrorCode, PowerSetArgs, ResetArgs, SlotSetArgs, SpArgs,
 };
 use actors::types::hex;
+use actors::Gateway;
 use gateway_messages::{PowerState, SpComponent, SpResponse};
 use std::collections::BTreeMap;
 
@@ -31,12 +32,13 @@ pub(super) async fn health(s: &ControlServer) -> Result<Health, Failed> {
         sps: sps.len(),
         reachable: sps.iter().filter(|s| s.info.reachable).count(),
         active_updates: r.running_updates().await.map_err(registry_error)?,
+        http_listeners: s.http_listeners.clone(),
     })
 }
 
 /// Every SP from what its actor published: no SP is asked.
-pub(super) async fn list(s: &ControlServer) -> Result<Vec<SpRow>, Failed> {
-    let sps = s.gw.registry.list().await.map_err(registry_error)?;
+pub(crate) async fn list(gw: &Gateway) -> Result<Vec<SpRow>, Failed> {
+    let sps = gw.registry.list().await.map_err(registry_error)?;
     Ok(sps
         .into_iter()
         .map(|sp| {
@@ -72,8 +74,8 @@ pub(super) async fn list(s: &ControlServer) -> Result<Vec<SpRow>, Failed> {
 
 /// What the SP's actor knows (it reads the state every
 /// `state_refresh_ms`): no SP is asked.
-pub(super) async fn state(s: &ControlServer, a: SpArgs) -> Result<SpStateView, Failed> {
-    let info = s.gw.registry.info(&a.sp).await.map_err(registry_error)?;
+pub(crate) async fn state(gw: &Gateway, a: SpArgs) -> Result<SpStateView, Failed> {
+    let info = gw.registry.info(&a.sp).await.map_err(registry_error)?;
     let Some((at, response)) = info.state else {
         return Err((
             ErrorCode::SpUnreachable,
@@ -95,13 +97,13 @@ pub(super) async fn state(s: &ControlServer, a: SpArgs) -> Result<SpStateView, F
     })
 }
 
-pub(super) async fn caboose(s: &ControlServer, a: CabooseArgs) -> Result<CabooseView, Failed> {
+pub(crate) async fn caboose(gw: &Gateway, a: CabooseArgs) -> Result<CabooseView, Failed> {
     let component = parse_component(&a.component)?;
     let keys: Vec<String> = match a.key {
         Some(k) => vec![k],
         None => ["BORD", "GITC", "NAME", "VERS"].map(String::from).to_vec(),
     };
-    let sp = s.gw.registry.sp(&a.sp).await.map_err(registry_error)?;
+    let sp = gw.registry.sp(&a.sp).await.map_err(registry_error)?;
     let mut values = BTreeMap::new();
     for k in keys {
         let key: [u8; 4] = k.as_bytes().try_into().map_err(|_| {
@@ -124,8 +126,8 @@ pub(super) async fn caboose(s: &ControlServer, a: CabooseArgs) -> Result<Caboose
     })
 }
 
-pub(super) async fn power_get(s: &ControlServer, a: SpArgs) -> Result<PowerView, Failed> {
-    let sp = s.gw.registry.sp(&a.sp).await.map_err(registry_error)?;
+pub(crate) async fn power_get(gw: &Gateway, a: SpArgs) -> Result<PowerView, Failed> {
+    let sp = gw.registry.sp(&a.sp).await.map_err(registry_error)?;
     let state = sp.power_state().await.map_err(rpc_error)?;
     Ok(PowerView {
         power_state: format!("{state:?}"),
@@ -133,7 +135,7 @@ pub(super) async fn power_get(s: &ControlServer, a: SpArgs) -> Result<PowerView,
     })
 }
 
-pub(super) async fn power_set(s: &ControlServer, a: PowerSetArgs) -> Result<PowerView, Failed> {
+pub(crate) async fn power_set(gw: &Gateway, a: PowerSetArgs) -> Result<PowerView, Failed> {
     let state = match a.state.to_ascii_uppercase().as_str() {
         "A0" => PowerState::A0,
         "A2" => PowerState::A2,
@@ -145,19 +147,19 @@ pub(super) async fn power_set(s: &ControlServer, a: PowerSetArgs) -> Result<Powe
             ))
         }
     };
-    let sp = s.gw.registry.sp(&a.sp).await.map_err(registry_error)?;
+    let sp = gw.registry.sp(&a.sp).await.map_err(registry_error)?;
     let changed = sp.set_power_state(state).await.map_err(rpc_error)?;
     // What `list` and `state` show follows soon.
-    actix::spawn(async move { sp.refresh_state().await });
+    tokio::spawn(async move { sp.refresh_state().await });
     Ok(PowerView {
         power_state: format!("{state:?}"),
         changed: Some(changed),
     })
 }
 
-pub(super) async fn slot_get(s: &ControlServer, a: ComponentArgs) -> Result<SlotView, Failed> {
+pub(crate) async fn slot_get(gw: &Gateway, a: ComponentArgs) -> Result<SlotView, Failed> {
     let component = parse_component(&a.component)?;
-    let sp = s.gw.registry.sp(&a.sp).await.map_err(registry_error)?;
+    let sp = gw.registry.sp(&a.sp).await.map_err(registry_error)?;
     Ok(SlotView {
         component: component.to_string(),
         active: sp.active_slot(component).await.map_err(rpc_error)?,
@@ -165,9 +167,9 @@ pub(super) async fn slot_get(s: &ControlServer, a: ComponentArgs) -> Result<Slot
     })
 }
 
-pub(super) async fn slot_set(s: &ControlServer, a: SlotSetArgs) -> Result<SlotSetView, Failed> {
+pub(crate) async fn slot_set(gw: &Gateway, a: SlotSetArgs) -> Result<SlotSetView, Failed> {
     let component = parse_component(&a.component)?;
-    let sp = s.gw.registry.sp(&a.sp).await.map_err(registry_error)?;
+    let sp = gw.registry.sp(&a.sp).await.map_err(registry_error)?;
     sp.set_active_slot(component, a.slot, a.persist)
         .await
         .map_err(rpc_error)?;
@@ -180,14 +182,14 @@ pub(super) async fn slot_set(s: &ControlServer, a: SlotSetArgs) -> Result<SlotSe
 
 /// Reset; for an SP holding a completed SP update, an activation whose
 /// `outcome` says whether the new image runs.
-pub(super) async fn reset(s: &ControlServer, a: ResetArgs) -> Result<ResetView, Failed> {
+pub(crate) async fn reset(gw: &Gateway, a: ResetArgs) -> Result<ResetView, Failed> {
     let opts = crate::api::reset_options(a.no_watchdog, a.watchdog_ms)
         .map_err(|e| (ErrorCode::BadRequest, e))?;
-    let activation =
-        s.gw.registry
-            .reset(&a.sp, &a.component, opts)
-            .await
-            .map_err(registry_error)?;
+    let activation = gw
+        .registry
+        .reset(&a.sp, &a.component, opts)
+        .await
+        .map_err(registry_error)?;
     Ok(ResetView {
         activation,
         reset: true,

@@ -9,8 +9,12 @@ use crate::api::{
     AuditArgs, ComponentArgs, ErrorCode, HistoryArgs, Response, UpdateAbortArgs, UpdateStartArgs,
     MAX_LIMIT,
 };
+use actors::Gateway;
 use actors::{ImageSource, StartUpdate, UpdateHandle};
+use futures_util::stream::SelectAll;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use tokio::net::unix::OwnedWriteHalf;
 
@@ -63,22 +67,19 @@ pub(super) async fn start(
     Ok(UpdateRecord::from(&handle))
 }
 
-pub(super) async fn status(
-    s: &ControlServer,
-    a: ComponentArgs,
-) -> Result<UpdateStatusView, Failed> {
-    let view =
-        s.gw.registry
-            .update_status(&a.sp, &a.component)
-            .await
-            .map_err(registry_error)?;
+pub(crate) async fn status(gw: &Gateway, a: ComponentArgs) -> Result<UpdateStatusView, Failed> {
+    let view = gw
+        .registry
+        .update_status(&a.sp, &a.component)
+        .await
+        .map_err(registry_error)?;
     let held = view
         .sp_status
         .id()
         .filter(|_| !matches!(view.sp_status, SpUpdateState::Aborted { .. }));
     let sp_status_holder = match held {
         Some(id) => Some(
-            match s.gw.registry.is_bound(id).await.map_err(registry_error)? {
+            match gw.registry.is_bound(id).await.map_err(registry_error)? {
                 true => Holder::Ours,
                 false => Holder::UnknownClient,
             },
@@ -95,8 +96,8 @@ pub(super) async fn status(
     })
 }
 
-pub(super) async fn abort(s: &ControlServer, a: UpdateAbortArgs) -> Result<AbortView, Failed> {
-    s.gw.registry
+pub(crate) async fn abort(gw: &Gateway, a: UpdateAbortArgs) -> Result<AbortView, Failed> {
+    gw.registry
         .abort_update(&a.sp, &a.component, a.id)
         .await
         .map_err(registry_error)?;
@@ -107,8 +108,8 @@ pub(super) async fn abort(s: &ControlServer, a: UpdateAbortArgs) -> Result<Abort
 }
 
 /// Finished updates, newest first, with duration and mean rate.
-pub(super) async fn history(s: &ControlServer, a: HistoryArgs) -> Result<Vec<HistoryRow>, Failed> {
-    let r = &s.gw.registry;
+pub(crate) async fn history(gw: &Gateway, a: HistoryArgs) -> Result<Vec<HistoryRow>, Failed> {
+    let r = &gw.registry;
     let sp = match a.sp {
         Some(sp) => Some(r.sp(&sp).await.map_err(registry_error)?.name().clone()),
         None => None,
@@ -196,53 +197,80 @@ pub(super) async fn watch(
 }
 
 async fn watch_all(s: &ControlServer, write: &mut OwnedWriteHalf, req_id: Option<Value>) {
-    use futures_util::StreamExt;
-    let mut followed = std::collections::HashSet::new();
-    let mut streams = futures_util::stream::SelectAll::new();
-    let mut add = |handle: UpdateHandle, streams: &mut futures_util::stream::SelectAll<_>| {
-        if followed.insert(handle.id()) {
-            streams.push(Box::pin(follow(handle)));
+    let records = match follow_all(&s.gw).await {
+        Ok(records) => records,
+        Err(_) => {
+            let r = Response::error(req_id, ErrorCode::ShuttingDown, "daemon is shutting down");
+            let _ = send(write, &r).await;
+            return;
         }
     };
-    let Ok((running, mut started)) = s.gw.registry.subscribe().await else {
-        let r = Response::error(req_id, ErrorCode::ShuttingDown, "daemon is shutting down");
-        let _ = send(write, &r).await;
-        return;
+    let mut records = std::pin::pin!(records);
+    while let Some(record) = records.next().await {
+        let event = Response::event(req_id.clone(), super::to_value(&record));
+        if send(write, &event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Every running update's records, and those of updates started later,
+/// until the daemon stops (the socket's `watch` and HTTP's stream).
+pub(crate) async fn follow_all(
+    gw: &Gateway,
+) -> Result<impl Stream<Item = UpdateRecord> + Send + 'static, actors::RegistryError> {
+    let (running, started) = gw.registry.subscribe().await?;
+    let mut all = All {
+        gw: gw.clone(),
+        followed: HashSet::new(),
+        streams: SelectAll::new(),
+        started,
     };
     for h in running {
-        add(h, &mut streams);
+        all.add(h);
     }
-    loop {
-        tokio::select! {
-            Some(record) = streams.next() => {
-                let event = Response::event(req_id.clone(), super::to_value(&record));
-                if send(write, &event).await.is_err() {
-                    return;
-                }
-            }
-            new = started.recv() => match new {
-                Ok(h) => add(h, &mut streams),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed some starts: pick up whatever runs now.
-                    match s.gw.registry.subscribe().await {
-                        Ok((running, feed)) => {
-                            started = feed;
-                            for h in running {
-                                add(h, &mut streams);
-                            }
+    Ok(futures_util::stream::unfold(all, |mut all| async move {
+        loop {
+            tokio::select! {
+                Some(record) = all.streams.next() => return Some((record, all)),
+                new = all.started.recv() => match new {
+                    Ok(h) => all.add(h),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Missed some starts: pick up whatever runs now.
+                        let (running, feed) = all.gw.registry.subscribe().await.ok()?;
+                        all.started = feed;
+                        for h in running {
+                            all.add(h);
                         }
-                        Err(_) => return,
                     }
-                }
-                Err(_) => return,
-            },
+                    Err(_) => return None,
+                },
+            }
+        }
+    }))
+}
+
+type Records = std::pin::Pin<Box<dyn Stream<Item = UpdateRecord> + Send>>;
+
+/// What [`follow_all`] follows.
+struct All {
+    gw: Gateway,
+    followed: HashSet<uuid::Uuid>,
+    streams: SelectAll<Records>,
+    started: tokio::sync::broadcast::Receiver<UpdateHandle>,
+}
+
+impl All {
+    fn add(&mut self, handle: UpdateHandle) {
+        if self.followed.insert(handle.id()) {
+            self.streams.push(Box::pin(follow(handle)));
         }
     }
 }
 
 /// Each record an update publishes, through its final one (the SP had
 /// accepted it before anyone could follow it).
-fn follow(handle: UpdateHandle) -> impl futures_util::Stream<Item = UpdateRecord> {
+fn follow(handle: UpdateHandle) -> impl Stream<Item = UpdateRecord> + Send {
     let rx = handle.watch();
     futures_util::stream::unfold(Some((handle, rx, true)), |state| async move {
         let (handle, mut rx, fresh) = state?;

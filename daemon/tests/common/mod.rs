@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod hostile;
+pub mod http;
 pub mod rig;
 pub mod rollouts;
 

@@ -376,11 +376,45 @@ impl Rig {
         );
         for (name, addr) in sps {
             text += &format!("[[sp]]\nname = \"{name}\"\naddr = \"{addr}\"\n");
+            if let Some((kind, slot)) = self.place(name) {
+                text += &format!("type = \"{kind}\"\nslot = {slot}\n");
+            }
         }
         if let Err(e) = toml::from_str::<toml::Table>(&text) {
             panic!("the rig's configuration does not parse: {e}\n{text}");
         }
         text
+    }
+
+    /// The HTTP API's place (`type`, `slot`) of the rack's SP `name`:
+    /// each kind numbered from 0 in rack order.
+    pub fn place(&self, name: &str) -> Option<(&'static str, usize)> {
+        let sp = self.rack.sps.iter().find(|sp| sp.name == name)?;
+        let kind = match sp.kind {
+            sp_sim::SpKind::Sled => "sled",
+            sp_sim::SpKind::Switch => "switch",
+            sp_sim::SpKind::PowerShelf => "power",
+        };
+        let slot = self
+            .rack
+            .sps
+            .iter()
+            .take_while(|other| other.name != name)
+            .filter(|other| other.kind == sp.kind)
+            .count();
+        Some((kind, slot))
+    }
+
+    /// The first HTTP listener's address, as `health` reports it.
+    pub async fn http_addr(&self) -> SocketAddr {
+        let (code, out, err) = self.mgsctl(&["--json", "health"]).await;
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["ok"]["http_listeners"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("no HTTP listener: {v}"))
+            .parse()
+            .unwrap()
     }
 
     /// Replace the configuration file (read at the next start, and its

@@ -1,0 +1,379 @@
+//! The HTTP API: the management gateway's published API (the paths,
+//! parameters and JSON of `gateway-3.0.0.json`, so its clients work
+//! unchanged) plus mgsd's own under `/mgsd/v1`. It calls the same
+//! registry API, with the same typed views, as the control socket.
+//!
+//! `serve` accepts connections and decides each client's class, `tls`
+//! sets up HTTPS with client certificates, `frame` numbers, checks,
+//! times, counts and answers every request, `sp` and `update` are the
+//! reference's paths, `ext` is mgsd's own, `openapi` the document.
+
+mod config;
+mod error;
+mod ext;
+mod frame;
+pub mod mgs;
+pub mod openapi;
+mod serve;
+mod sp;
+mod tls;
+mod update;
+
+pub use config::{HttpAccess, HttpConfig, ListenerConfig, SpType, TlsConfig};
+pub use error::{ApiError, Error};
+pub use serve::Caller;
+
+use crate::api::Class;
+use actors::store::AuditEntry;
+use actors::Gateway;
+use axum::routing::{get, post};
+use axum::Router;
+use mgs::SpIdentifier;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// The API version of the reference document these paths follow.
+pub const API_VERSION: &str = "3.0.0";
+
+/// Why the HTTP API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("http.listener {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("http.listener {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: tls::TlsError,
+    },
+}
+
+/// Where each SP sits: `[[sp]] type` and `slot`, both ways.
+#[derive(Debug, Clone, Default)]
+pub struct Locations {
+    by_place: BTreeMap<(SpType, u16), String>,
+    by_name: BTreeMap<String, SpIdentifier>,
+}
+
+impl Locations {
+    pub fn of(sps: &[crate::config::SpConfig]) -> Self {
+        let mut l = Self::default();
+        for sp in sps {
+            if let (Some(sp_type), Some(slot)) = (sp.sp_type, sp.slot) {
+                l.by_place.insert((sp_type, slot), sp.name.clone());
+                l.by_name
+                    .insert(sp.name.clone(), SpIdentifier { sp_type, slot });
+            }
+        }
+        l
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct Api(Arc<Inner>);
+
+struct Inner {
+    gw: Gateway,
+    locations: RwLock<Locations>,
+    config: Arc<HttpConfig>,
+    /// Uploads are written here (unlinked files) before intake reads them.
+    upload_dir: PathBuf,
+    /// When each (client address, reason) refusal was last audited:
+    /// refusals are audited once a minute per client, counted always.
+    refusals_audited: Mutex<BTreeMap<(std::net::IpAddr, String), Instant>>,
+}
+
+/// A running API: its listeners' addresses.
+pub struct HttpServer {
+    pub addrs: Vec<SocketAddr>,
+    api: Api,
+    /// The accept loops: they end with the server.
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        for l in &self.listeners {
+            l.abort();
+        }
+    }
+}
+
+impl HttpServer {
+    /// Re-read SP places after a configuration reload.
+    pub fn set_locations(&self, locations: Locations) {
+        *self
+            .api
+            .0
+            .locations
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = locations;
+    }
+}
+
+impl Api {
+    fn gw(&self) -> &Gateway {
+        &self.0.gw
+    }
+
+    /// The SP name at `{type}/{slot}`.
+    fn sp_name(&self, sp_type: SpType, slot: u16) -> Result<String, ApiError> {
+        let l = self.0.locations.read().unwrap_or_else(|e| e.into_inner());
+        l.by_place.get(&(sp_type, slot)).cloned().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "UnknownSp",
+                format!(
+                    "no SP at {sp_type}/{slot} (see [[sp]] type and slot in the configuration)"
+                ),
+            )
+        })
+    }
+
+    fn identifiers(&self) -> Vec<SpIdentifier> {
+        let l = self.0.locations.read().unwrap_or_else(|e| e.into_inner());
+        l.by_place
+            .keys()
+            .map(|&(sp_type, slot)| SpIdentifier { sp_type, slot })
+            .collect()
+    }
+
+    fn identifier(&self, name: &str) -> Option<SpIdentifier> {
+        let l = self.0.locations.read().unwrap_or_else(|e| e.into_inner());
+        l.by_name.get(name).copied()
+    }
+
+    /// Run an operate call for `caller`: refused (403, audited) for a
+    /// reader; otherwise carried out in a task of its own, so a client
+    /// that goes away cancels nothing, and audited with its outcome.
+    async fn operate<T, F>(&self, caller: &Caller, what: Audited, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        let entry = what.entry(caller);
+        if caller.class != Ok(Class::Operate) {
+            let message = format!(
+                "permission denied: {} may not {} (reading only; see [http.access] and \
+                 trusted_network)",
+                caller.who(),
+                what.command
+            );
+            let e = ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "PermissionDenied",
+                message,
+            );
+            self.refused(caller, entry, &e);
+            return Err(e);
+        }
+        let outcome = tokio::spawn(work).await.unwrap_or_else(|_| {
+            Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal",
+                "the request's task ended unexpectedly",
+            ))
+        });
+        self.audit(entry, outcome.as_ref().err());
+        outcome
+    }
+
+    /// Audit a refusal (once a minute per client address and reason).
+    fn refused(&self, caller: &Caller, entry: AuditEntry, e: &ApiError) {
+        metrics::counter!("mgsd_http_refusals_total", "reason" => "permission_denied").increment(1);
+        let key = (caller.addr.ip(), entry.command.clone());
+        let now = Instant::now();
+        let due = {
+            let mut audited = self
+                .0
+                .refusals_audited
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if audited.len() > 4096 {
+                audited.retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+            }
+            match audited.get(&key) {
+                Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
+                _ => {
+                    audited.insert(key, now);
+                    true
+                }
+            }
+        };
+        if due {
+            self.audit(entry, Some(e));
+        }
+    }
+
+    fn audit(&self, mut entry: AuditEntry, error: Option<&ApiError>) {
+        entry.time_unix_ms = actors::types::unix_ms();
+        match error {
+            None => entry.result = "ok".into(),
+            Some(e) => {
+                entry.result = e.code.clone();
+                entry.message = Some(e.message.clone());
+            }
+        }
+        info!(
+            target: "audit",
+            peer = entry.peer.as_deref(),
+            command = %entry.command,
+            sp = entry.sp.as_deref(),
+            component = entry.component.as_deref(),
+            update_id = entry.update_id.map(|u| u.to_string()),
+            result = %entry.result,
+            message = entry.message.as_deref(),
+            "HTTP command"
+        );
+        self.0.gw.registry.audit(entry);
+    }
+}
+
+/// What an operate call is about, for its audit row.
+pub struct Audited {
+    pub command: &'static str,
+    pub sp: Option<String>,
+    pub component: Option<String>,
+    pub update_id: Option<uuid::Uuid>,
+}
+
+impl Audited {
+    fn entry(&self, caller: &Caller) -> AuditEntry {
+        AuditEntry {
+            // No local user: the kernel's "no uid" value; `peer` says who.
+            uid: u32::MAX,
+            gid: u32::MAX,
+            pid: None,
+            command: self.command.into(),
+            sp: self.sp.clone(),
+            component: self.component.clone(),
+            update_id: self.update_id,
+            peer: Some(caller.who()),
+            ..AuditEntry::default()
+        }
+    }
+}
+
+/// The router of every path, with `frame`'s layers.
+pub fn router(api: Api) -> Router {
+    let mgs = Router::new()
+        .route("/local/all-sp-ids", get(sp::all_sp_ids))
+        .route("/local/switch-id", get(sp::switch_id))
+        .route("/sp/{type}/{slot}", get(sp::sp_get))
+        .route(
+            "/sp/{type}/{slot}/power-state",
+            get(sp::power_get).post(sp::power_set),
+        )
+        .route(
+            "/sp/{type}/{slot}/startup-options",
+            get(sp::startup_get).post(sp::startup_set),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/active-slot",
+            get(sp::active_slot_get).post(sp::active_slot_set),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/caboose",
+            get(sp::caboose),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/hash/{firmware_slot}",
+            get(sp::hash_get).post(sp::hash_start),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/reset",
+            post(sp::reset),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/rot-boot-info",
+            get(sp::rot_boot_info),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/update",
+            post(update::start),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/update-abort",
+            post(update::abort),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/update-status",
+            get(update::status),
+        );
+    let mgs = frame::not_yet(mgs);
+    mgs.merge(ext::routes())
+        .fallback(frame::no_such_path)
+        .route_layer(axum::middleware::from_fn(frame::note_path))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            frame::frame,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            api.0.config.max_json_body_bytes,
+        ))
+        .with_state(api)
+}
+
+/// Start the listeners of `config` (none: `Ok(None)`).
+pub fn start(gw: Gateway, config: &crate::config::Config) -> Result<Option<HttpServer>, HttpError> {
+    let http = Arc::new(config.http.clone());
+    if http.listeners.is_empty() {
+        return Ok(None);
+    }
+    let upload_dir = if config.state.dir.as_os_str().is_empty() {
+        std::env::temp_dir()
+    } else {
+        config.state.dir.clone()
+    };
+    let api = Api(Arc::new(Inner {
+        gw,
+        locations: RwLock::new(Locations::of(&config.sps)),
+        config: http.clone(),
+        upload_dir,
+        refusals_audited: Mutex::new(BTreeMap::new()),
+    }));
+    let places = Arc::new(serve::Places::new(&http));
+    let router = router(api.clone());
+    let mut addrs = Vec::new();
+    let mut listeners = Vec::new();
+    for l in &http.listeners {
+        let tls = l
+            .tls
+            .as_ref()
+            .map(tls::TlsListener::new)
+            .transpose()
+            .map_err(|source| HttpError::Tls {
+                addr: l.addr,
+                source,
+            })?;
+        let socket = serve::bind(l.addr).map_err(|source| HttpError::Bind {
+            addr: l.addr,
+            source,
+        })?;
+        let addr = socket.local_addr().unwrap_or(l.addr);
+        info!(%addr, tls = tls.is_some(), trusted_network = l.trusted_network, "HTTP API listening");
+        addrs.push(addr);
+        let listener = Arc::new(serve::Listener {
+            config: l.clone(),
+            tls,
+            router: router.clone(),
+            places: places.clone(),
+            http: http.clone(),
+        });
+        listeners.push(tokio::spawn(listener.serve(socket)));
+    }
+    Ok(Some(HttpServer {
+        addrs,
+        api,
+        listeners,
+    }))
+}

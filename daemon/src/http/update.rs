@@ -1,0 +1,292 @@
+//! The reference's update paths: start (the image is the request body,
+//! streamed to an unlinked file in the state directory with the
+//! component's limit enforced as it arrives), status from the SP, and
+//! abort by id.
+
+use super::error::{ApiError, Error, Json, Path, Query};
+use super::mgs::{SpUpdateStatus, UpdateAbortBody, UpdateQuery};
+use super::sp::{component_args, failed, ComponentPath, Done};
+use super::{Api, Audited, Caller};
+use crate::api::UpdateAbortArgs;
+use crate::control::updates;
+use actors::{ImageSource, StartUpdate};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Extension;
+use futures_util::StreamExt;
+use gateway_messages::SpComponent;
+use std::io::Write;
+use std::time::Duration;
+
+/// An update's image, as the request body.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct ImageBody(Vec<u8>);
+
+/// Bytes gathered before each write to the upload file.
+const WRITE_BYTES: usize = 1024 * 1024;
+
+/// A refused upload's body is read (and dropped) up to this much, so the
+/// client gets the answer; past it the connection is closed.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Read and drop up to [`DRAIN_BYTES`] of what is left of a body.
+async fn drain(
+    mut stream: impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin,
+    idle: Duration,
+) {
+    let mut total = 0u64;
+    while total <= DRAIN_BYTES {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(chunk))) => total += chunk.len() as u64,
+            _ => return,
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/sp/{type}/{slot}/component/{component}/update",
+    operation_id = "sp_component_update",
+    description = "Start an update. The body is a Hubris archive for `sp`, `rot` and \
+        `stage0`, the raw image for `host-boot-flash`. Answered once the SP has accepted \
+        the update (its prepare); the image is then delivered in the background, and a \
+        client that goes away stops nothing. The same `id` with the same image is the same \
+        update (204 again); with another image, 409.",
+    params(ComponentPath, UpdateQuery),
+    request_body(content = inline(ImageBody), content_type = "application/octet-stream"),
+    responses((status = 204, description = "resource updated"),
+        (status = "4XX", description = "Error", body = Error), (status = "5XX", description = "Error", body = Error)))]
+pub(super) async fn start(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(p): Path<ComponentPath>,
+    Query(q): Query<UpdateQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Done, ApiError> {
+    let sp = api.sp_name(p.r#type, p.slot)?;
+    let what = Audited {
+        command: "update_start",
+        sp: Some(sp.clone()),
+        component: Some(p.component.clone()),
+        update_id: Some(q.id),
+    };
+    let api2 = api.clone();
+    api.operate(&caller, what, async move {
+        let idle = Duration::from_millis(api2.0.config.upload_idle_timeout_ms);
+        let (component, archive, max) = match check(&api2, &p.component, q.firmware_slot, &headers)
+        {
+            Ok(checked) => checked,
+            Err(e) => {
+                // Read what the client sends anyway (bounded), so it sees
+                // the answer rather than a connection reset mid-upload.
+                if !headers.contains_key(header::EXPECT) {
+                    drain(body.into_data_stream(), idle).await;
+                }
+                return Err(e);
+            }
+        };
+        let file = receive(body, &api2.0.upload_dir, component, archive, max, idle).await?;
+        let source = if archive {
+            ImageSource::Archive(file)
+        } else {
+            ImageSource::File(file)
+        };
+        let start = StartUpdate::new(&sp, &p.component, q.firmware_slot, q.id, source);
+        api2.gw()
+            .registry
+            .start_update(start)
+            .await
+            .map_err(|e| failed(crate::control::registry_error(e)))?;
+        Ok(Done)
+    })
+    .await
+}
+
+/// What an upload is for (component, whether an archive, its limit), or
+/// why it is refused before its body is read.
+fn check(
+    api: &Api,
+    component_name: &str,
+    firmware_slot: u16,
+    headers: &HeaderMap,
+) -> Result<(SpComponent, bool, u64), ApiError> {
+    let component = actors::types::parse_updatable(component_name)
+        .map_err(|e| failed(crate::control::registry_error(e.into())))?;
+    let slots = actors::types::update_slots(component);
+    if firmware_slot >= slots {
+        return Err(failed(crate::control::registry_error(
+            actors::RegistryError::BadSlot {
+                component,
+                slot: firmware_slot,
+                slots,
+            },
+        )));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if content_type.as_deref() != Some("application/octet-stream") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the image is sent as content-type application/octet-stream, not {}",
+                content_type.as_deref().unwrap_or("(none)")
+            ),
+        ));
+    }
+    let archive = component != SpComponent::HOST_CPU_BOOT_FLASH;
+    let max = if archive {
+        actors::intake::MAX_ARCHIVE_BYTES
+    } else {
+        api.gw().registry.intake().max_image_len(component)
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > max) {
+        return Err(too_large(component, archive, len, max));
+    }
+    Ok((component, archive, max))
+}
+
+fn too_large(component: SpComponent, archive: bool, len: u64, max: u64) -> ApiError {
+    let what = if archive {
+        "an archive".to_string()
+    } else {
+        format!("a {component} image")
+    };
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestTooLarge",
+        format!("{len} bytes or more: {what} is at most {max} bytes"),
+    )
+}
+
+/// Stream `body` into a new unlinked file in `dir`, refusing it once it
+/// passes `max` bytes or sends nothing for `idle`.
+async fn receive(
+    body: Body,
+    dir: &std::path::Path,
+    component: SpComponent,
+    archive: bool,
+    max: u64,
+    idle: Duration,
+) -> Result<std::fs::File, ApiError> {
+    let internal = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "StateUnwritable",
+            format!("cannot keep the upload in {}: {e}", dir.display()),
+        )
+    };
+    let mut file = Some(tempfile::tempfile_in(dir).map_err(internal)?);
+    let mut stream = body.into_data_stream();
+    let mut pending = Vec::with_capacity(WRITE_BYTES);
+    let mut total = 0u64;
+    loop {
+        let next = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "UploadTimedOut",
+                    format!("the upload sent nothing for {idle:?} (http.upload_idle_timeout_ms)"),
+                )
+            })?;
+        let chunk = match next {
+            Some(Ok(chunk)) => Some(chunk),
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!(
+                    "the upload broke off after {total} bytes: {e}"
+                )))
+            }
+            None => None,
+        };
+        if let Some(chunk) = &chunk {
+            total += chunk.len() as u64;
+            if total > max {
+                drain(&mut stream, idle).await;
+                return Err(too_large(component, archive, total, max));
+            }
+            pending.extend_from_slice(chunk);
+        }
+        if pending.len() >= WRITE_BYTES || (chunk.is_none() && !pending.is_empty()) {
+            let mut f = file.take().expect("the file is back after each write");
+            let data = std::mem::take(&mut pending);
+            let (f, data) = tokio::task::spawn_blocking(move || {
+                let written = f.write_all(&data);
+                (written.map(|()| f), data)
+            })
+            .await
+            .map_err(|e| internal(std::io::Error::other(e)))?;
+            file = Some(f.map_err(internal)?);
+            // The buffer is reused: one allocation for the whole upload.
+            pending = data;
+            pending.clear();
+        }
+        if chunk.is_none() {
+            break;
+        }
+    }
+    if total == 0 {
+        return Err(ApiError::bad_request("the body is empty: send the image"));
+    }
+    let mut file = file.expect("the file is back after each write");
+    use std::io::Seek;
+    file.rewind().map_err(internal)?;
+    Ok(file)
+}
+
+#[utoipa::path(post, path = "/sp/{type}/{slot}/component/{component}/update-abort",
+    operation_id = "sp_component_update_abort",
+    description = "Abort update `id`: the SP aborts only if it holds that update.",
+    params(ComponentPath), request_body = UpdateAbortBody,
+    responses((status = 204, description = "resource updated"),
+        (status = "4XX", description = "Error", body = Error), (status = "5XX", description = "Error", body = Error)))]
+pub(super) async fn abort(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(p): Path<ComponentPath>,
+    Json(body): Json<UpdateAbortBody>,
+) -> Result<Done, ApiError> {
+    let sp = api.sp_name(p.r#type, p.slot)?;
+    let what = Audited {
+        command: "update_abort",
+        sp: Some(sp.clone()),
+        component: Some(p.component.clone()),
+        update_id: Some(body.id),
+    };
+    let gw = api.gw().clone();
+    api.operate(&caller, what, async move {
+        let args = UpdateAbortArgs {
+            sp,
+            component: p.component,
+            id: body.id,
+        };
+        updates::abort(&gw, args).await.map_err(failed)?;
+        Ok(Done)
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/sp/{type}/{slot}/component/{component}/update-status",
+    operation_id = "sp_component_update_status",
+    description = "The SP's status of its most recent update of the component (the SP is \
+        the truth: it names the update's id). At most two status-poll intervals old.",
+    params(ComponentPath),
+    responses((status = 200, body = SpUpdateStatus),
+        (status = "4XX", description = "Error", body = Error), (status = "5XX", description = "Error", body = Error)))]
+pub(super) async fn status(
+    State(api): State<Api>,
+    Path(p): Path<ComponentPath>,
+) -> Result<axum::Json<SpUpdateStatus>, ApiError> {
+    let sp = api.sp_name(p.r#type, p.slot)?;
+    let view = updates::status(api.gw(), component_args(sp, p.component))
+        .await
+        .map_err(failed)?;
+    Ok(axum::Json(SpUpdateStatus::from(&view.sp_status)))
+}
