@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub struct Error {
     /// Stable, machine-readable (`UnknownSp`, `UpdateConflict`,
     /// `NotImplemented`, ...; docs/http-api.md lists them).
+    #[serde(default)]
     pub error_code: String,
     pub message: String,
     /// This request's id, as in the daemon's log.

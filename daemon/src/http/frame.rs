@@ -4,11 +4,15 @@
 
 use super::error::{ApiError, Error};
 use super::{Api, Caller, API_VERSION};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// The matched route, copied to the response for [`frame`]'s metrics.
@@ -41,6 +45,10 @@ pub(super) async fn frame(State(api): State<Api>, req: Request, next: Next) -> R
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
     let caller = req.extensions().get::<Caller>().cloned();
+    let expects_continue = req.headers().contains_key(axum::http::header::EXPECT);
+    let (parts, body) = req.into_parts();
+    let body = Arc::new(Mutex::new(Some(body)));
+    let req = Request::from_parts(parts, Body::new(Shared(body.clone())));
     let answer = match check(&api, &req, caller.as_ref()) {
         Err(e) => e.into_response(),
         Ok(()) if unbounded(&method, req.uri().path()) => next.run(req).await,
@@ -57,6 +65,13 @@ pub(super) async fn frame(State(api): State<Api>, req: Request, next: Next) -> R
             }
         }
     };
+    let unread = body.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(unread) = unread.filter(|_| answer.status().as_u16() >= 400 && !expects_continue) {
+        // Read what the client sends anyway (bounded), so it sees the
+        // answer rather than a connection reset mid-upload.
+        let idle = Duration::from_millis(api.0.config.upload_idle_timeout_ms);
+        drain(unread, idle).await;
+    }
     let mut answer = with_body(answer, &request_id);
     let operation = answer
         .extensions()
@@ -71,6 +86,41 @@ pub(super) async fn frame(State(api): State<Api>, req: Request, next: Next) -> R
         answer.headers_mut().insert("x-request-id", v);
     }
     answer
+}
+
+/// A request body the handler reads through, leaving what it did not
+/// read for [`frame`] to drain.
+struct Shared(Arc<Mutex<Option<Body>>>);
+
+impl HttpBody for Shared {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let mut body = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match body.as_mut() {
+            Some(b) => Pin::new(b).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// A refused request's body is read (and dropped) up to this much.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+
+async fn drain(body: Body, idle: Duration) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut total = 0u64;
+    while total <= DRAIN_BYTES {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(chunk))) => total += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }
 
 /// Refuse a caller with no class, or a version we do not serve.

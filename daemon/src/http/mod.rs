@@ -87,8 +87,8 @@ struct Inner {
     config: Arc<HttpConfig>,
     /// Uploads are written here (unlinked files) before intake reads them.
     upload_dir: PathBuf,
-    /// When each (client address, reason) refusal was last audited:
-    /// refusals are audited once a minute per client, counted always.
+    /// When each (client address, command and reason) refusal was last
+    /// audited: each is audited once a minute, counted always.
     refusals_audited: Mutex<BTreeMap<(std::net::IpAddr, String), Instant>>,
 }
 
@@ -190,7 +190,13 @@ impl Api {
     /// Audit a refusal (once a minute per client address and reason).
     fn refused(&self, caller: &Caller, entry: AuditEntry, e: &ApiError) {
         metrics::counter!("mgsd_http_refusals_total", "reason" => "permission_denied").increment(1);
-        let key = (caller.addr.ip(), entry.command.clone());
+        // Per client address, command and why (no certificate, an
+        // untrusted one, a reader's), so each kind is audited.
+        let why = match &caller.class {
+            Err(why) => why.clone(),
+            Ok(_) => caller.subject.clone().unwrap_or_default(),
+        };
+        let key = (caller.addr.ip(), format!("{} {why}", entry.command));
         let now = Instant::now();
         let due = {
             let mut audited = self

@@ -28,24 +28,6 @@ pub struct ImageBody(Vec<u8>);
 /// Bytes gathered before each write to the upload file.
 const WRITE_BYTES: usize = 1024 * 1024;
 
-/// A refused upload's body is read (and dropped) up to this much, so the
-/// client gets the answer; past it the connection is closed.
-const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Read and drop up to [`DRAIN_BYTES`] of what is left of a body.
-async fn drain(
-    mut stream: impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin,
-    idle: Duration,
-) {
-    let mut total = 0u64;
-    while total <= DRAIN_BYTES {
-        match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(Ok(chunk))) => total += chunk.len() as u64,
-            _ => return,
-        }
-    }
-}
-
 #[utoipa::path(post, path = "/sp/{type}/{slot}/component/{component}/update",
     operation_id = "sp_component_update",
     description = "Start an update. The body is a Hubris archive for `sp`, `rot` and \
@@ -75,18 +57,8 @@ pub(super) async fn start(
     let api2 = api.clone();
     api.operate(&caller, what, async move {
         let idle = Duration::from_millis(api2.0.config.upload_idle_timeout_ms);
-        let (component, archive, max) = match check(&api2, &p.component, q.firmware_slot, &headers)
-        {
-            Ok(checked) => checked,
-            Err(e) => {
-                // Read what the client sends anyway (bounded), so it sees
-                // the answer rather than a connection reset mid-upload.
-                if !headers.contains_key(header::EXPECT) {
-                    drain(body.into_data_stream(), idle).await;
-                }
-                return Err(e);
-            }
-        };
+        // A refused upload's body is drained by `frame`.
+        let (component, archive, max) = check(&api2, &p.component, q.firmware_slot, &headers)?;
         let file = receive(body, &api2.0.upload_dir, component, archive, max, idle).await?;
         let source = if archive {
             ImageSource::Archive(file)
@@ -209,7 +181,6 @@ async fn receive(
         if let Some(chunk) = &chunk {
             total += chunk.len() as u64;
             if total > max {
-                drain(&mut stream, idle).await;
                 return Err(too_large(component, archive, total, max));
             }
             pending.extend_from_slice(chunk);
