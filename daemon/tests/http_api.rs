@@ -494,3 +494,65 @@ async fn a_client_gone_mid_upload_starts_nothing_and_stops_nothing() {
         .await;
     assert_eq!(other.json["state"], "none", "{}", other.text);
 }
+
+#[actix::test]
+async fn a_hundred_update_posts_at_once_are_all_accepted() {
+    let rack = standard_rack(
+        100,
+        0,
+        0,
+        Timings {
+            host_flash_mib: 4,
+            ..Timings::instant()
+        },
+    );
+    // Fewer places than clients: the rest wait for one, none is refused.
+    let rig = Rig::in_process(rack)
+        .sp_defaults(SpDefaults::quiet())
+        .tables("[http]\nmax_connections = 16\n[[http.listener]]\naddr = \"127.0.0.1:0\"\ntrusted_network = true\n")
+        .start()
+        .await;
+    let c = Client::new(rig.http_addr().await);
+    let image = host_image(256 * 1024, 7);
+    let posts: Vec<_> = (0..100)
+        .map(|slot| {
+            let (c, image) = (c.clone(), image.clone());
+            let id = uuid::Uuid::new_v4();
+            let path = format!("/sp/sled/{slot}/component/{HBF}/update?firmware_slot=0&id={id}");
+            tokio::spawn(
+                async move { c.post_bytes(&path, image, "application/octet-stream").await },
+            )
+        })
+        .collect();
+    for (slot, post) in posts.into_iter().enumerate() {
+        let a = post.await.unwrap();
+        assert_eq!(a.status, 204, "sled {slot}: {}", a.text);
+    }
+    for sp in &rig.rack().sps {
+        assert_eq!(sp.fault_stats().prepares, 1, "{}", sp.name);
+    }
+}
+
+#[actix::test]
+async fn past_the_connection_limit_clients_wait_then_are_told_busy() {
+    let rig = Rig::in_process(standard_rack(1, 0, 0, Timings::instant()))
+        .tables(
+            "[http]\nmax_connections = 1\nconnection_wait_ms = 300\n\
+             [[http.listener]]\naddr = \"127.0.0.1:0\"\ntrusted_network = true\n",
+        )
+        .start()
+        .await;
+    let addr = rig.http_addr().await;
+    // One connection holds the only place (an idle keep-alive client).
+    let held = std::net::TcpStream::connect(addr).unwrap();
+    let c = Client::new(addr);
+    let a = c.get("/local/all-sp-ids").await;
+    assert_eq!(a.status, 503, "{}", a.text);
+    assert_eq!(a.json["error_code"], "Busy", "{}", a.text);
+    drop(held);
+    // With the place free again, a waiting client is served.
+    until("a place is free", Duration::from_secs(10), async || {
+        c.get("/local/all-sp-ids").await.status == 200
+    })
+    .await;
+}

@@ -22,9 +22,11 @@ pub struct HttpConfig {
     /// waits for a place, up to `connection_wait_ms`.
     pub max_connections: usize,
     /// How long a connection past `max_connections` waits for a place
-    /// before it is answered 503 (default 30000 ms). At most
-    /// `4 × max_connections` wait; more are answered 503 at once.
+    /// before it is answered 503 (default 30000 ms).
     pub connection_wait_ms: u64,
+    /// Connections that may wait at once (default 256); more are answered
+    /// 503 at once.
+    pub max_waiting: usize,
     /// Largest request head (request line and headers), bytes (default
     /// 16384, at least 8192).
     pub max_header_bytes: usize,
@@ -49,6 +51,7 @@ impl Default for HttpConfig {
             access: HttpAccess::default(),
             max_connections: 64,
             connection_wait_ms: 30_000,
+            max_waiting: 256,
             max_header_bytes: 16 * 1024,
             header_timeout_ms: 10_000,
             max_json_body_bytes: 64 * 1024,

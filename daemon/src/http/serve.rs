@@ -51,7 +51,7 @@ impl Places {
         Self {
             free: Arc::new(Semaphore::new(config.max_connections)),
             waiting: AtomicUsize::new(0),
-            max_waiting: config.max_connections.saturating_mul(4),
+            max_waiting: config.max_waiting,
             wait: Duration::from_millis(config.connection_wait_ms),
         }
     }
