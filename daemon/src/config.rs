@@ -462,6 +462,7 @@ mod tests {
                     assert_eq!(config.state, defaults.state);
                     assert_eq!(config.shutdown, defaults.shutdown);
                     assert_eq!(config.rollout, defaults.rollout);
+                    assert_eq!(config.http, defaults.http);
                     assert_eq!(config.sps.len(), 2);
                 }
             }

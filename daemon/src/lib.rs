@@ -123,12 +123,12 @@ pub async fn run(
         tracing::error!(%problem, "journal record not read");
     }
     let listener = control::bind(&config.control)?;
-    let http = http::start(gw.clone(), &config)?;
+    let http = http::Bound::bind(&config.http)?;
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");
     systemd::notify("READY=1");
     let _watchdog = systemd::watchdog();
-    let server = control::ControlServer::new(gw, &config.control)
-        .with_http(http.as_ref().map_or_else(Vec::new, |h| h.addrs.clone()));
+    let server = control::ControlServer::new(gw.clone(), &config.control).with_http(http.addrs());
+    let http = http.serve(gw, server.clone(), &config);
     let reload = reload_on_hangup(registry.clone(), config.source.clone(), http.as_ref());
     tokio::select! {
         _ = server.clone().serve(listener) => {}

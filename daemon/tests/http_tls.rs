@@ -7,7 +7,7 @@
 mod common;
 
 use common::http::{fixture, Client};
-use common::{standard_rack, Rig};
+use common::{host_image, mgsctl, standard_rack, Rig, HBF, MIB};
 use serde_json::json;
 use sp_sim::Timings;
 
@@ -20,7 +20,11 @@ async fn daemon() -> (Rig, std::net::SocketAddr) {
         fixture("server-key.pem").display(),
         fixture("ca.pem").display(),
     );
-    let rig = Rig::in_process(standard_rack(1, 0, 0, Timings::instant()))
+    let timings = Timings {
+        host_flash_mib: 4,
+        ..Timings::instant()
+    };
+    let rig = Rig::in_process(standard_rack(1, 0, 0, timings))
         .state()
         .tables(&tables)
         .start()
@@ -81,7 +85,7 @@ async fn certificates_decide_who_may_do_what() {
     let refused = |command: &str, needle: &str| {
         rows.iter().any(|r| {
             r["command"] == command
-                && r["result"] == "PermissionDenied"
+                && r["result"] == "permission_denied"
                 && r["message"].as_str().is_some_and(|m| m.contains(needle))
         })
     };
@@ -97,6 +101,68 @@ async fn certificates_decide_who_may_do_what() {
         "{}",
         audit.text
     );
+}
+
+#[actix::test]
+async fn mgsctl_drives_a_remote_daemon_over_https() {
+    let (rig, addr) = daemon().await;
+    let url = format!("https://localhost:{}", addr.port());
+    let tls = |who: &str| {
+        [
+            "--http".to_string(),
+            url.clone(),
+            "--cacert".into(),
+            fixture("ca.pem").display().to_string(),
+            "--cert".into(),
+            fixture(&format!("{who}.pem")).display().to_string(),
+            "--key".into(),
+            fixture(&format!("{who}-key.pem")).display().to_string(),
+        ]
+    };
+    // The socket is not where the commands go: a path nothing serves.
+    let nowhere = rig.dir().join("nowhere.sock");
+    let run = async |who: &str, args: &[&str]| {
+        let mut all: Vec<String> = tls(who).to_vec();
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        mgsctl(&nowhere, &all).await
+    };
+    let (code, out, err) = run("reader", &["list"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("sled-0"), "{out}");
+    let (code, _, err) = run("reader", &["power", "set", "sled-0", "A2"]).await;
+    assert_eq!(code, 9, "a reader may not: {err}");
+    let image = rig.dir().join("hbf.img");
+    std::fs::write(&image, host_image(MIB, 8)).unwrap();
+    let image = image.display().to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    let (code, out, err) = run(
+        "operator",
+        &[
+            "update", "start", "sled-0", HBF, "--image", &image, "--id", &id, "--watch",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("complete"), "{out}");
+    let (code, out, err) = run("operator", &["--json", "update", "status", "sled-0", HBF]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["ok"]["sp_status"]["id"], id.as_str(), "{out}");
+    // Without a certificate: refused, as over the API.
+    let (code, _, err) = mgsctl(
+        &nowhere,
+        &[
+            "--http",
+            &url,
+            "--cacert",
+            &fixture("ca.pem").display().to_string(),
+            "list",
+        ],
+    )
+    .await;
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("client certificate"), "{err}");
 }
 
 #[test]

@@ -40,6 +40,19 @@ pub struct Cli {
     /// Print the daemon's JSON instead of tables (stable, for scripts).
     #[arg(long, global = true)]
     json: bool,
+    /// Talk to a remote daemon through its HTTP API instead of the
+    /// socket (`https://scrimlet-1:12225`); the commands are the same.
+    #[arg(long, env = "MGSD_HTTP", global = true, value_name = "URL")]
+    http: Option<String>,
+    /// With --http: PEM CA certificates to trust the daemon by.
+    #[arg(long, global = true, requires = "http")]
+    cacert: Option<PathBuf>,
+    /// With --http: PEM client certificate (its CN decides what you may do).
+    #[arg(long, global = true, requires = "http")]
+    cert: Option<PathBuf>,
+    /// With --http: the client certificate's PEM key.
+    #[arg(long, global = true, requires = "http")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -181,6 +194,16 @@ pub fn main() -> ExitCode {
 
 impl Cli {
     fn connect(&self) -> Result<Client, Failure> {
+        if let Some(url) = &self.http {
+            let remote = crate::client::Remote {
+                url: url.clone(),
+                cacert: self.cacert.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            };
+            return Client::http(&remote)
+                .map_err(|e| Failure(3, format!("cannot use mgsd's HTTP API at {url}: {e}")));
+        }
         Client::connect(&self.socket).map_err(|e| {
             Failure(
                 3,

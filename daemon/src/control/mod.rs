@@ -152,6 +152,11 @@ impl ControlServer {
         server
     }
 
+    /// The longest request line accepted.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
     /// Report `addrs` as the HTTP API's listeners in `health`.
     pub fn with_http(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
         self.http_listeners = addrs;
@@ -396,7 +401,7 @@ impl ControlServer {
 
     /// Complete `entry` with what `response` says, log it (target
     /// `audit`) and keep it in the state store.
-    fn audit(&self, mut entry: AuditEntry, response: &Response) {
+    pub(crate) fn audit(&self, mut entry: AuditEntry, response: &Response) {
         entry.time_unix_ms = actors::types::unix_ms();
         match (&response.ok, &response.error) {
             (Some(v), _) => {
@@ -427,6 +432,7 @@ impl ControlServer {
             uid = entry.uid,
             gid = entry.gid,
             pid = entry.pid,
+            peer = entry.peer.as_deref(),
             command = %entry.command,
             sp = entry.sp.as_deref(),
             component = entry.component.as_deref(),
@@ -439,7 +445,8 @@ impl ControlServer {
         self.gw.registry.audit(entry);
     }
 
-    async fn execute(&self, command: Command, fds: Vec<OwnedFd>) -> Outcome {
+    /// Carry out `command` (not a stream), its images in `fds`.
+    pub(crate) async fn execute(&self, command: Command, fds: Vec<OwnedFd>) -> Outcome {
         use rollouts::Change;
         match command {
             Command::Version(_) => Ok(to_value(&sps::version())),
@@ -548,7 +555,7 @@ fn denied(peer: &Peer, command: Option<&Command>) -> String {
 }
 
 /// Count a response in `mgsd_control_requests_total`.
-fn count(command: &'static str, response: &Response) {
+pub(crate) fn count(command: &'static str, response: &Response) {
     let result = response
         .error
         .as_ref()
@@ -590,7 +597,11 @@ async fn refuse(stream: UnixStream, code: ErrorCode, message: String) {
     let _ = send(&mut write, &Response::error(None, code, message)).await;
 }
 
-async fn send(write: &mut OwnedWriteHalf, response: &Response) -> std::io::Result<()> {
+/// Write `response` as one line.
+pub(crate) async fn send(
+    write: &mut (impl tokio::io::AsyncWrite + Unpin),
+    response: &Response,
+) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec());
     line.push(b'\n');
     write.write_all(&line).await

@@ -11,7 +11,6 @@ use actors::Gateway;
 use serde_json::Value;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
-use tokio::net::unix::OwnedWriteHalf;
 
 /// A watcher gets at most one record per this long (the last one always).
 const WATCH_EVERY: Duration = Duration::from_millis(250);
@@ -142,9 +141,9 @@ pub(crate) async fn list(gw: &Gateway) -> Vec<RolloutView> {
 
 /// Stream a rollout's records as events (at most one per
 /// [`WATCH_EVERY`]) until it ends; the final record is the `ok` line.
-pub(super) async fn watch(
+pub(crate) async fn watch(
     s: &ControlServer,
-    write: &mut OwnedWriteHalf,
+    write: &mut (impl tokio::io::AsyncWrite + Unpin),
     req_id: Option<Value>,
     a: RolloutArgs,
 ) {

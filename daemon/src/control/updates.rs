@@ -16,7 +16,6 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
-use tokio::net::unix::OwnedWriteHalf;
 
 /// Start an update of the image whose descriptor came with the request.
 pub(super) async fn start(
@@ -157,9 +156,9 @@ pub(super) async fn audit(s: &ControlServer, a: AuditArgs) -> Vec<AuditEntry> {
 /// `ok` line), or every update's changes until the client leaves. The
 /// records come from each update's `watch`: a slow client skips
 /// intermediate states but never misses the last one.
-pub(super) async fn watch(
+pub(crate) async fn watch(
     s: &ControlServer,
-    write: &mut OwnedWriteHalf,
+    write: &mut (impl tokio::io::AsyncWrite + Unpin),
     req_id: Option<Value>,
     id: Option<uuid::Uuid>,
 ) {
@@ -196,7 +195,11 @@ pub(super) async fn watch(
     }
 }
 
-async fn watch_all(s: &ControlServer, write: &mut OwnedWriteHalf, req_id: Option<Value>) {
+async fn watch_all(
+    s: &ControlServer,
+    write: &mut (impl tokio::io::AsyncWrite + Unpin),
+    req_id: Option<Value>,
+) {
     let records = match follow_all(&s.gw).await {
         Ok(records) => records,
         Err(_) => {

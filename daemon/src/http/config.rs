@@ -68,9 +68,10 @@ pub struct ListenerConfig {
     /// `[::]:12225`, `127.0.0.1:0`...
     pub addr: SocketAddr,
     /// The management network is the boundary: every client that reaches
-    /// this listener may operate (the reference gateway's model). Without
-    /// it, a plain listener must be on a loopback address (clients there
-    /// may read), and a TLS one must check client certificates.
+    /// this listener may operate (the reference gateway's model), unless
+    /// `tls.client_ca` is given, when certificates decide. Without it, a
+    /// plain listener must be on a loopback address (clients there may
+    /// read), and a TLS one must check client certificates.
     #[serde(default)]
     pub trusted_network: bool,
     /// Serve HTTPS.

@@ -105,8 +105,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A path extractor whose rejection is an [`ApiError`] (400, or 404 for
-/// an SP type the API does not know).
+/// A path extractor whose rejection is an [`ApiError`] (400).
 pub struct Path<T>(pub T);
 
 impl<S: Send + Sync, T> FromRequestParts<S> for Path<T>
@@ -140,8 +139,9 @@ where
     }
 }
 
-/// A JSON body extractor whose rejection is an [`ApiError`] (400; 413
-/// past `http.max_json_body_bytes`; 415 for another content type).
+/// A JSON body extractor whose rejection is an [`ApiError`] (400, also
+/// for JSON of the wrong shape; 413 past `http.max_json_body_bytes`; 415
+/// for another content type).
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T> FromRequest<S> for Json<T>
@@ -155,7 +155,11 @@ where
             .await
             .map(|j| Json(j.0))
             .map_err(|e| {
-                let status = e.status();
+                // JSON of the wrong shape is a bad request too (not 422).
+                let status = match e.status() {
+                    StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+                    s => s,
+                };
                 let code = match status {
                     StatusCode::PAYLOAD_TOO_LARGE => "RequestTooLarge",
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",

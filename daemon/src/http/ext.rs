@@ -31,6 +31,7 @@ pub struct SpListRow {
 pub(super) fn routes() -> Router<Api> {
     Router::new()
         .route("/mgsd/v1/sps", get(list))
+        .route("/mgsd/v1/control", post(super::control::control))
         .route("/mgsd/v1/updates/stream", get(stream))
         .route("/mgsd/v1/updates/{id}", get(update))
         .route("/mgsd/v1/history", get(history))

@@ -32,12 +32,11 @@ pub(super) async fn note_path(req: Request, next: Next) -> Response {
     r
 }
 
-/// Paths answered as they stream or upload: not bounded by
-/// `request_timeout_ms`.
+/// Requests not bounded by `request_timeout_ms`: actions (they run in
+/// tasks of their own, are audited when done, and a reset may take its
+/// whole budget), uploads and streams.
 fn unbounded(method: &Method, path: &str) -> bool {
-    (method == Method::POST && path.ends_with("/update"))
-        || path.ends_with("/stream")
-        || (method == Method::POST && path == "/mgsd/v1/rollouts")
+    method != Method::GET || path.ends_with("/stream")
 }
 
 pub(super) async fn frame(State(api): State<Api>, req: Request, next: Next) -> Response {
@@ -71,6 +70,11 @@ pub(super) async fn frame(State(api): State<Api>, req: Request, next: Next) -> R
         // answer rather than a connection reset mid-upload.
         let idle = Duration::from_millis(api.0.config.upload_idle_timeout_ms);
         drain(unread, idle).await;
+    }
+    if answer.status().is_server_error() {
+        if let Some(e) = answer.extensions().get::<ApiError>() {
+            tracing::warn!(%request_id, %method, code = %e.code, message = %e.message, "HTTP request failed");
+        }
     }
     let mut answer = with_body(answer, &request_id);
     let operation = answer
@@ -188,6 +192,15 @@ pub(super) async fn no_such_path(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "NotFound",
         format!("no such path: {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// A known path with a method it does not take: 405 in the `Error` shape.
+pub(super) async fn wrong_method(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("{} does not take {}", req.uri().path(), req.method()),
     )
 }
 

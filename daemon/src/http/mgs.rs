@@ -463,7 +463,8 @@ pub struct GetRotBootInfoParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SpComponentResetError {
-    /// The SP of the sled mgsd runs on is not reset (`rollout.own_sp`).
+    /// The reference refuses to reset the SP of its own sled (mgsd does
+    /// not: it never answers this).
     ResetSpOfLocalSled,
     Other {
         message: String,

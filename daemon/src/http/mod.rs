@@ -9,6 +9,7 @@
 //! reference's paths, `ext` is mgsd's own, `openapi` the document.
 
 mod config;
+mod control;
 mod error;
 mod ext;
 mod frame;
@@ -83,6 +84,8 @@ pub struct Api(Arc<Inner>);
 
 struct Inner {
     gw: Gateway,
+    /// The socket's server, for `/mgsd/v1/control`.
+    control: crate::control::ControlServer,
     locations: RwLock<Locations>,
     config: Arc<HttpConfig>,
     /// Uploads are written here (unlinked files) before intake reads them.
@@ -216,6 +219,12 @@ impl Api {
             }
         };
         if due {
+            // A count marks a refusal: the store keeps those apart, so they
+            // never push out operate rows.
+            let entry = AuditEntry {
+                count: Some(1),
+                ..entry
+            };
             self.audit(entry, Some(e));
         }
     }
@@ -225,7 +234,8 @@ impl Api {
         match error {
             None => entry.result = "ok".into(),
             Some(e) => {
-                entry.result = e.code.clone();
+                // Spelt as the socket's rows are (`permission_denied`).
+                entry.result = snake(&e.code);
                 entry.message = Some(e.message.clone());
             }
         }
@@ -242,6 +252,18 @@ impl Api {
         );
         self.0.gw.registry.audit(entry);
     }
+}
+
+/// `PermissionDenied` → `permission_denied`.
+fn snake(code: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in code.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// What an operate call is about, for its audit row.
@@ -318,6 +340,7 @@ pub fn router(api: Api) -> Router {
     let mgs = frame::not_yet(mgs);
     mgs.merge(ext::routes())
         .fallback(frame::no_such_path)
+        .method_not_allowed_fallback(frame::wrong_method)
         .route_layer(axum::middleware::from_fn(frame::note_path))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
@@ -329,57 +352,94 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Start the listeners of `config` (none: `Ok(None)`).
-pub fn start(gw: Gateway, config: &crate::config::Config) -> Result<Option<HttpServer>, HttpError> {
-    let http = Arc::new(config.http.clone());
-    if http.listeners.is_empty() {
-        return Ok(None);
-    }
-    let upload_dir = if config.state.dir.as_os_str().is_empty() {
-        std::env::temp_dir()
-    } else {
-        config.state.dir.clone()
-    };
-    let api = Api(Arc::new(Inner {
-        gw,
-        locations: RwLock::new(Locations::of(&config.sps)),
-        config: http.clone(),
-        upload_dir,
-        refusals_audited: Mutex::new(BTreeMap::new()),
-    }));
-    let places = Arc::new(serve::Places::new(&http));
-    let router = router(api.clone());
-    let mut addrs = Vec::new();
-    let mut listeners = Vec::new();
-    for l in &http.listeners {
-        let tls = l
-            .tls
-            .as_ref()
-            .map(tls::TlsListener::new)
-            .transpose()
-            .map_err(|source| HttpError::Tls {
+/// The listeners of `[http]`, bound (and their TLS set up) but not yet
+/// serving: a configuration that cannot be served stops the daemon
+/// before it starts.
+pub struct Bound {
+    http: Arc<HttpConfig>,
+    listeners: Vec<(
+        ListenerConfig,
+        Option<tls::TlsListener>,
+        tokio::net::TcpListener,
+    )>,
+}
+
+impl Bound {
+    pub fn bind(config: &HttpConfig) -> Result<Self, HttpError> {
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let tls = l
+                .tls
+                .as_ref()
+                .map(tls::TlsListener::new)
+                .transpose()
+                .map_err(|source| HttpError::Tls {
+                    addr: l.addr,
+                    source,
+                })?;
+            let socket = serve::bind(l.addr).map_err(|source| HttpError::Bind {
                 addr: l.addr,
                 source,
             })?;
-        let socket = serve::bind(l.addr).map_err(|source| HttpError::Bind {
-            addr: l.addr,
-            source,
-        })?;
-        let addr = socket.local_addr().unwrap_or(l.addr);
-        info!(%addr, tls = tls.is_some(), trusted_network = l.trusted_network, "HTTP API listening");
-        addrs.push(addr);
-        let listener = Arc::new(serve::Listener {
-            config: l.clone(),
-            tls,
-            router: router.clone(),
-            places: places.clone(),
-            http: http.clone(),
-        });
-        listeners.push(tokio::spawn(listener.serve(socket)));
+            listeners.push((l.clone(), tls, socket));
+        }
+        Ok(Self {
+            http: Arc::new(config.clone()),
+            listeners,
+        })
     }
-    Ok(Some(HttpServer {
-        addrs,
-        api,
-        listeners,
-    }))
+
+    /// Where the listeners listen.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .map(|(l, _, socket)| socket.local_addr().unwrap_or(l.addr))
+            .collect()
+    }
+
+    /// Serve the API (none configured: `None`).
+    pub fn serve(
+        self,
+        gw: Gateway,
+        control: crate::control::ControlServer,
+        config: &crate::config::Config,
+    ) -> Option<HttpServer> {
+        if self.listeners.is_empty() {
+            return None;
+        }
+        let addrs = self.addrs();
+        let upload_dir = if config.state.dir.as_os_str().is_empty() {
+            std::env::temp_dir()
+        } else {
+            config.state.dir.clone()
+        };
+        let http = self.http;
+        let api = Api(Arc::new(Inner {
+            gw,
+            control,
+            locations: RwLock::new(Locations::of(&config.sps)),
+            config: http.clone(),
+            upload_dir,
+            refusals_audited: Mutex::new(BTreeMap::new()),
+        }));
+        let places = Arc::new(serve::Places::new(&http));
+        let router = router(api.clone());
+        let mut tasks = Vec::new();
+        for ((l, tls, socket), addr) in self.listeners.into_iter().zip(&addrs) {
+            info!(%addr, tls = tls.is_some(), trusted_network = l.trusted_network, "HTTP API listening");
+            let listener = Arc::new(serve::Listener {
+                config: l,
+                tls,
+                router: router.clone(),
+                places: places.clone(),
+                http: http.clone(),
+            });
+            tasks.push(tokio::spawn(listener.serve(socket)));
+        }
+        Some(HttpServer {
+            addrs,
+            api,
+            listeners: tasks,
+        })
+    }
 }

@@ -3,7 +3,7 @@
 //! they differ (`cargo run --bin mgsd -- --openapi > openapi/mgsd.json`
 //! refreshes it).
 
-use super::{error, ext, mgs, sp, update};
+use super::{control, error, ext, mgs, sp, update};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -44,6 +44,7 @@ use utoipa::OpenApi;
         ext::rollout_resume,
         ext::rollout_abort,
         ext::stream,
+        control::control,
     ),
     components(schemas(error::Error, mgs::SpUpdateStatus, mgs::UpdatePreparationProgress))
 )]

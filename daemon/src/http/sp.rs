@@ -410,23 +410,33 @@ pub(super) async fn hash_get(
         (status = "4XX", description = "Error", body = Error), (status = "5XX", description = "Error", body = Error)))]
 pub(super) async fn hash_start(
     State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
     Path(p): Path<HashPath>,
 ) -> Result<Done, ApiError> {
-    host_flash_only(component(&p.component)?)?;
-    flash_slot(p.firmware_slot)?;
     let sp = handle(&api, p.r#type, p.slot).await?;
-    let request = MgsRequest::StartHostFlashHash {
-        slot: p.firmware_slot,
+    let what = Audited {
+        command: "hash_start",
+        sp: Some(sp.name().to_string()),
+        component: Some(p.component.clone()),
+        update_id: None,
     };
-    match sp.ack(request, SpResponse::StartHostFlashHashAck).await {
-        // One runs already: the caller polls either way.
-        Ok(())
-        | Err(actors::RpcError::Sp {
-            error: SpError::Hf(HfError::HashInProgress),
-            ..
-        }) => Ok(Done),
-        Err(e) => Err(rpc(e)),
-    }
+    api.operate(&caller, what, async move {
+        host_flash_only(component(&p.component)?)?;
+        flash_slot(p.firmware_slot)?;
+        let request = MgsRequest::StartHostFlashHash {
+            slot: p.firmware_slot,
+        };
+        match sp.ack(request, SpResponse::StartHostFlashHashAck).await {
+            // One runs already: the caller polls either way.
+            Ok(())
+            | Err(actors::RpcError::Sp {
+                error: SpError::Hf(HfError::HashInProgress),
+                ..
+            }) => Ok(Done),
+            Err(e) => Err(rpc(e)),
+        }
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/sp/{type}/{slot}/component/{component}/reset",
@@ -458,8 +468,29 @@ pub(super) async fn reset(
                 no_watchdog: false,
                 watchdog_ms: None,
             };
-            sps::reset(&gw, args).await.map_err(failed)?;
-            Ok(Done)
+            let view = sps::reset(&gw, args).await.map_err(failed)?;
+            // An activation that rolled back, or an SP that did not come
+            // back, is no success.
+            use crate::api::views::Outcome;
+            let a = &view.activation;
+            match a.outcome {
+                Outcome::Activated | Outcome::Reset => Ok(Done),
+                Outcome::RolledBack | Outcome::Unreachable => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    if a.outcome == Outcome::RolledBack {
+                        "RolledBack"
+                    } else {
+                        "NotBack"
+                    },
+                    format!(
+                        "{} {}: {}: {}",
+                        a.sp,
+                        a.component,
+                        a.outcome.as_str(),
+                        a.detail
+                    ),
+                )),
+            }
         })
         .await?;
     Ok(done)
