@@ -35,8 +35,9 @@ pub struct HttpConfig {
     /// Largest JSON request body, bytes (default 65536). Image uploads
     /// are bounded by their component's size instead.
     pub max_json_body_bytes: usize,
-    /// A request other than an upload or a stream is answered within
-    /// this, or with 503 (default 60000 ms).
+    /// A GET (other than a stream) is answered within this, or with 503
+    /// (default 60000 ms). Actions are not bounded by it: they run to
+    /// their end in tasks of their own and are audited then.
     pub request_timeout_ms: u64,
     /// An upload that sends nothing for this long is abandoned (default
     /// 30000 ms).

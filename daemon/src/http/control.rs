@@ -80,17 +80,19 @@ pub(super) async fn control(
     let command = request.command;
     let class = caller.class.clone().unwrap_or(Class::Read);
     if command.class() > class {
-        let message = format!(
-            "permission denied: {} may not {} (see [http.access] and trusted_network)",
-            caller.who(),
-            command.name()
+        // As any refused action: 403 (the images unread are drained), the
+        // refusal audited once a minute per client and command.
+        let e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "PermissionDenied",
+            format!(
+                "permission denied: {} may not {} (see [http.access] and trusted_network)",
+                caller.who(),
+                command.name()
+            ),
         );
-        let r = Response::error(request.request_id, ErrorCode::PermissionDenied, message);
-        let mut entry = audit_entry(&caller, &command);
-        entry.count = Some(1);
-        crate::control::count(command.name(), &r);
-        control.audit(entry, &r);
-        return Ok(lines(&r));
+        api.refused(&caller, audit_entry(&caller, &command), &e);
+        return Err(e);
     }
     let dir = api.0.upload_dir.clone();
     let mut fds = Vec::new();

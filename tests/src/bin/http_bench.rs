@@ -176,7 +176,7 @@ fn one_update(dir: &Path, rounds: usize) {
             dir,
             &format!("one-{round}"),
             &r.sps,
-            "host_flash_capacity_mib = 32",
+            "discovery_interval_ms = 100\n[sp_defaults.delivery]\nhost_flash_capacity_mib = 32",
         );
         let (cpu0, rss0) = (d.cpu(), d.rss_mib());
         let id = uuid::Uuid::new_v4();
@@ -191,7 +191,7 @@ fn one_update(dir: &Path, rounds: usize) {
             dir,
             &format!("sock-{round}"),
             &r.sps,
-            "host_flash_capacity_mib = 32",
+            "discovery_interval_ms = 100\n[sp_defaults.delivery]\nhost_flash_capacity_mib = 32",
         );
         let cpu1 = d.cpu();
         let socket = socket_update(&d, "sled-0", &image_path);
@@ -226,7 +226,12 @@ fn hundred_posts(dir: &Path) {
             ..Timings::instant()
         },
     );
-    let (d, addr) = start_daemon(dir, "hundred", &r.sps, "host_flash_capacity_mib = 4");
+    let (d, addr) = start_daemon(
+        dir,
+        "hundred",
+        &r.sps,
+        "discovery_interval_ms = 100\n[sp_defaults.delivery]\nhost_flash_capacity_mib = 4",
+    );
     let image = host_image(MIB, 3);
     let t0 = Instant::now();
     let mut latencies: Vec<Duration> = std::thread::scope(|s| {
@@ -264,7 +269,12 @@ fn status_under_load(dir: &Path) {
             ..Timings::instant()
         },
     );
-    let (d, addr) = start_daemon(dir, "status", &r.sps, "host_flash_capacity_mib = 8");
+    let (d, addr) = start_daemon(
+        dir,
+        "status",
+        &r.sps,
+        "discovery_interval_ms = 100\n[sp_defaults.delivery]\nhost_flash_capacity_mib = 8",
+    );
     let image = host_image(8 * MIB, 5);
     let agent = new_agent();
     let ids: Vec<uuid::Uuid> = (0..36)
