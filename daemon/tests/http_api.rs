@@ -276,6 +276,20 @@ async fn the_update_flow_of_the_reference_clients() {
         },
     )
     .await;
+    // Posted again once complete, and after a restart: the same update,
+    // reported as it ended, nothing sent again.
+    let prepared = prepares(&rig, "sled-0");
+    let again = c
+        .post_bytes(&start(id2, 1), image.clone(), "application/octet-stream")
+        .await;
+    assert_eq!(again.status, 204, "{}", again.text);
+    rig.restart().await;
+    let c = Client::new(rig.http_addr().await);
+    let again = c
+        .post_bytes(&start(id2, 1), image.clone(), "application/octet-stream")
+        .await;
+    assert_eq!(again.status, 204, "{}", again.text);
+    assert_eq!(prepares(&rig, "sled-0"), prepared, "not run again");
     // mgsd's own record of it, and the audit naming the HTTP client.
     until(
         "mgsd verified the slot's hash",
@@ -555,4 +569,62 @@ async fn past_the_connection_limit_clients_wait_then_are_told_busy() {
         c.get("/local/all-sp-ids").await.status == 200
     })
     .await;
+}
+
+#[actix::test]
+async fn the_stream_follows_updates_without_polling() {
+    use std::io::BufRead;
+    let (rig, c) = daemon().await;
+    let addr = rig.http_addr().await;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // A reader of the event stream, on its own thread.
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+        let r = agent
+            .get(format!("http://{addr}/mgsd/v1/updates/stream"))
+            .call()
+            .unwrap();
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let reader = std::io::BufReader::new(r.into_body().into_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The stream says when it follows.
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with(':'), "{first}");
+    let id = uuid::Uuid::new_v4();
+    let a = c
+        .post_bytes(
+            &format!("{}?firmware_slot=0&id={id}", hbf("update")),
+            host_image(MIB, 6),
+            "application/octet-stream",
+        )
+        .await;
+    assert_eq!(a.status, 204, "{}", a.text);
+    let mut phases = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !phases.contains(&"complete".to_string()) {
+        let line = tokio::time::timeout_at(deadline, lines.recv())
+            .await
+            .expect("the stream goes on until the update ends")
+            .expect("the stream is open");
+        if let Some(data) = line.strip_prefix("data: ") {
+            let record: serde_json::Value = serde_json::from_str(data).unwrap();
+            assert_eq!(record["id"], id.to_string(), "{record}");
+            phases.push(record["phase"].as_str().unwrap().to_string());
+        } else {
+            assert!(
+                line.is_empty() || line == "event: update" || line.starts_with(':'),
+                "{line}"
+            );
+        }
+    }
+    assert!(phases.len() >= 2, "{phases:?}");
 }

@@ -245,8 +245,8 @@ pub(super) async fn rollout_abort(
 }
 
 #[utoipa::path(get, path = "/mgsd/v1/updates/stream", operation_id = "mgsd_update_stream",
-    description = "Server-sent events: one `update` event (an update record) each time a \
-        running update changes, for every update, those started later included. A slow \
+    description = "Server-sent events: a comment once the subscription is in place, then \
+        one `update` event (an update record) each time a running update changes, for every update, those started later included. A slow \
         client skips intermediate records, never an update's last.",
     responses((status = 200, description = "text/event-stream of update records",
         content_type = "text/event-stream"),
@@ -263,5 +263,10 @@ pub(super) async fn stream(
             .json_data(&record)
             .unwrap_or_else(|_| Event::default().comment("unserialisable record")))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    // A first comment says the subscription is in place: a client may
+    // start what it wants to follow once it reads it.
+    let hello = futures_util::stream::once(async {
+        Ok(Event::default().comment("following every update"))
+    });
+    Ok(Sse::new(hello.chain(events)).keep_alive(KeepAlive::default()))
 }
