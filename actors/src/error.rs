@@ -219,7 +219,7 @@ pub enum RegistryError {
     #[error("unknown update id {0}")]
     UnknownUpdate(uuid::Uuid),
     /// Refused before anything is sent: the component has no such slot.
-    #[error("{component} has no firmware slot {slot} to update (its slots: 0..{slots})")]
+    #[error("invalid slot {slot} for {component}: {}", slot_choice(*.slots))]
     BadSlot {
         component: gateway_messages::SpComponent,
         slot: u16,
@@ -256,6 +256,13 @@ impl From<actix::MailboxError> for RegistryError {
 impl From<ImageError> for RegistryError {
     fn from(e: ImageError) -> Self {
         RegistryError::Update(e.into())
+    }
+}
+
+fn slot_choice(slots: u16) -> String {
+    match slots {
+        1 => "it has one update slot, 0".into(),
+        n => format!("its update slots are 0 to {}", n - 1),
     }
 }
 

@@ -42,6 +42,8 @@ pub async fn start(config: &mut Config) -> std::io::Result<Demo> {
             }
         })
         .collect();
+    // The scrimlet is wired to the first switch (`/local/switch-id`).
+    config.http.switch_slot.get_or_insert(0);
     // mkdtemp: a new name, never a path someone could have planted.
     let dir = tempfile::Builder::new()
         .prefix("mgsd-demo-")

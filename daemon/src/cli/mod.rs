@@ -42,16 +42,17 @@ pub struct Cli {
     json: bool,
     /// Talk to a remote daemon through its HTTP API instead of the
     /// socket (`https://scrimlet-1:12225`); the commands are the same.
-    #[arg(long, env = "MGSD_HTTP", global = true, value_name = "URL")]
+    /// Given before the command, as are --cacert, --cert and --key.
+    #[arg(long, env = "MGSD_HTTP", value_name = "URL")]
     http: Option<String>,
     /// With --http: PEM CA certificates to trust the daemon by.
-    #[arg(long, global = true, requires = "http")]
+    #[arg(long, requires = "http")]
     cacert: Option<PathBuf>,
     /// With --http: PEM client certificate (its CN decides what you may do).
-    #[arg(long, global = true, requires = "http")]
+    #[arg(long, requires = "http")]
     cert: Option<PathBuf>,
     /// With --http: the client certificate's PEM key.
-    #[arg(long, global = true, requires = "http")]
+    #[arg(long, requires = "http")]
     key: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
