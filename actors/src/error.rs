@@ -219,8 +219,9 @@ pub enum RegistryError {
     #[error("unknown update id {0}")]
     UnknownUpdate(uuid::Uuid),
     /// Refused before anything is sent: the component has no such slot.
-    #[error("invalid slot {slot} for {component}: {}", slot_choice(*.slots))]
+    #[error("{sp}: invalid slot {slot} for {component}: {}", slot_choice(*.slots))]
     BadSlot {
+        sp: SpName,
         component: gateway_messages::SpComponent,
         slot: u16,
         slots: u16,

@@ -134,6 +134,7 @@ impl Intake {
         let slots = crate::types::update_slots(component);
         if start.slot >= slots {
             return Err(RegistryError::BadSlot {
+                sp: sp.name().clone(),
                 component,
                 slot: start.slot,
                 slots,

@@ -293,7 +293,7 @@ async fn history_survives_restarts_and_retention_shrinks_it_and_the_spool() {
     );
     let rig = rig(rack).tables("[updates]\nhistory = 2").build().await;
     let spool = rig.state_dir().join("images");
-    // A start the SP refuses (no slot 9) leaves nothing behind.
+    // A refused start (no slot 9) leaves nothing behind.
     let refused = uuid::Uuid::new_v4().to_string();
     {
         let image = rig

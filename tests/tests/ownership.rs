@@ -121,15 +121,19 @@ async fn a_refused_start_leaves_no_record_no_row_and_no_binding() {
         store,
         spool: Spool::open(dir.path()).unwrap(),
     };
-    let config = RegistryConfig::new(entries(&rack), fast_settings(1));
+    // The daemon is told of 2 MiB of host flash where the SP has 1 (so the
+    // slot hashes differ: not checked here).
+    let mut settings = fast_settings(2);
+    settings.delivery.verify_host_flash_hash = false;
+    let config = RegistryConfig::new(entries(&rack), settings);
     let (h, _, _) = RegistryHandle::start_with_state(config, Some(state)).unwrap();
     while !h.info("sled-0").await.unwrap().reachable {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let id = Uuid::new_v4();
-    // The SP has no slot 7 for the host flash: it refuses the prepare.
+    // An image larger than the SP's flash: the SP refuses the prepare.
     let e = h
-        .start_update(bytes("sled-0", HBF, 7, id, host_image(70 * 1024, 1)))
+        .start_update(bytes("sled-0", HBF, 1, id, host_image(1536 * 1024, 1)))
         .await
         .unwrap_err();
     assert!(

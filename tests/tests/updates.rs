@@ -367,6 +367,7 @@ async fn unknown_sp_bad_component_and_bad_slot_are_clear_errors() {
         .await
         .unwrap_err();
     assert!(matches!(e, RegistryError::BadComponent { .. }), "{e}");
+    // No such slot: refused here, before the SP hears of it.
     let e = h
         .start_update(bytes("sled-0", HBF, 7, id, vec![0xFF; 10]))
         .await
@@ -374,13 +375,11 @@ async fn unknown_sp_bad_component_and_bad_slot_are_clear_errors() {
     assert!(
         matches!(
             e,
-            RegistryError::Update(UpdateError::Prepare {
-                source: RpcError::Sp {
-                    error: SpError::InvalidSlotForComponent,
-                    ..
-                },
+            RegistryError::BadSlot {
+                slot: 7,
+                slots: 2,
                 ..
-            })
+            }
         ),
         "{e}"
     );

@@ -6,7 +6,8 @@
 //! `serve` accepts connections and decides each client's class, `tls`
 //! sets up HTTPS with client certificates, `frame` numbers, checks,
 //! times, counts and answers every request, `sp` and `update` are the
-//! reference's paths, `ext` is mgsd's own, `openapi` the document.
+//! reference's paths, `ext` is mgsd's own and `control` the socket's
+//! protocol over HTTP (`mgsctl --http`), `openapi` the document.
 
 mod config;
 mod control;

@@ -58,7 +58,7 @@ pub(super) async fn start(
     api.operate(&caller, what, async move {
         let idle = Duration::from_millis(api2.0.config.upload_idle_timeout_ms);
         // A refused upload's body is drained by `frame`.
-        let (component, archive, max) = check(&api2, &p.component, q.firmware_slot, &headers)?;
+        let (component, archive, max) = check(&api2, &sp, &p.component, q.firmware_slot, &headers)?;
         let file = receive(body, &api2.0.upload_dir, component, archive, max, idle).await?;
         let source = if archive {
             ImageSource::Archive(file)
@@ -80,6 +80,7 @@ pub(super) async fn start(
 /// why it is refused before its body is read.
 fn check(
     api: &Api,
+    sp: &str,
     component_name: &str,
     firmware_slot: u16,
     headers: &HeaderMap,
@@ -90,6 +91,7 @@ fn check(
     if firmware_slot >= slots {
         return Err(failed(crate::control::registry_error(
             actors::RegistryError::BadSlot {
+                sp: sp.into(),
                 component,
                 slot: firmware_slot,
                 slots,
