@@ -49,35 +49,91 @@ fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result
     }
 }
 
-/// An image in memory.
+/// An image, in memory or in a file only the daemon writes.
 pub struct Image {
-    /// SHA-256 of `data`.
+    /// SHA-256 of its bytes.
     pub hash: ImageHash,
-    /// The bytes (the image is shared as a whole, as `Arc<Image>`: taking
-    /// the loaded `Vec` as it is costs no second copy).
-    pub data: Vec<u8>,
+    bytes: Bytes,
     /// Host-flash slot hash for this image at some capacity, computed once.
     slot_hash: OnceLock<(u32, [u8; 32])>,
+}
+
+/// Where an image's bytes are.
+enum Bytes {
+    /// Shared as a whole (`Arc<Image>`): the loaded `Vec` taken as it is.
+    Mem(Vec<u8>),
+    /// An unlinked file of the daemon's own (an HTTP upload), read a
+    /// chunk at a time as it is delivered: no copy in memory.
+    File { file: std::fs::File, len: usize },
 }
 
 impl fmt::Debug for Image {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Image")
             .field("hash", &self.hash)
-            .field("len", &self.data.len())
+            .field("len", &self.len())
             .finish()
     }
 }
 
+/// Bytes read from an image's file at a time.
+const PIECE: usize = 64 * 1024;
+
 impl Image {
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.data.len()
+        match &self.bytes {
+            Bytes::Mem(d) => d.len(),
+            Bytes::File { len, .. } => *len,
+        }
     }
 
     /// Whether the image is empty.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
+    }
+
+    /// All the bytes, if the image is held in memory.
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        match &self.bytes {
+            Bytes::Mem(d) => Some(d),
+            Bytes::File { .. } => None,
+        }
+    }
+
+    /// Bytes `range`: borrowed from memory, or read from the file into
+    /// `buf`.
+    pub fn slice<'a>(
+        &'a self,
+        range: std::ops::Range<usize>,
+        buf: &'a mut Vec<u8>,
+    ) -> std::io::Result<&'a [u8]> {
+        match &self.bytes {
+            Bytes::Mem(d) => d.get(range).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the image's end")
+            }),
+            Bytes::File { file, len } => {
+                if range.end > *len || range.start > range.end {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.resize(range.len(), 0);
+                use std::os::unix::fs::FileExt;
+                file.read_exact_at(buf, range.start as u64)?;
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Feed the bytes from `from` on to `take`, a piece at a time.
+    pub fn pieces(&self, from: usize, mut take: impl FnMut(&[u8])) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let mut at = from;
+        while at < self.len() {
+            let end = (at + PIECE).min(self.len());
+            take(self.slice(at..end, &mut buf)?);
+            at = end;
+        }
+        Ok(())
     }
 
     /// What an SP's host-flash hash of a `capacity`-byte device holding this
@@ -101,8 +157,10 @@ impl Image {
             }
         };
         feed_ff(&mut h, SECTOR);
-        h.update(self.data.get(SECTOR..).unwrap_or(&[]));
-        let written = SECTOR.max(self.data.len());
+        // A file that cannot be read gives a hash no SP reports: the
+        // verification then fails, naming both hashes.
+        let _ = self.pieces(SECTOR, |piece| h.update(piece));
+        let written = SECTOR.max(self.len());
         feed_ff(&mut h, (capacity as usize).saturating_sub(written));
         let hash: [u8; 32] = h.finalize().into();
         let _ = self.slot_hash.set((capacity, hash));
@@ -245,11 +303,41 @@ impl ImageStore {
         }
         let image = Arc::new(Image {
             hash,
-            data,
+            bytes: Bytes::Mem(data),
             slot_hash: OnceLock::new(),
         });
         images.insert(hash, Arc::downgrade(&image));
         image
+    }
+
+    /// The image in `file`, a file of the daemon's own that no one else
+    /// writes (an HTTP upload, unlinked): hashed as it streams, then read
+    /// from as it is delivered rather than into memory. At most `max_len`
+    /// bytes. Blocking: call it off the actor threads.
+    pub fn keep_file(&self, file: std::fs::File, max_len: u64) -> Result<Arc<Image>, LoadError> {
+        let len = file.metadata().map_err(LoadError::read)?.len();
+        if len > max_len {
+            return Err(LoadError::TooLarge { len, max: max_len });
+        }
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; PIECE];
+        read_exactly(&file, len, &mut buf, |chunk| h.update(chunk))?;
+        let hash = ImageHash(h.finalize().into());
+        let mut images = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        images.retain(|_, w| w.strong_count() > 0);
+        if let Some(existing) = images.get(&hash).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        let image = Arc::new(Image {
+            hash,
+            bytes: Bytes::File {
+                file,
+                len: len as usize,
+            },
+            slot_hash: OnceLock::new(),
+        });
+        images.insert(hash, Arc::downgrade(&image));
+        Ok(image)
     }
 
     /// The hashes of the images held now.

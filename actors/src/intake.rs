@@ -26,6 +26,9 @@ pub enum ImageSource {
     File(std::fs::File),
     /// A Hubris build archive in such a file (`sp`, `rot`, `stage0`).
     Archive(std::fs::File),
+    /// A raw image in a file of the daemon's own that no one else writes
+    /// (an HTTP upload): delivered from the file, never held in memory.
+    Upload(std::fs::File),
     /// An image the daemon holds already (a rollout's).
     Image(Arc<Image>),
 }
@@ -101,21 +104,27 @@ impl Intake {
         }
     }
 
-    /// Refuse, before anything is sent, an image no SP would take.
-    pub fn check_image(&self, component: SpComponent, image: &[u8]) -> Result<(), ImageError> {
-        if image.is_empty() {
+    /// Refuse, before anything is sent, an image no SP would take: one of
+    /// `len` bytes that start with `head` (at least its first 64 KiB).
+    pub fn check_image(
+        &self,
+        component: SpComponent,
+        len: u64,
+        head: &[u8],
+    ) -> Result<(), ImageError> {
+        if len == 0 {
             return Err(ImageError::Empty);
         }
         let max = self.max_image_len(component);
-        if image.len() as u64 > max {
+        if len > max {
             return Err(ImageError::TooLarge {
                 component,
-                len: image.len() as u64,
+                len,
                 max,
             });
         }
         if component == SpComponent::HOST_CPU_BOOT_FLASH {
-            let reserved = &image[..image.len().min(HOST_FLASH_RESERVED)];
+            let reserved = &head[..head.len().min(HOST_FLASH_RESERVED)];
             if reserved.iter().any(|&b| b != 0xFF) {
                 return Err(ImageError::HostFlashNotErased);
             }
@@ -153,6 +162,7 @@ impl Intake {
             ImageSource::Bytes(data) => (self.insert(data).await?, None, None),
             ImageSource::Image(image) => (image, None, None),
             ImageSource::File(file) => (self.load(component, file).await?, None, None),
+            ImageSource::Upload(file) => (self.keep(component, file).await?, None, None),
             ImageSource::Archive(file) => {
                 let (image, aux, info) = self.archive(component, start.slot, file).await?;
                 if !start.force_board {
@@ -164,11 +174,16 @@ impl Intake {
         // A raw SP image says what it is in its caboose too.
         let artifact = artifact.or_else(|| {
             (component == SpComponent::SP_ITSELF)
-                .then(|| raw_sp_artifact(&image.data))
+                .then(|| image.in_memory().and_then(raw_sp_artifact))
                 .flatten()
         });
-        let aux_len = aux.map_or(0, |a: AuxFlash| a.len as usize);
-        self.check_image(component, &image.data[aux_len.min(image.len())..])?;
+        let aux_len = aux.map_or(0, |a: AuxFlash| a.len as usize).min(image.len());
+        let head_end = (aux_len + HOST_FLASH_RESERVED).min(image.len());
+        let mut buf = Vec::new();
+        let head = image
+            .slice(aux_len..head_end, &mut buf)
+            .map_err(|e| UpdateError::ImageUnreadable(Arc::new(e)))?;
+        self.check_image(component, (image.len() - aux_len) as u64, head)?;
         // On disk before the SP hears of it: a restart needs the bytes.
         if let Some(spool) = self.spool.clone() {
             let kept = image.clone();
@@ -211,6 +226,32 @@ impl Intake {
     ) -> Result<Arc<Image>, RegistryError> {
         let max = self.max_image_len(component);
         self.load_file(file, max).await?.map_err(|e| {
+            RegistryError::from(match e {
+                LoadError::Bad(e) => UpdateError::BadImage(e),
+                LoadError::TooLarge { len, max } => ImageError::TooLarge {
+                    component,
+                    len,
+                    max,
+                }
+                .into(),
+                LoadError::Read(e) => UpdateError::ImageUnreadable(e),
+            })
+        })
+    }
+
+    /// An upload the daemon wrote itself, kept in its file (see
+    /// [`ImageSource::Upload`]).
+    async fn keep(
+        &self,
+        component: SpComponent,
+        file: std::fs::File,
+    ) -> Result<Arc<Image>, RegistryError> {
+        let max = self.max_image_len(component);
+        let images = self.images.clone();
+        let kept = tokio::task::spawn_blocking(move || images.keep_file(file, max))
+            .await
+            .map_err(|_| RegistryError::Stopped)?;
+        kept.map_err(|e| {
             RegistryError::from(match e {
                 LoadError::Bad(e) => UpdateError::BadImage(e),
                 LoadError::TooLarge { len, max } => ImageError::TooLarge {

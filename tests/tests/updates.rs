@@ -3,7 +3,7 @@
 //! socket uses).
 
 use actors::RegistryHandle;
-use actors::{Phase, RegistryError, RpcError, SpUpdateState, UpdateError};
+use actors::{Phase, RegistryError, SpUpdateState, UpdateError};
 use gateway_messages::SpError;
 use mgsd_tests::{
     bytes, fast_settings, host_image, start, wait_record, wait_terminal, CountedSockets,

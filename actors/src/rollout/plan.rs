@@ -91,7 +91,8 @@ pub fn plan(
             ));
             continue;
         };
-        if let Err(e) = intake.check_image(component, &image.data) {
+        let head = image.in_memory().unwrap_or_default();
+        if let Err(e) = intake.check_image(component, image.len() as u64, head) {
             problems.push(format!("{at}: {e}"));
             continue;
         }

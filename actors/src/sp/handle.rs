@@ -168,6 +168,7 @@ impl SpHandle {
             settings,
             peer: None,
             next_id: first_id,
+            chunk_buf: Vec::new(),
             requests: HashMap::new(),
             ready: VecDeque::new(),
             inflight: VecDeque::new(),

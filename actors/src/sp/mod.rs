@@ -137,6 +137,8 @@ pub struct SpActor {
     settings: SpSettings,
     peer: Option<SocketAddr>,
     next_id: u32,
+    /// A chunk read from a file-backed image.
+    chunk_buf: Vec<u8>,
     requests: HashMap<u32, Request>,
     /// Requests waiting for a place in the window, first first.
     ready: VecDeque<u32>,
@@ -300,14 +302,23 @@ impl SpActor {
             id: stream.id,
             offset: wire_offset,
         };
-        let data = &stream.image().data[offset as usize..end as usize];
         let id = next_message_id(&mut self.next_id);
-        let datagram = RequestDatagram::new(id, MgsRequest::UpdateChunk(chunk), data);
-        debug_assert_eq!(datagram.trailing_len, data.len());
-        // A failed send is a lost datagram: the chunk times out and the
-        // update asks the SP where it is.
-        if let Err(e) = self.transport.send_to(datagram.as_bytes(), to) {
-            debug!(error = %e, "chunk send failed");
+        match stream
+            .image()
+            .slice(offset as usize..end as usize, &mut self.chunk_buf)
+        {
+            Ok(data) => {
+                let datagram = RequestDatagram::new(id, MgsRequest::UpdateChunk(chunk), data);
+                debug_assert_eq!(datagram.trailing_len, data.len());
+                // A failed send is a lost datagram: the chunk times out and
+                // the update asks the SP where it is.
+                if let Err(e) = self.transport.send_to(datagram.as_bytes(), to) {
+                    debug!(error = %e, "chunk send failed");
+                }
+            }
+            // Never expected (the daemon's own file); handled as a lost
+            // datagram too.
+            Err(e) => warn!(error = %e, offset, "cannot read the image's chunk"),
         }
         self.inflight.push_back(Sent::Chunk {
             id,

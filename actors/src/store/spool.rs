@@ -79,7 +79,15 @@ impl Spool {
             .join(format!(".{}.tmp-{}", image.hash, std::process::id()));
         let written = (|| {
             let mut file = create_new(&tmp)?;
-            file.write_all(&image.data).map_err(StoreError::io(&tmp))?;
+            let mut wrote = Ok(());
+            image
+                .pieces(0, |piece| {
+                    if wrote.is_ok() {
+                        wrote = file.write_all(piece);
+                    }
+                })
+                .and(wrote)
+                .map_err(StoreError::io(&tmp))?;
             file.sync_all().map_err(StoreError::io(&tmp))?;
             drop(file);
             std::fs::rename(&tmp, &path).map_err(StoreError::io(&path))?;
@@ -134,13 +142,19 @@ impl Spool {
         let (file, path) = self.open_checked(&image.hash, len)?;
         let mut file = file.take(len);
         let mut piece = vec![0u8; 64 * 1024];
+        let mut ours = Vec::new();
         let mut at = 0;
         loop {
             let n = file.read(&mut piece).map_err(StoreError::io(&path))?;
             if n == 0 {
                 break;
             }
-            if image.data.get(at..at + n) != Some(&piece[..n]) {
+            let same = (at + n <= image.len())
+                && image
+                    .slice(at..at + n, &mut ours)
+                    .map_err(StoreError::io(&path))?
+                    == &piece[..n];
+            if !same {
                 return Err(StoreError::SpoolBad {
                     moved: aside(&path),
                     path,
@@ -149,7 +163,7 @@ impl Spool {
             }
             at += n;
         }
-        if at != image.data.len() {
+        if at != image.len() {
             return Err(StoreError::SpoolBad {
                 moved: aside(&path),
                 path,

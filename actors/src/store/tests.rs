@@ -107,7 +107,10 @@ fn the_spool_keeps_verifies_and_prunes_images() {
     let (ha, hb) = (a.hash, b.hash);
     drop((a, b));
     let fresh = ImageStore::default();
-    assert_eq!(spool.get(&ha, 5000, &fresh).unwrap().data, vec![1; 5000]);
+    assert_eq!(
+        spool.get(&ha, 5000, &fresh).unwrap().in_memory().unwrap(),
+        &vec![1; 5000][..]
+    );
     // A file whose content is not its name is moved aside.
     std::fs::write(spool.path(&hb), [9u8; 7000]).unwrap();
     let e = spool.get(&hb, 7000, &fresh).unwrap_err();
@@ -254,4 +257,58 @@ fn refusals_never_evict_operate_entries() {
     assert_eq!(all.len() as i64, REFUSALS_KEEP + 1);
     assert!(all.iter().any(|e| e.command == "update_start"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_upload_is_kept_in_its_file_and_reads_as_the_same_image() {
+    use std::io::Write;
+    let dir = tmp("upload");
+    let spool = Spool::open(&dir).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut file = scratch(&dir, "1");
+    file.write_all(&data).unwrap();
+    let images = ImageStore::default();
+    let kept = images.keep_file(file, 1 << 20).unwrap();
+    assert!(kept.in_memory().is_none(), "read from its file");
+    let same = ImageStore::default().insert(data.clone());
+    assert_eq!(kept.hash, same.hash);
+    assert_eq!(kept.len(), data.len());
+    let mut buf = Vec::new();
+    assert_eq!(kept.slice(1000..2024, &mut buf).unwrap(), &data[1000..2024]);
+    assert!(
+        kept.slice(299_000..300_001, &mut buf).is_err(),
+        "past the end"
+    );
+    assert_eq!(
+        kept.host_flash_slot_hash(1 << 20),
+        same.host_flash_slot_hash(1 << 20)
+    );
+    // Spooled from the file, and checked against it at the next put.
+    spool.put(&kept).unwrap();
+    assert_eq!(std::fs::read(spool.path(&kept.hash)).unwrap(), data);
+    spool.put(&kept).unwrap();
+    // The same bytes uploaded again are the image already held.
+    let mut again = scratch(&dir, "2");
+    again.write_all(&data).unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &images.keep_file(again, 1 << 20).unwrap(),
+        &kept
+    ));
+    let big = scratch(&dir, "3");
+    big.set_len(2 << 20).unwrap();
+    assert!(matches!(
+        images.keep_file(big, 1 << 20),
+        Err(crate::image::LoadError::TooLarge { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A new file for reading and writing in `dir`.
+fn scratch(dir: &std::path::Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dir.join(name))
+        .unwrap()
 }

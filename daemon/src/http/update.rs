@@ -63,7 +63,7 @@ pub(super) async fn start(
         let source = if archive {
             ImageSource::Archive(file)
         } else {
-            ImageSource::File(file)
+            ImageSource::Upload(file)
         };
         let start = StartUpdate::new(&sp, &p.component, q.firmware_slot, q.id, source);
         api2.gw()
