@@ -628,3 +628,56 @@ async fn the_stream_follows_updates_without_polling() {
     }
     assert!(phases.len() >= 2, "{phases:?}");
 }
+
+/// The daemon's peak resident memory so far (VmHWM), KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[actix::test]
+async fn a_32_mib_upload_is_streamed_and_delivered_from_its_file() {
+    let rack = standard_rack(
+        1,
+        0,
+        0,
+        Timings {
+            host_flash_mib: 32,
+            ..Timings::instant()
+        },
+    );
+    let rig = Rig::child(rack)
+        .sp_defaults(SpDefaults {
+            host_flash_capacity_mib: Some(32),
+            ..SpDefaults::default()
+        })
+        .state()
+        .tables("[[http.listener]]\naddr = \"127.0.0.1:0\"\ntrusted_network = true\n")
+        .start()
+        .await;
+    let c = Client::new(rig.http_addr().await);
+    let before = peak_rss_kib(rig.pid());
+    let id = uuid::Uuid::new_v4();
+    let a = c
+        .post_bytes(
+            &format!("{}?firmware_slot=0&id={id}", hbf("update")),
+            host_image(32 * MIB, 9),
+            "application/octet-stream",
+        )
+        .await;
+    assert_eq!(a.status, 204, "{}", a.text);
+    until("verified", Duration::from_secs(120), async || {
+        c.get(&format!("/mgsd/v1/updates/{id}")).await.json["phase"] == "complete"
+    })
+    .await;
+    let grew = peak_rss_kib(rig.pid()).saturating_sub(before);
+    eprintln!("peak RSS grew {grew} KiB for a 32 MiB upload and update");
+    assert!(
+        grew < 8 * 1024,
+        "peak RSS grew {grew} KiB: the image was held in memory"
+    );
+}
