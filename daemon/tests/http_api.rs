@@ -681,3 +681,45 @@ async fn a_32_mib_upload_is_streamed_and_delivered_from_its_file() {
         "peak RSS grew {grew} KiB: the image was held in memory"
     );
 }
+
+#[actix::test]
+async fn an_sp_holding_another_clients_update_is_a_conflict_naming_it() {
+    use gateway_messages::{ComponentUpdatePrepare, MgsRequest, SpComponent, UpdateId};
+    let (rig, c) = daemon().await;
+    // Another gateway prepares an update of sled-0's host flash.
+    let theirs = uuid::Uuid::new_v4();
+    let mut other = sp_sim::client::Client::new(rig.sp("sled-0").addr)
+        .await
+        .unwrap();
+    let prepare = MgsRequest::ComponentUpdatePrepare(ComponentUpdatePrepare {
+        component: SpComponent::HOST_CPU_BOOT_FLASH,
+        id: UpdateId(*theirs.as_bytes()),
+        slot: 0,
+        total_size: MIB as u32,
+    });
+    other.rpc(prepare, &[]).await.unwrap();
+    let a = c
+        .post_bytes(
+            &format!(
+                "{}?firmware_slot=0&id={}",
+                hbf("update"),
+                uuid::Uuid::new_v4()
+            ),
+            host_image(MIB, 11),
+            "application/octet-stream",
+        )
+        .await;
+    assert_eq!(a.status, 409, "{}", a.text);
+    validate("post", "/sp/{type}/{slot}/component/{component}/update", &a);
+    assert!(
+        a.json["message"]
+            .as_str()
+            .unwrap()
+            .contains(&theirs.to_string()),
+        "{}",
+        a.text
+    );
+    // The SP's status names their update; ours changed nothing.
+    let s = c.get(&hbf("update-status")).await;
+    assert_eq!(s.json["id"], theirs.to_string(), "{}", s.text);
+}
