@@ -225,18 +225,9 @@ impl Intake {
         file: std::fs::File,
     ) -> Result<Arc<Image>, RegistryError> {
         let max = self.max_image_len(component);
-        self.load_file(file, max).await?.map_err(|e| {
-            RegistryError::from(match e {
-                LoadError::Bad(e) => UpdateError::BadImage(e),
-                LoadError::TooLarge { len, max } => ImageError::TooLarge {
-                    component,
-                    len,
-                    max,
-                }
-                .into(),
-                LoadError::Read(e) => UpdateError::ImageUnreadable(e),
-            })
-        })
+        self.load_file(file, max)
+            .await?
+            .map_err(|e| load_error(component, e))
     }
 
     /// An upload the daemon wrote itself, kept in its file (see
@@ -251,18 +242,7 @@ impl Intake {
         let kept = tokio::task::spawn_blocking(move || images.keep_file(file, max))
             .await
             .map_err(|_| RegistryError::Stopped)?;
-        kept.map_err(|e| {
-            RegistryError::from(match e {
-                LoadError::Bad(e) => UpdateError::BadImage(e),
-                LoadError::TooLarge { len, max } => ImageError::TooLarge {
-                    component,
-                    len,
-                    max,
-                }
-                .into(),
-                LoadError::Read(e) => UpdateError::ImageUnreadable(e),
-            })
-        })
+        kept.map_err(|e| load_error(component, e))
     }
 
     /// Load the image in a client's `file` (at most `max` bytes) off the
@@ -323,6 +303,20 @@ impl Intake {
         data.extend_from_slice(&archive.image);
         Ok((self.insert(data).await?, aux, info))
     }
+}
+
+/// Why an image of `component` could not be loaded, as the registry says.
+fn load_error(component: SpComponent, e: LoadError) -> RegistryError {
+    RegistryError::from(match e {
+        LoadError::Bad(e) => UpdateError::BadImage(e),
+        LoadError::TooLarge { len, max } => ImageError::TooLarge {
+            component,
+            len,
+            max,
+        }
+        .into(),
+        LoadError::Read(e) => UpdateError::ImageUnreadable(e),
+    })
 }
 
 /// Read a Hubris archive from a descriptor a client passed: a regular file
