@@ -6,6 +6,7 @@
 //! The caller's class and the audit are the HTTP listener's.
 
 use super::error::{ApiError, Query};
+use super::upload::{Upload, UploadFile};
 use super::{Api, Caller};
 use crate::api::{parse_request, Class, Command, ErrorCode, Response};
 use crate::control::{send, ControlServer};
@@ -14,8 +15,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Extension;
-use futures_util::StreamExt;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -70,9 +69,9 @@ pub(super) async fn control(
     }
     let control = api.0.control.clone();
     let idle = Duration::from_millis(api.0.config.upload_idle_timeout_ms);
-    let mut stream = body.into_data_stream();
+    let mut upload = Upload::new(body, idle);
     let mut pending = Vec::new();
-    let line = read_line(&mut stream, &mut pending, control.max_request_bytes(), idle).await?;
+    let line = read_line(&mut upload, &mut pending, control.max_request_bytes()).await?;
     let request = match parse_request(&line) {
         Ok(r) => r,
         Err(response) => return Ok(lines(&response)),
@@ -97,7 +96,7 @@ pub(super) async fn control(
     let dir = api.0.upload_dir.clone();
     let mut fds = Vec::new();
     for len in lengths {
-        fds.push(receive(&mut stream, &mut pending, len, &dir, idle).await?);
+        fds.push(receive(&mut upload, &mut pending, len, &dir).await?);
     }
     if matches!(command, Command::Watch(_) | Command::RolloutWatch(_)) {
         return Ok(watch(control, command, request.request_id));
@@ -185,29 +184,12 @@ fn watch(
         .into_response()
 }
 
-type Chunks = axum::body::BodyDataStream;
-
-/// The next chunk of the body, within `idle`.
-async fn next(stream: &mut Chunks, idle: Duration) -> Result<Option<axum::body::Bytes>, ApiError> {
-    match tokio::time::timeout(idle, stream.next()).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "UploadTimedOut",
-            format!("the request sent nothing for {idle:?} (http.upload_idle_timeout_ms)"),
-        )),
-        Ok(Some(Err(e))) => Err(ApiError::bad_request(format!("the request broke off: {e}"))),
-        Ok(Some(Ok(b))) => Ok(Some(b)),
-        Ok(None) => Ok(None),
-    }
-}
-
 /// The request line, at most `max` bytes; what follows it stays in
 /// `pending`.
 async fn read_line(
-    stream: &mut Chunks,
+    upload: &mut Upload,
     pending: &mut Vec<u8>,
     max: usize,
-    idle: Duration,
 ) -> Result<String, ApiError> {
     loop {
         if let Some(end) = pending.iter().position(|&b| b == b'\n') {
@@ -223,7 +205,7 @@ async fn read_line(
                 format!("the request line exceeds {max} bytes (control.max_request_bytes)"),
             ));
         }
-        match next(stream, idle).await? {
+        match upload.next().await? {
             Some(chunk) => pending.extend_from_slice(&chunk),
             None if pending.is_empty() => {
                 return Err(ApiError::bad_request("empty body: send a request line"))
@@ -239,34 +221,24 @@ async fn read_line(
 
 /// The next image, exactly `len` bytes, into a new unlinked file.
 async fn receive(
-    stream: &mut Chunks,
+    upload: &mut Upload,
     pending: &mut Vec<u8>,
     len: u64,
     dir: &std::path::Path,
-    idle: Duration,
 ) -> Result<OwnedFd, ApiError> {
-    let internal = |e: std::io::Error| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "StateUnwritable",
-            format!("cannot keep the upload in {}: {e}", dir.display()),
-        )
-    };
-    let mut file = tempfile::tempfile_in(dir).map_err(internal)?;
+    let mut file = UploadFile::new(dir)?;
     let mut left = len;
     loop {
         let take = (pending.len() as u64).min(left) as usize;
         if take > 0 {
-            let rest = pending.split_off(take);
-            let chunk = std::mem::replace(pending, rest);
+            file.push(&pending[..take]).await?;
+            pending.drain(..take);
             left -= take as u64;
-            // Writes of a chunk go to the page cache: short, so inline.
-            file.write_all(&chunk).map_err(internal)?;
         }
         if left == 0 {
             break;
         }
-        match next(stream, idle).await? {
+        match upload.next().await? {
             Some(chunk) => pending.extend_from_slice(&chunk),
             None => {
                 return Err(ApiError::bad_request(format!(
@@ -275,7 +247,5 @@ async fn receive(
             }
         }
     }
-    use std::io::Seek;
-    file.rewind().map_err(internal)?;
-    Ok(OwnedFd::from(file))
+    Ok(OwnedFd::from(file.finish().await?))
 }

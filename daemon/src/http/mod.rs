@@ -20,6 +20,7 @@ mod serve;
 mod sp;
 mod tls;
 mod update;
+mod upload;
 
 pub use config::{HttpAccess, HttpConfig, ListenerConfig, SpType, TlsConfig};
 pub use error::{ApiError, Error};

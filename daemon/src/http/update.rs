@@ -6,6 +6,7 @@
 use super::error::{ApiError, Error, Json, Path, Query};
 use super::mgs::{SpUpdateStatus, UpdateAbortBody, UpdateQuery};
 use super::sp::{component_args, failed, ComponentPath, Done};
+use super::upload::{Upload, UploadFile};
 use super::{Api, Audited, Caller};
 use crate::api::UpdateAbortArgs;
 use crate::control::updates;
@@ -14,9 +15,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Extension;
-use futures_util::StreamExt;
 use gateway_messages::SpComponent;
-use std::io::Write;
 use std::time::Duration;
 
 /// An update's image, as the request body.
@@ -24,9 +23,6 @@ use std::time::Duration;
 #[schema(value_type = String, format = Binary)]
 #[allow(dead_code)]
 pub struct ImageBody(Vec<u8>);
-
-/// Bytes gathered before each write to the upload file.
-const WRITE_BYTES: usize = 1024 * 1024;
 
 #[utoipa::path(post, path = "/sp/{type}/{slot}/component/{component}/update",
     operation_id = "sp_component_update",
@@ -150,68 +146,18 @@ async fn receive(
     max: u64,
     idle: Duration,
 ) -> Result<std::fs::File, ApiError> {
-    let internal = |e: std::io::Error| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "StateUnwritable",
-            format!("cannot keep the upload in {}: {e}", dir.display()),
-        )
-    };
-    let mut file = Some(tempfile::tempfile_in(dir).map_err(internal)?);
-    let mut stream = body.into_data_stream();
-    let mut pending = Vec::with_capacity(WRITE_BYTES);
-    let mut total = 0u64;
-    loop {
-        let next = tokio::time::timeout(idle, stream.next())
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "UploadTimedOut",
-                    format!("the upload sent nothing for {idle:?} (http.upload_idle_timeout_ms)"),
-                )
-            })?;
-        let chunk = match next {
-            Some(Ok(chunk)) => Some(chunk),
-            Some(Err(e)) => {
-                return Err(ApiError::bad_request(format!(
-                    "the upload broke off after {total} bytes: {e}"
-                )))
-            }
-            None => None,
-        };
-        if let Some(chunk) = &chunk {
-            total += chunk.len() as u64;
-            if total > max {
-                return Err(too_large(component, archive, total, max));
-            }
-            pending.extend_from_slice(chunk);
+    let mut upload = Upload::new(body, idle);
+    let mut file = UploadFile::new(dir)?;
+    while let Some(chunk) = upload.next().await? {
+        if upload.received > max {
+            return Err(too_large(component, archive, upload.received, max));
         }
-        if pending.len() >= WRITE_BYTES || (chunk.is_none() && !pending.is_empty()) {
-            let mut f = file.take().expect("the file is back after each write");
-            let data = std::mem::take(&mut pending);
-            let (f, data) = tokio::task::spawn_blocking(move || {
-                let written = f.write_all(&data);
-                (written.map(|()| f), data)
-            })
-            .await
-            .map_err(|e| internal(std::io::Error::other(e)))?;
-            file = Some(f.map_err(internal)?);
-            // The buffer is reused: one allocation for the whole upload.
-            pending = data;
-            pending.clear();
-        }
-        if chunk.is_none() {
-            break;
-        }
+        file.push(&chunk).await?;
     }
-    if total == 0 {
+    if upload.received == 0 {
         return Err(ApiError::bad_request("the body is empty: send the image"));
     }
-    let mut file = file.expect("the file is back after each write");
-    use std::io::Seek;
-    file.rewind().map_err(internal)?;
-    Ok(file)
+    file.finish().await
 }
 
 #[utoipa::path(post, path = "/sp/{type}/{slot}/component/{component}/update-abort",
