@@ -242,3 +242,53 @@ pub fn ok(response: std::io::Result<Response>) -> Result<Value, String> {
         _ => Err("empty response".into()),
     }
 }
+
+/// Start an update of `sp`'s host flash (slot 1) with `image` through
+/// the control socket and follow it to its end; the final record, and when
+/// (since the start request) every byte was acknowledged.
+pub fn update(d: &Daemon, sp: &str, image: &Path) -> (Value, Duration, Duration) {
+    let id = uuid::Uuid::new_v4();
+    let t0 = Instant::now();
+    let file = std::fs::File::open(image).expect("open the image");
+    let start = Command::UpdateStart(api::UpdateStartArgs {
+        sp: sp.into(),
+        component: "host-boot-flash".into(),
+        slot: 1,
+        id: Some(id),
+        archive: false,
+        force_board: false,
+        take_over: false,
+        activate: false,
+        no_watchdog: false,
+        watchdog_ms: None,
+    });
+    ok(d.client()
+        .request_with(&start, Some(std::os::fd::AsFd::as_fd(&file))))
+    .unwrap_or_else(|e| panic!("start on {sp}: {e}"));
+    let mut c = d.client();
+    let mut r = c
+        .request(&Command::Watch(api::WatchArgs { id: Some(id) }))
+        .expect("watch");
+    let mut delivered = None;
+    loop {
+        let record = r.event.as_ref().or(r.ok.as_ref()).cloned();
+        if let Some(record) = &record {
+            if delivered.is_none()
+                && record["phase"] != "delivering"
+                && record["bytes_acked"] == record["total_bytes"]
+            {
+                delivered = Some(t0.elapsed());
+            }
+        }
+        if r.ok.is_some() || r.error.is_some() {
+            let record = ok(Ok(r)).expect("update ends");
+            assert_eq!(record["phase"], "complete", "{record}");
+            let done = t0.elapsed();
+            return (record, delivered.unwrap_or(done), done);
+        }
+        r = c
+            .next_response()
+            .expect("watch")
+            .expect("watch ends with the record");
+    }
+}

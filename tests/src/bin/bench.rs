@@ -33,7 +33,7 @@
 use gateway_messages::SpComponent;
 use mgsd::api::{self, Command};
 use mgsd::client::Client;
-use mgsd_tests::child::{self, ok, threads_cpu, Daemon, Rack};
+use mgsd_tests::child::{self, ok, threads_cpu, update, Daemon, Rack};
 use mgsd_tests::host_image;
 use mgsd_tests::raw_udp::request_ack_rate;
 use serde_json::Value;
@@ -84,55 +84,6 @@ fn start_daemon(dir: &Path, sps: &[SimSp], window: usize) -> Daemon {
     let text = child::config(&socket, &state, &sp_defaults, &sps_at);
     std::fs::write(&path, text).expect("write config");
     Daemon::start(&path, socket, sps.len())
-}
-
-/// Start an update and follow it to its end; the final record, and when
-/// (since the start request) every byte was acknowledged.
-fn update(d: &Daemon, sp: &str, image: &Path) -> (Value, Duration, Duration) {
-    let id = uuid::Uuid::new_v4();
-    let t0 = Instant::now();
-    let file = std::fs::File::open(image).expect("open the image");
-    let start = Command::UpdateStart(api::UpdateStartArgs {
-        sp: sp.into(),
-        component: HBF.into(),
-        slot: 1,
-        id: Some(id),
-        archive: false,
-        force_board: false,
-        take_over: false,
-        activate: false,
-        no_watchdog: false,
-        watchdog_ms: None,
-    });
-    ok(d.client()
-        .request_with(&start, Some(std::os::fd::AsFd::as_fd(&file))))
-    .unwrap_or_else(|e| panic!("start on {sp}: {e}"));
-    let mut c = d.client();
-    let mut r = c
-        .request(&Command::Watch(api::WatchArgs { id: Some(id) }))
-        .expect("watch");
-    let mut delivered = None;
-    loop {
-        let record = r.event.as_ref().or(r.ok.as_ref()).cloned();
-        if let Some(record) = &record {
-            if delivered.is_none()
-                && record["phase"] != "delivering"
-                && record["bytes_acked"] == record["total_bytes"]
-            {
-                delivered = Some(t0.elapsed());
-            }
-        }
-        if r.ok.is_some() || r.error.is_some() {
-            let record = ok(Ok(r)).expect("update ends");
-            assert_eq!(record["phase"], "complete", "{record}");
-            let done = t0.elapsed();
-            return (record, delivered.unwrap_or(done), done);
-        }
-        r = c
-            .next_response()
-            .expect("watch")
-            .expect("watch ends with the record");
-    }
 }
 
 fn mib_per_s(bytes: usize, d: Duration) -> f64 {

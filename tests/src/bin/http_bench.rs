@@ -129,41 +129,6 @@ fn until_complete(agent: &ureq::Agent, addr: SocketAddr, id: uuid::Uuid) {
     }
 }
 
-/// The same update through the control socket, start to verified end.
-fn socket_update(d: &Daemon, sp: &str, image: &Path) -> Duration {
-    let id = uuid::Uuid::new_v4();
-    let t0 = Instant::now();
-    let file = std::fs::File::open(image).expect("open the image");
-    let start = Command::UpdateStart(api::UpdateStartArgs {
-        sp: sp.into(),
-        component: HBF.into(),
-        slot: 1,
-        id: Some(id),
-        archive: false,
-        force_board: false,
-        take_over: false,
-        activate: false,
-        no_watchdog: false,
-        watchdog_ms: None,
-    });
-    ok(d.client()
-        .request_with(&start, Some(std::os::fd::AsFd::as_fd(&file))))
-    .expect("start");
-    let mut c = d.client();
-    let mut r = c
-        .request(&Command::Watch(api::WatchArgs { id: Some(id) }))
-        .expect("watch");
-    while r.ok.is_none() && r.error.is_none() {
-        r = c
-            .next_response()
-            .expect("watch")
-            .expect("the watch ends with the record");
-    }
-    let watched = ok(Ok(r)).expect("update ends");
-    assert_eq!(watched["phase"], "complete", "{watched}");
-    t0.elapsed()
-}
-
 fn one_update(dir: &Path, rounds: usize) {
     println!("1, 2. a 32 MiB host-flash update of an instant SP (slot capacity 32 MiB)");
     let r = rack(1, Timings::instant());
@@ -194,7 +159,7 @@ fn one_update(dir: &Path, rounds: usize) {
             "discovery_interval_ms = 100\n[sp_defaults.delivery]\nhost_flash_capacity_mib = 32",
         );
         let cpu1 = d.cpu();
-        let socket = socket_update(&d, "sled-0", &image_path);
+        let socket = child::update(&d, "sled-0", &image_path).2;
         let (socket_cpu, socket_peak) = (d.cpu() - cpu1, d.peak_rss_mib());
         println!(
             "  round {round}: HTTP POST to verified end {:.2} s, {:.2} CPU-s, peak RSS {:.1} MiB \
