@@ -306,7 +306,7 @@ impl Intake {
 }
 
 /// Why an image of `component` could not be loaded, as the registry says.
-fn load_error(component: SpComponent, e: LoadError) -> RegistryError {
+pub(crate) fn load_error(component: SpComponent, e: LoadError) -> RegistryError {
     RegistryError::from(match e {
         LoadError::Bad(e) => UpdateError::BadImage(e),
         LoadError::TooLarge { len, max } => ImageError::TooLarge {

@@ -20,6 +20,7 @@
 //! - [`rollout`], standing on the registry's API; [`gateway`] starts both.
 
 pub mod activate;
+pub mod console;
 pub mod deadlines;
 pub mod delivery;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod image;
 pub mod intake;
 pub mod journal;
 pub mod metrics;
+pub mod phase2;
 pub mod record;
 pub mod registry;
 pub mod reset;

@@ -28,6 +28,51 @@ pub struct SpSettings {
     pub state_refresh: Duration,
     /// Update delivery.
     pub delivery: DeliverySettings,
+    /// Host serial consoles.
+    pub console: ConsoleSettings,
+}
+
+/// Serial console settings (`[sp_defaults.console]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// Attach to every sled's host console as soon as its SP answers, and
+    /// keep it attached (the scrollback fills with nobody watching). Off:
+    /// mgsd serves no consoles.
+    pub attach: bool,
+    /// Scrollback per SP (KiB): the output kept for a session that
+    /// attaches later, and all a slow reader can fall behind by.
+    pub scrollback_kib: usize,
+    /// Keep-alive interval (the SP drops a gateway it has not heard from
+    /// in 20 s); also how often a held console is asked for again.
+    pub keepalive_ms: u64,
+    /// Wait before attaching again after a failed attach or a reset.
+    pub retry_ms: u64,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            attach: true,
+            scrollback_kib: 256,
+            keepalive_ms: 5000,
+            retry_ms: 1000,
+        }
+    }
+}
+
+impl ConsoleSettings {
+    pub fn scrollback_bytes(&self) -> usize {
+        self.scrollback_kib.max(1).saturating_mul(1024)
+    }
+
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_millis(self.keepalive_ms.max(1))
+    }
+
+    pub fn retry(&self) -> Duration {
+        Duration::from_millis(self.retry_ms.max(1))
+    }
 }
 
 impl Default for SpSettings {
@@ -39,6 +84,7 @@ impl Default for SpSettings {
             idle_rediscover: Duration::from_secs(60),
             state_refresh: Duration::from_secs(10),
             delivery: DeliverySettings::default(),
+            console: ConsoleSettings::default(),
         }
     }
 }

@@ -157,6 +157,15 @@ impl Client {
         })
     }
 
+    /// The socket itself, for a stream that goes both ways (a console);
+    /// `None` over HTTP.
+    pub fn into_unix(self) -> Option<(BufReader<UnixStream>, UnixStream)> {
+        match self.0 {
+            Transport::Unix { reader, writer } => Some((reader, writer)),
+            Transport::Http { .. } => None,
+        }
+    }
+
     /// The next response line (streams such as `watch`), `None` at EOF.
     pub fn next_response(&mut self) -> std::io::Result<Option<Response>> {
         let mut line = String::new();

@@ -39,6 +39,9 @@ pub struct Config {
     /// The HTTP API (off unless a listener is configured).
     #[serde(default)]
     pub http: crate::http::HttpConfig,
+    /// Host phase-2 recovery images.
+    #[serde(default)]
+    pub recovery: actors::phase2::Phase2Settings,
     /// The SPs, one table each.
     #[serde(default, rename = "sp")]
     pub sps: Vec<SpConfig>,

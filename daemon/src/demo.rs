@@ -61,6 +61,15 @@ pub async fn start(config: &mut Config) -> std::io::Result<Demo> {
     for (name, bytes) in demo_archives() {
         std::fs::write(dir.path().join(name), bytes)?;
     }
+    // sled-7's host wants a phase-2 image: it asks from its next boot on.
+    let data: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8)
+        .collect();
+    let (phase2, hash) = sp_sim::build_phase2_image(&data);
+    std::fs::write(dir.path().join("phase2.img"), phase2)?;
+    if let Some(sled) = rack.sps.iter().find(|sp| sp.name == "sled-7") {
+        sled.start_recovery(hash);
+    }
     Ok(Demo { rack, image, dir })
 }
 
@@ -167,6 +176,13 @@ fn instructions(socket: &Path, image: &Path, dir: &Path) -> String {
          \x20 mgsctl update start sled-1 sp --archive {dir}/gimlet-sp.zip --activate   # then reset under the watchdog\n\
          \x20 mgsctl reset sled-1   # nothing left to activate: a plain reset\n\
          \x20 mgsctl update start sled-0 rot --slot 1 --archive {dir}/rot-b.zip --watch\n\n\
+         Serial console (~. leaves, ~B sends a break, ~? lists the escapes):\n\n\
+         \x20 mgsctl console sled-0\n\
+         \x20 mgsctl console sled-0 --read-only   # watch only; another session may type\n\n\
+         Host recovery: sled-7's host wants a phase-2 image and asks for it at boot:\n\n\
+         \x20 mgsctl recovery upload {dir}/phase2.img\n\
+         \x20 mgsctl power set sled-7 A2 && mgsctl power set sled-7 A0   # reboot the host\n\
+         \x20 mgsctl recovery status sled-7   # offset and total as it fetches\n\n\
          Ctrl-C stops the demo.\n",
         socket = socket.display(),
         image = image.display(),

@@ -116,6 +116,8 @@ pub async fn run(
     registry_config.own_sp = Some(config.rollout.own_sp.clone()).filter(|s| !s.is_empty());
     registry_config.image_read_timeout =
         Duration::from_millis(config.updates.image_read_timeout_ms);
+    registry_config.phase2 =
+        std::sync::Arc::new(actors::phase2::Phase2Cache::new(config.recovery.clone()));
     let state = open_state(&config.state.dir)?;
     let (gw, unreadable) = Gateway::start(registry_config, state).map_err(DaemonError::Sockets)?;
     let registry = gw.registry.clone();
@@ -229,6 +231,7 @@ async fn reload_on_hangup(
                     if let Some(http) = http {
                         http.set_locations(http::Locations::of(&new.sps));
                     }
+                    registry.phase2().set_settings(new.recovery.clone());
                     info!(config = %path.display(), "configuration reloaded")
                 }
                 Err(e) => {

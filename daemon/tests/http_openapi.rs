@@ -39,6 +39,8 @@ fn norm(schema: &Value, doc: &Value) -> Value {
     for (k, v) in map {
         match k.as_str() {
             "description" | "title" | "nullable" | "example" | "examples" => {}
+            // Extensions (`x-rust-type`, ...) say nothing of the shape.
+            k if k.starts_with("x-") => {}
             "type" => match v {
                 Value::Array(types) => {
                     nullable |= types.contains(&json!("null"));

@@ -21,8 +21,10 @@
 //! The host side reads the image in the gateway's on-disk format: a
 //! 4096-byte header block (magic `0x1DEB0075`, version 2, `data_size`, the
 //! SHA-256 of the data, ...) then `data_size` bytes. It learns the total
-//! from the header, and at the end checks that the data's SHA-256 is the
-//! hash it asked for. [`build_image`] makes such an image.
+//! from the header. The hash it asks for is the SHA-256 of the whole file
+//! (the id a gateway's upload answers); at the end it checks that, and the
+//! data's SHA-256 against the header's. [`build_image`] makes such an
+//! image.
 
 use gateway_messages::{
     encode, version, Header, Message, MessageKind, MgsError, SpRequest, MAX_SERIALIZED_SIZE,
@@ -44,10 +46,10 @@ pub const MAX_ATTEMPTS: u8 = 6;
 /// `MgsError`s remembered at most.
 const ERRORS_KEPT: usize = 64;
 
-/// A phase-2 image of `data` in the on-disk format, and its hash (the
-/// SHA-256 of `data`, also in the header).
+/// A phase-2 image of `data` in the on-disk format, and its id (the
+/// SHA-256 of the whole image; the header holds the data's).
 pub fn build_image(data: &[u8]) -> (Vec<u8>, [u8; 32]) {
-    let hash: [u8; 32] = Sha256::digest(data).into();
+    let data_hash: [u8; 32] = Sha256::digest(data).into();
     let mut image = vec![0u8; HEADER_BLOCK as usize];
     let mut at = 0;
     let mut put = |bytes: &[u8]| {
@@ -60,9 +62,10 @@ pub fn build_image(data: &[u8]) -> (Vec<u8>, [u8; 32]) {
     put(&(data.len() as u64).to_le_bytes());
     put(&(data.len() as u64).to_le_bytes());
     put(&(data.len() as u64).to_le_bytes());
-    put(&hash);
+    put(&data_hash);
     put(b"rpool/ROOT/ramdisk");
     image.extend_from_slice(data);
+    let hash = Sha256::digest(&image).into();
     (image, hash)
 }
 
@@ -158,6 +161,7 @@ pub struct HostPhase2 {
     last_responsive: usize,
     header: Vec<u8>,
     data_hash: Sha256,
+    image_hash: Sha256,
     /// The host is up (powered, booted).
     host_up: bool,
 }
@@ -174,6 +178,7 @@ impl HostPhase2 {
             last_responsive: 0,
             header: Vec::new(),
             data_hash: Sha256::new(),
+            image_hash: Sha256::new(),
             host_up: false,
         }
     }
@@ -198,6 +203,7 @@ impl HostPhase2 {
         });
         self.header.clear();
         self.data_hash = Sha256::new();
+        self.image_hash = Sha256::new();
         self.relay_until = None;
         self.rounds = 0;
         self.request = self.host_up.then_some(Request::Send {
@@ -353,6 +359,7 @@ impl HostPhase2 {
             .min(header_part);
         self.header.extend_from_slice(&data[..keep]);
         self.data_hash.update(&data[header_part..]);
+        self.image_hash.update(data);
         p.offset = offset + data.len() as u64;
         if p.total.is_none() && self.header.len() == HEADER_LEN {
             match parse_header(&self.header) {
@@ -364,9 +371,10 @@ impl HostPhase2 {
             }
         }
         if p.total == Some(p.offset) {
-            let got: [u8; 32] = std::mem::take(&mut self.data_hash).finalize().into();
+            let data: [u8; 32] = std::mem::take(&mut self.data_hash).finalize().into();
+            let got: [u8; 32] = std::mem::take(&mut self.image_hash).finalize().into();
             let declared = &self.header[40..72];
-            p.state = if got == p.hash && declared == p.hash {
+            p.state = if got == p.hash && declared == data {
                 Phase2State::Complete
             } else {
                 Phase2State::Failed(Phase2Failure::HashMismatch(got))

@@ -12,6 +12,7 @@ use crate::error::{RegistryError, RpcError, UpdateError};
 use crate::image::ImageStore;
 use crate::intake::{Intake, StartUpdate};
 use crate::journal::JournalHandle;
+use crate::phase2::Phase2Cache;
 use crate::record::{SpUpdateState, UpdateRow};
 use crate::reset::{Activation, Expected, ResetOptions};
 use crate::settings::SpSettings;
@@ -20,9 +21,10 @@ use crate::store::AuditEntry;
 use crate::types::{parse_component, parse_updatable, Operation, SpName};
 use crate::update::UpdateHandle;
 use actix::prelude::*;
-use gateway_messages::{MgsRequest, SpResponse, UpdateId};
+use gateway_messages::{MgsRequest, SpComponent, SpResponse, UpdateId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tracing::Instrument;
@@ -86,6 +88,7 @@ pub struct RegistryHandle {
     journal: Option<JournalHandle>,
     /// The scrimlet's own sled (name or serial), which rollouts spare.
     pub own_sp: Option<String>,
+    phase2: Arc<Phase2Cache>,
 }
 
 impl RegistryHandle {
@@ -135,6 +138,7 @@ impl RegistryHandle {
             journal: journal.clone(),
             spool: spool.clone(),
             images: images.clone(),
+            phase2: config.phase2.clone(),
             stopping: false,
             unknown: BTreeMap::new(),
         };
@@ -160,6 +164,7 @@ impl RegistryHandle {
             settings: config.settings,
             journal,
             own_sp: config.own_sp,
+            phase2: config.phase2,
         };
         Ok((handle, rollouts, unreadable))
     }
@@ -216,6 +221,24 @@ impl RegistryHandle {
     /// The image store (one copy per image).
     pub fn images(&self) -> &ImageStore {
         &self.intake.images
+    }
+
+    /// Load a client's image file (at most `max` bytes) off the actor
+    /// threads, within the image read timeout.
+    pub async fn load_image(
+        &self,
+        file: std::fs::File,
+        max: u64,
+    ) -> Result<Arc<crate::image::Image>, RegistryError> {
+        self.intake
+            .load_file(file, max)
+            .await?
+            .map_err(|e| crate::intake::load_error(SpComponent::HOST_CPU_BOOT_FLASH, e))
+    }
+
+    /// The phase-2 recovery images recovering hosts are served from.
+    pub fn phase2(&self) -> &Arc<Phase2Cache> {
+        &self.phase2
     }
 
     /// Replace the configured SPs (see [`Reconfigure`]'s rules).

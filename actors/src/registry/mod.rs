@@ -15,6 +15,7 @@ pub use handle::{History, RegistryHandle, SpSummary, UpdateView};
 use crate::error::{RegistryError, UpdateError};
 use crate::image::{Image, ImageHash, ImageStore};
 use crate::journal::JournalHandle;
+use crate::phase2::Phase2Cache;
 use crate::record::UpdateSpec;
 use crate::settings::SpSettings;
 use crate::sp::{SpHandle, SpTarget};
@@ -75,6 +76,8 @@ pub struct RegistryConfig {
     pub own_sp: Option<String>,
     /// How long reading a client's image may take (default 60 s).
     pub image_read_timeout: Duration,
+    /// Phase-2 recovery images the SPs' hosts may ask for.
+    pub phase2: Arc<Phase2Cache>,
 }
 
 impl RegistryConfig {
@@ -88,6 +91,7 @@ impl RegistryConfig {
             history_max_age: None,
             own_sp: None,
             image_read_timeout: Duration::from_secs(60),
+            phase2: Arc::new(Phase2Cache::new(Default::default())),
         }
     }
 }
@@ -155,6 +159,7 @@ pub struct Registry {
     journal: Option<JournalHandle>,
     spool: Option<Spool>,
     images: ImageStore,
+    phase2: Arc<Phase2Cache>,
     /// Shutting down: no new updates.
     stopping: bool,
     /// Updates SPs hold whose ids we do not know, as last reported.
@@ -190,6 +195,7 @@ impl Registry {
             entry.kind,
             transport,
             self.settings.clone(),
+            self.phase2.clone(),
             fastrand::u32(..),
         );
         self.sps.insert(entry.name.clone(), (entry, handle));

@@ -164,6 +164,11 @@ impl SpActor {
 
     pub(super) fn set_reachable(&mut self, up: bool) {
         self.reachable = up;
+        if up {
+            // Back (perhaps after a reboot that lost the console's
+            // attachment): look at the console now.
+            self.deadlines.insert(Instant::now(), Wake::Console);
+        }
         sp_metrics::reachable(self.name.as_str(), up);
         let last_heard = self.last_heard;
         self.info.send_modify(|i| {
@@ -254,6 +259,7 @@ impl SpActor {
         self.deadlines
             .insert(now + self.settings.discovery_interval, Wake::Tick);
         self.check_link();
+        self.console_tick(now);
         let last_heard = self.last_heard;
         let srtt = self.rtt.srtt().map(|d| d.as_micros() as u64);
         let rto = self.rtt.rto().as_micros() as u64;

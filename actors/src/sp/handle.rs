@@ -3,6 +3,10 @@
 //! chunk stream of an update, the SP's operation slot, and what the actor
 //! publishes. The messages behind it and their handlers are here too.
 
+use super::console::{
+    ClearPhase2, ConsoleDetach, ConsoleError, ConsoleHolder, ConsoleOpen, ConsoleSession,
+    ConsoleSide, ConsoleStatus,
+};
 use super::info::{FirmwareVersions, SpIdentity, SpInfo, SpStatuses, SpTarget};
 use super::slot::Claim;
 use super::{Reply, SpActor};
@@ -10,6 +14,7 @@ use crate::deadlines::Deadlines;
 use crate::delivery::{ChunkCounts, ChunkStream, StreamEvent};
 use crate::error::RpcError;
 use crate::image::Image;
+use crate::phase2::{Phase2Cache, Phase2Seen};
 use crate::record::SpUpdateState;
 use crate::rpc::RttEstimator;
 use crate::settings::SpSettings;
@@ -44,6 +49,8 @@ pub type RpcResult = Result<(SpResponse, Vec<u8>), RpcError>;
 #[rtype(result = "oneshot::Receiver<RpcResult>")]
 pub struct Rpc {
     pub request: MgsRequest,
+    /// Trailing bytes (an IPCC value); empty for most requests.
+    pub trailing: Vec<u8>,
     pub kind: RpcKind,
 }
 
@@ -133,6 +140,8 @@ pub struct SpHandle {
     addr: Addr<SpActor>,
     info: watch::Receiver<SpInfo>,
     statuses: watch::Receiver<SpStatuses>,
+    console_status: Option<watch::Receiver<ConsoleStatus>>,
+    phase2_seen: watch::Receiver<Option<Phase2Seen>>,
 }
 
 impl SpHandle {
@@ -144,6 +153,7 @@ impl SpHandle {
         kind: Option<SpType>,
         transport: Arc<dyn Transport>,
         settings: SpSettings,
+        phase2: Arc<Phase2Cache>,
         first_id: u32,
     ) -> Self {
         let (info_tx, info) = watch::channel(SpInfo {
@@ -160,6 +170,17 @@ impl SpHandle {
             operation: None,
         });
         let (statuses_tx, statuses) = watch::channel(SpStatuses::default());
+        // Sleds have a host console; an SP of unknown kind is asked (and
+        // says if it has none).
+        let console = matches!(kind, None | Some(SpType::Sled)).then(|| {
+            ConsoleSide::new(
+                name.as_str(),
+                settings.console.scrollback_bytes(),
+                settings.console.attach,
+            )
+        });
+        let console_status = console.as_ref().map(ConsoleSide::subscribe);
+        let (phase2_tx, phase2_seen) = watch::channel(None);
         let actor = SpActor {
             name: name.clone(),
             target,
@@ -191,6 +212,9 @@ impl SpHandle {
             slot: Default::default(),
             created: Instant::now(),
             metrics: super::SpMetrics::new(name.as_str()),
+            console,
+            phase2,
+            phase2_seen: phase2_tx,
             span: tracing::info_span!("sp", sp = %name),
         };
         Self {
@@ -199,6 +223,8 @@ impl SpHandle {
             addr: actor.start(),
             info,
             statuses,
+            console_status,
+            phase2_seen,
         }
     }
 
@@ -257,10 +283,78 @@ impl SpHandle {
         };
         let rx = self
             .addr
-            .send(Rpc { request, kind })
+            .send(Rpc {
+                request,
+                trailing: Vec::new(),
+                kind,
+            })
             .await
             .map_err(|_| stopped())?;
         rx.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Set IPCC key `key` to `value` (an empty value clears it).
+    pub async fn set_ipcc(&self, key: u8, value: Vec<u8>) -> Result<(), RpcError> {
+        let stopped = || RpcError::Stopped {
+            sp: self.name.clone(),
+        };
+        let request = MgsRequest::SetIpccKeyLookupValue { key };
+        let rx = self
+            .addr
+            .send(Rpc {
+                request,
+                trailing: value,
+                kind: RpcKind::Normal,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        match rx.await.unwrap_or_else(|_| Err(stopped()))? {
+            (SpResponse::SetIpccKeyLookupValueAck, _) => Ok(()),
+            (response, _) => Err(RpcError::Unexpected {
+                sp: self.name.clone(),
+                request: crate::metrics::request_kind(&request),
+                response: Box::new(response),
+            }),
+        }
+    }
+
+    /// The console's state, if the SP has one.
+    pub fn console_status(&self) -> Option<ConsoleStatus> {
+        self.console_status.as_ref().map(|s| s.borrow().clone())
+    }
+
+    /// Open a console session (`write`: the one that may type).
+    pub async fn console_open(
+        &self,
+        write: bool,
+        holder: String,
+    ) -> Result<ConsoleSession, ConsoleError> {
+        self.addr
+            .send(ConsoleOpen { write, holder })
+            .await
+            .map_err(|_| ConsoleError::Stopped {
+                sp: self.name.clone(),
+            })?
+    }
+
+    /// End the typing session by force and detach the SP's console (it is
+    /// attached again at once); the session ended, if one was.
+    pub async fn console_detach(&self) -> Result<Option<ConsoleHolder>, ConsoleError> {
+        let stopped = || ConsoleError::Stopped {
+            sp: self.name.clone(),
+        };
+        let rx = self.addr.send(ConsoleDetach).await.map_err(|_| stopped())?;
+        rx.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// The SP's most recent phase-2 image request.
+    pub fn phase2_progress(&self) -> Option<Phase2Seen> {
+        *self.phase2_seen.borrow()
+    }
+
+    /// Forget the SP's most recent phase-2 request.
+    pub fn clear_phase2_progress(&self) {
+        self.addr.do_send(ClearPhase2);
     }
 
     /// Send `request`; `pick` takes the answer it expects (with its
@@ -528,7 +622,7 @@ impl Handler<Rpc> for SpActor {
     fn handle(&mut self, msg: Rpc, _: &mut Context<Self>) -> Self::Result {
         let _in_span = self.span.clone().entered();
         let (tx, rx) = oneshot::channel();
-        self.submit(msg.request, msg.kind, Reply::Client(tx));
+        self.submit_with(msg.request, &msg.trailing, msg.kind, Reply::Client(tx));
         MessageResult(rx)
     }
 }

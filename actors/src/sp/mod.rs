@@ -21,12 +21,17 @@
 //! the socket into a fixed buffer and runs the timer. The actor stops when
 //! told to ([`SpHandle::stop`]); its socket closes with it.
 
+mod console;
 mod discovery;
 mod handle;
 mod info;
 pub mod slot;
 mod sp_metrics;
 
+pub use console::{
+    ClearPhase2, ConsoleDetach, ConsoleError, ConsoleHolder, ConsoleOpen, ConsoleSession,
+    ConsoleStatus,
+};
 pub use handle::{
     Deliver, DeliveryReport, OpClaim, Rpc, RpcKind, RpcResult, SlotBusy, SpHandle, StopDelivery,
 };
@@ -65,6 +70,8 @@ enum Reply {
     /// Nobody waits: what matters is published as it is answered (an
     /// update status).
     Background,
+    /// The console's own requests.
+    Console(console::ConsoleReply),
 }
 
 struct Request {
@@ -127,6 +134,8 @@ enum Wake {
     Tick,
     /// Parked requests may have waited long enough.
     Parked,
+    /// The console's attach or keep-alive may be due.
+    Console,
 }
 
 /// One SP's actor. See the module docs.
@@ -178,6 +187,12 @@ pub struct SpActor {
     slot: slot::OpSlot<oneshot::Sender<Result<u64, Operation>>>,
     created: Instant,
     metrics: SpMetrics,
+    /// The host serial console (sleds, and SPs of unknown kind until they
+    /// say they have none).
+    console: Option<console::ConsoleSide>,
+    phase2: Arc<crate::phase2::Phase2Cache>,
+    /// The SP's most recent phase-2 request.
+    phase2_seen: watch::Sender<Option<crate::phase2::Phase2Seen>>,
     /// Everything the actor logs is in this span (`sp` = its name).
     span: tracing::Span,
 }
@@ -192,6 +207,11 @@ const RECV_BUDGET: usize = 64;
 impl SpActor {
     /// Queue a request; it goes out as soon as the window has room.
     fn submit(&mut self, request: MgsRequest, kind: RpcKind, reply: Reply) {
+        self.submit_with(request, &[], kind, reply)
+    }
+
+    /// Queue a request with trailing bytes (a console write, an IPCC value).
+    fn submit_with(&mut self, request: MgsRequest, trailing: &[u8], kind: RpcKind, reply: Reply) {
         let discover = matches!(request, MgsRequest::Discover);
         if self.destination(discover).is_none() && !self.waits_for_peer(discover) {
             return self.answer(
@@ -224,7 +244,7 @@ impl SpActor {
         self.requests.insert(
             id,
             Request {
-                datagram: RequestDatagram::new(id, request, &[]),
+                datagram: RequestDatagram::new(id, request, trailing),
                 attempts,
                 kind: crate::metrics::request_kind(&request),
                 discover,
@@ -365,14 +385,20 @@ impl SpActor {
     /// read of it stale.
     fn forget_status(&mut self, request: &MgsRequest) {
         let component = match *request {
-            MgsRequest::SpUpdatePrepare(_) | MgsRequest::ResetComponentTrigger { .. } => {
+            MgsRequest::SpUpdatePrepare(_) => SpComponent::SP_ITSELF,
+            MgsRequest::ResetComponentTrigger { component } => {
+                if component == SpComponent::SP_ITSELF {
+                    self.console_reset();
+                }
                 SpComponent::SP_ITSELF
             }
             MgsRequest::ComponentUpdatePrepare(p) => p.component,
             MgsRequest::UpdateAbort { component, .. } => component,
             MgsRequest::ResetTrigger | MgsRequest::ResetComponentTriggerWithWatchdog { .. } => {
-                // The whole SP reboots: every status goes.
+                // The whole SP reboots: every status goes, and so does
+                // the console's attachment.
                 self.statuses.send_modify(|s| s.0.clear());
+                self.console_reset();
                 return;
             }
             _ => return,
@@ -401,10 +427,13 @@ impl SpActor {
                 return;
             }
         };
-        // SP-initiated requests (serial console, host phase 2) are not
-        // answers and are not served here.
-        let MessageKind::SpResponse(response) = kind else {
-            return;
+        let response = match kind {
+            MessageKind::SpResponse(r) => r,
+            MessageKind::SpRequest(r) => {
+                self.heard(Instant::now());
+                return self.on_sp_request(r, header.message_id, trailing, from);
+            }
+            _ => return,
         };
         let id = header.message_id;
         let now = Instant::now();
@@ -653,6 +682,7 @@ impl SpActor {
                 self.state_waiters.clear();
             }
             Reply::Background => {}
+            Reply::Console(r) => self.console_answered(r, result),
             Reply::Version(component) => {
                 if let Ok((_, value)) = result {
                     let version = String::from_utf8_lossy(&value).into_owned();
@@ -713,6 +743,7 @@ impl SpActor {
                 }
                 Wake::Tick => self.tick(now),
                 Wake::Parked => self.expire_parked(now),
+                Wake::Console => self.console_tick(now),
             }
         }
     }

@@ -289,3 +289,57 @@ pub fn parse_since(text: &str) -> Result<u64, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64))
 }
+
+/// `console_attach`: the connection becomes the console's stream.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleAttachArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// The console's component.
+    #[arg(long, default_value = "sp3-host-cpu")]
+    #[serde(default = "host_console")]
+    pub component: String,
+    /// Watch only (read access suffices); typing needs operate access
+    /// and is one session at a time.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Start at the newest output, not at the oldest the scrollback holds.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_scrollback: bool,
+}
+
+fn host_console() -> String {
+    "sp3-host-cpu".into()
+}
+
+/// `console_detach`: end the typing session by force.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleDetachArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// The console's component.
+    #[arg(long, default_value = "sp3-host-cpu")]
+    #[serde(default = "host_console")]
+    pub component: String,
+}
+
+/// `installinator_set`: the ids a recovering sled's installinator uses.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallinatorArgs {
+    /// SP name or serial number.
+    pub sp: String,
+    /// The recovery's update id.
+    #[arg(long)]
+    pub update_id: uuid::Uuid,
+    /// SHA-256 of the host phase-2 image (hex).
+    #[arg(long)]
+    pub host_phase_2: String,
+    /// SHA-256 of the control-plane image (hex).
+    #[arg(long)]
+    pub control_plane: String,
+}

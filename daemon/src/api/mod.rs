@@ -66,6 +66,24 @@ pub enum Command {
     RolloutAbort(RolloutArgs),
     /// Every rollout, oldest first.
     RolloutList(NoArgs),
+    /// Attach to a serial console: after the answer the connection carries
+    /// the console (see the protocol document).
+    ConsoleAttach(ConsoleAttachArgs),
+    /// End a console's typing session by force.
+    ConsoleDetach(ConsoleDetachArgs),
+    /// Keep a host phase-2 recovery image (the descriptor sent with the
+    /// request) for recovering hosts; answers its id.
+    RecoveryUpload(NoArgs),
+    /// The phase-2 images held, most recently requested first.
+    RecoveryImages(NoArgs),
+    /// The SP's most recent phase-2 request (a recovering host's progress).
+    RecoveryStatus(SpArgs),
+    /// Forget the SP's most recent phase-2 request.
+    RecoveryClear(SpArgs),
+    /// Set the installinator image ids a recovering sled reads over IPCC.
+    InstallinatorSet(InstallinatorArgs),
+    /// Clear them.
+    InstallinatorClear(SpArgs),
 }
 
 /// Who may send a command.
@@ -104,6 +122,14 @@ impl Command {
             Command::RolloutResume(_) => "rollout_resume",
             Command::RolloutAbort(_) => "rollout_abort",
             Command::RolloutList(_) => "rollout_list",
+            Command::ConsoleAttach(_) => "console_attach",
+            Command::ConsoleDetach(_) => "console_detach",
+            Command::RecoveryUpload(_) => "recovery_upload",
+            Command::RecoveryImages(_) => "recovery_images",
+            Command::RecoveryStatus(_) => "recovery_status",
+            Command::RecoveryClear(_) => "recovery_clear",
+            Command::InstallinatorSet(_) => "installinator_set",
+            Command::InstallinatorClear(_) => "installinator_clear",
         }
     }
 
@@ -118,7 +144,13 @@ impl Command {
             | Command::RolloutStart(_)
             | Command::RolloutPause(_)
             | Command::RolloutResume(_)
-            | Command::RolloutAbort(_) => Class::Operate,
+            | Command::RolloutAbort(_)
+            | Command::ConsoleDetach(_)
+            | Command::RecoveryUpload(_)
+            | Command::RecoveryClear(_)
+            | Command::InstallinatorSet(_)
+            | Command::InstallinatorClear(_) => Class::Operate,
+            Command::ConsoleAttach(a) if !a.read_only => Class::Operate,
             _ => Class::Read,
         }
     }
@@ -137,6 +169,12 @@ impl Command {
                 (Some(&a.sp), Some(&a.component), None)
             }
             Command::Watch(a) => (None, None, a.id),
+            Command::ConsoleAttach(a) => (Some(&a.sp), Some(&a.component), None),
+            Command::ConsoleDetach(a) => (Some(&a.sp), Some(&a.component), None),
+            Command::RecoveryStatus(a)
+            | Command::RecoveryClear(a)
+            | Command::InstallinatorClear(a) => (Some(&a.sp), None, None),
+            Command::InstallinatorSet(a) => (Some(&a.sp), None, Some(a.update_id)),
             Command::RolloutStart(a) => (None, None, a.id),
             Command::RolloutStatus(a)
             | Command::RolloutWatch(a)
@@ -206,6 +244,13 @@ pub enum ErrorCode {
     /// The state directory cannot be written (disk full, ...): an update
     /// that could not be journalled is not started.
     StateUnwritable,
+    /// The SP has no serial console mgsd can attach to (not a sled, or
+    /// consoles are off in the config).
+    ConsoleUnavailable,
+    /// Another session types on that console (the message names it).
+    ConsoleHeld,
+    /// No phase-2 image by that id is held.
+    UnknownImage,
     /// Anything else.
     Internal,
 }

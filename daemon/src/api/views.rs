@@ -421,3 +421,67 @@ impl RolloutView {
         }
     }
 }
+
+/// `console_attach`'s answer, before the console's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleOpened {
+    pub sp: String,
+    pub component: String,
+    pub session: u64,
+    pub read_only: bool,
+    /// Output the session starts with (0 with `no_scrollback`).
+    pub scrollback_bytes: u64,
+    /// Whether mgsd holds the SP's console now (it attaches again by
+    /// itself after a reset).
+    pub attached: bool,
+    pub state: actors::console::LinkState,
+}
+
+/// One console stream line (`console_attach`, after its answer). Bytes
+/// are base64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ConsoleLine {
+    Output { data: String },
+    Lost { bytes: u64 },
+    Reattached { reason: String },
+    Notice { message: String },
+    Ended { reason: String },
+}
+
+/// What a console client sends, one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConsoleInputLine {
+    /// Bytes to type (base64).
+    Write(String),
+    Break(bool),
+    Detach(bool),
+}
+
+/// A phase-2 image held for recovering hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase2ImageView {
+    /// SHA-256 of the image, hex: its id.
+    pub sha256_hash: String,
+    pub len: u64,
+}
+
+/// An SP's most recent phase-2 request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "progress", rename_all = "snake_case")]
+pub enum Phase2ProgressView {
+    Available {
+        image_id: Phase2Id,
+        offset: u64,
+        /// The image's size; 0 if mgsd does not hold it.
+        total_size: u64,
+        age_ms: u64,
+    },
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase2Id {
+    pub sha256_hash: String,
+}

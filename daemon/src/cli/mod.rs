@@ -13,6 +13,7 @@
 //! the SP did not answer again within the budget.
 
 mod artifact;
+pub mod console;
 mod print;
 mod rollout;
 mod watch;
@@ -101,6 +102,39 @@ enum Cmd {
     /// a concurrency cap and a stop rule (see docs/rollouts.md).
     #[command(subcommand)]
     Rollout(rollout::RolloutCmd),
+    /// A sled's host serial console in this terminal, starting with the
+    /// scrollback. Escapes after a newline: ~. leaves, ~B sends a break,
+    /// ~? lists them. Typing needs operate access and is one session at a
+    /// time; --read-only watches.
+    Console(api::ConsoleAttachArgs),
+    /// End the typing session on an SP's console by force (its client is
+    /// told), freeing it for you.
+    ConsoleDetach(api::ConsoleDetachArgs),
+    /// Host phase-2 recovery: images for recovering hosts, and their
+    /// progress.
+    #[command(subcommand)]
+    Recovery(RecoveryCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum RecoveryCmd {
+    /// Keep a phase-2 image for recovering hosts; prints its id (SHA-256).
+    Upload {
+        /// The phase-2 image file (mgsctl opens it and hands mgsd the open
+        /// file).
+        file: PathBuf,
+    },
+    /// The phase-2 images held, most recently requested first.
+    Images,
+    /// How far the SP's recovering host has fetched (its most recent
+    /// phase-2 request).
+    Status(api::SpArgs),
+    /// Forget the SP's most recent phase-2 request.
+    Clear(api::SpArgs),
+    /// Set the installinator image ids the sled reads over IPCC.
+    InstallinatorSet(api::InstallinatorArgs),
+    /// Clear them.
+    InstallinatorClear(api::SpArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,11 +203,11 @@ const EXIT_UPDATE_FAILED: u8 = 7;
 fn exit_code(code: ErrorCode) -> u8 {
     use ErrorCode::*;
     match code {
-        UnknownSp | UnknownUpdate | UnknownRollout => 4,
+        UnknownSp | UnknownUpdate | UnknownRollout | UnknownImage => 4,
         BadRequest | RequestTooLarge | UnsupportedVersion | BadComponent | BadSlot
-        | ImageUnreadable | BadImage | BadPlan => 5,
+        | ImageUnreadable | BadImage | BadPlan | ConsoleUnavailable => 5,
         SpError | SpUnreachable => 6,
-        UpdateConflict | UpdateRunning | AbortRefused | RolloutState => 8,
+        UpdateConflict | UpdateRunning | AbortRefused | RolloutState | ConsoleHeld => 8,
         PermissionDenied => 9,
         Busy => 3,
         ShuttingDown | StateUnwritable | Internal => 1,
@@ -301,7 +335,80 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Cmd::Watch(WatchCli { id: None }) => watch::all(cli),
         Cmd::Artifact(a) => artifact::run(cli, a),
         Cmd::Rollout(a) => rollout::run(cli, a),
+        Cmd::Console(a) => console::run(cli, a),
+        Cmd::ConsoleDetach(a) => {
+            let v: serde_json::Value = cli.call(&Command::ConsoleDetach(a.clone()))?;
+            if !cli.json {
+                match v.get("ended").and_then(|e| e.as_str()) {
+                    Some(holder) => println!("{} console: ended the session of {holder}", a.sp),
+                    None => println!("{} console: no typing session was attached", a.sp),
+                }
+            }
+            Ok(())
+        }
+        Cmd::Recovery(r) => recovery(cli, r),
     }
+}
+
+fn recovery(cli: &Cli, r: &RecoveryCmd) -> Result<(), Failure> {
+    use api::views::{Phase2ImageView, Phase2ProgressView};
+    match r {
+        RecoveryCmd::Upload { file } => {
+            let image = open_image(file)?;
+            let mut client = cli.connect()?;
+            let response = client
+                .request_with(
+                    &Command::RecoveryUpload(api::NoArgs {}),
+                    Some(std::os::fd::AsFd::as_fd(&image)),
+                )
+                .map_err(|e| Failure(3, format!("talking to mgsd: {e}")))?;
+            let v: Phase2ImageView = cli.settle(response)?;
+            if !cli.json {
+                println!("{} ({} bytes) kept for recovery", v.sha256_hash, v.len);
+            }
+        }
+        RecoveryCmd::Images => {
+            let v: Vec<Phase2ImageView> = cli.call(&Command::RecoveryImages(api::NoArgs {}))?;
+            if !cli.json {
+                for i in &v {
+                    println!("{}  {} bytes", i.sha256_hash, i.len);
+                }
+            }
+        }
+        RecoveryCmd::Status(a) => {
+            let v: Phase2ProgressView = cli.call(&Command::RecoveryStatus(a.clone()))?;
+            if !cli.json {
+                match v {
+                    Phase2ProgressView::None => println!("{}: no phase-2 request seen", a.sp),
+                    Phase2ProgressView::Available {
+                        image_id,
+                        offset,
+                        total_size,
+                        age_ms,
+                    } => {
+                        let pct = match total_size {
+                            0 => "image not held here".to_string(),
+                            t => format!("{:.1}%", offset as f64 * 100.0 / t as f64),
+                        };
+                        println!(
+                            "{}: image {} offset {offset} of {total_size} ({pct}), {age_ms} ms ago",
+                            a.sp, image_id.sha256_hash
+                        );
+                    }
+                }
+            }
+        }
+        RecoveryCmd::Clear(a) => {
+            let _: serde_json::Value = cli.call(&Command::RecoveryClear(a.clone()))?;
+        }
+        RecoveryCmd::InstallinatorSet(a) => {
+            let _: serde_json::Value = cli.call(&Command::InstallinatorSet(a.clone()))?;
+        }
+        RecoveryCmd::InstallinatorClear(a) => {
+            let _: serde_json::Value = cli.call(&Command::InstallinatorClear(a.clone()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A reset's (or activation's) outcome: its line, and its failure.

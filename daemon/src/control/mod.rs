@@ -6,6 +6,8 @@
 //! and changes nothing; the connection and the daemon keep serving.
 
 mod access;
+pub(crate) mod console;
+pub(crate) mod recovery;
 // Public for the fuzz targets (`fuzz-targets/`); nothing else uses it.
 pub mod framing;
 mod places;
@@ -303,6 +305,32 @@ impl ControlServer {
                 let streamed = updates::watch(&self, &mut write, request.request_id, w.id);
                 return until_gone(&read, streamed).await;
             }
+            if let Command::ConsoleAttach(a) = command {
+                let holder = format!(
+                    "uid {} pid {} (control socket)",
+                    peer.uid,
+                    peer.pid.unwrap_or(0)
+                );
+                match console::open(&self.gw, &a, holder).await {
+                    Ok((session, opened)) => {
+                        let id = request.request_id;
+                        let nsb = a.no_scrollback;
+                        return console::serve_socket(
+                            session, opened, nsb, read, write, framer, id,
+                        )
+                        .await;
+                    }
+                    Err((code, message)) => {
+                        // Refused: the connection serves on, as after any error.
+                        let r = Response::error(request.request_id, code, message);
+                        count("console_attach", &r);
+                        if send(&mut write, &r).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
             if let Command::RolloutWatch(a) = command {
                 metrics::counter!("mgsd_control_requests_total", "command" => "rollout_watch", "result" => "ok").increment(1);
                 let streamed = rollouts::watch(&self, &mut write, request.request_id, a);
@@ -470,7 +498,14 @@ impl ControlServer {
             Command::RolloutResume(a) => ok(rollouts::change(&self.gw, a, Change::Resume).await),
             Command::RolloutAbort(a) => ok(rollouts::change(&self.gw, a, Change::Abort).await),
             Command::RolloutList(_) => Ok(to_value(&rollouts::list(&self.gw).await)),
-            Command::Watch(_) | Command::RolloutWatch(_) => {
+            Command::ConsoleDetach(a) => console::detach(&self.gw, a).await,
+            Command::RecoveryUpload(_) => ok(recovery::upload(&self.gw, fds).await),
+            Command::RecoveryImages(_) => Ok(to_value(&recovery::images(&self.gw))),
+            Command::RecoveryStatus(a) => ok(recovery::status(&self.gw, a).await),
+            Command::RecoveryClear(a) => ok(recovery::clear(&self.gw, a).await),
+            Command::InstallinatorSet(a) => ok(recovery::installinator_set(&self.gw, a).await),
+            Command::InstallinatorClear(a) => ok(recovery::installinator_clear(&self.gw, a).await),
+            Command::Watch(_) | Command::RolloutWatch(_) | Command::ConsoleAttach(_) => {
                 unreachable!("handled by the connection")
             }
         }

@@ -52,7 +52,11 @@ impl ApiError {
             }
             E::UnsupportedVersion => StatusCode::BAD_REQUEST,
             E::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            E::UnknownSp | E::UnknownUpdate | E::UnknownRollout => StatusCode::NOT_FOUND,
+            E::UnknownSp | E::UnknownUpdate | E::UnknownRollout | E::UnknownImage => {
+                StatusCode::NOT_FOUND
+            }
+            E::ConsoleUnavailable => StatusCode::BAD_REQUEST,
+            E::ConsoleHeld => StatusCode::CONFLICT,
             E::ImageUnreadable => StatusCode::BAD_REQUEST,
             E::UpdateConflict | E::UpdateRunning | E::AbortRefused | E::RolloutState => {
                 StatusCode::CONFLICT

@@ -210,7 +210,6 @@ pub const NOT_YET: &[(&str, &[&str], &str)] = &[
     ("/ignition", &["get"], "ignition"),
     ("/ignition/{type}/{slot}", &["get"], "ignition"),
     ("/ignition/{type}/{slot}/{command}", &["post"], "ignition"),
-    ("/recovery/host-phase2", &["post"], "host recovery"),
     ("/sp/{type}/{slot}/component", &["get"], "inventory"),
     (
         "/sp/{type}/{slot}/component/{component}",
@@ -232,27 +231,7 @@ pub const NOT_YET: &[(&str, &[&str], &str)] = &[
         &["post"],
         "inventory",
     ),
-    (
-        "/sp/{type}/{slot}/component/{component}/serial-console/attach",
-        &["get"],
-        "serial console",
-    ),
-    (
-        "/sp/{type}/{slot}/component/{component}/serial-console/detach",
-        &["post"],
-        "serial console",
-    ),
     ("/sp/{type}/{slot}/ereports", &["post"], "ereports"),
-    (
-        "/sp/{type}/{slot}/host-phase2-progress",
-        &["get", "delete"],
-        "host recovery",
-    ),
-    (
-        "/sp/{type}/{slot}/ipcc/installinator-image-id",
-        &["put", "delete"],
-        "host recovery",
-    ),
     (
         "/sp/{type}/{slot}/sensor/{sensor_id}/value",
         &["get"],

@@ -489,3 +489,52 @@ mod tests {
         assert_eq!(o.to_bits(), 1 << 8);
     }
 }
+
+/// A phase-2 recovery image's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostPhase2RecoveryImageId {
+    /// SHA-256 of the whole image, hex.
+    #[schema(format = "hex string (32 bytes)")]
+    pub sha256_hash: String,
+}
+
+/// A span of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Duration {
+    pub secs: u64,
+    pub nanos: u32,
+}
+
+impl From<std::time::Duration> for Duration {
+    fn from(d: std::time::Duration) -> Self {
+        Self {
+            secs: d.as_secs(),
+            nanos: d.subsec_nanos(),
+        }
+    }
+}
+
+/// An SP's most recent phase-2 request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "progress", rename_all = "snake_case")]
+pub enum HostPhase2Progress {
+    Available {
+        image_id: HostPhase2RecoveryImageId,
+        offset: u64,
+        /// The image's size (0 if mgsd does not hold it).
+        total_size: u64,
+        age: Duration,
+    },
+    None,
+}
+
+/// The ids a recovering sled's installinator uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstallinatorImageId {
+    #[schema(value_type = String, format = Uuid)]
+    pub update_id: uuid::Uuid,
+    #[schema(format = "hex string (32 bytes)")]
+    pub host_phase_2: String,
+    #[schema(format = "hex string (32 bytes)")]
+    pub control_plane: String,
+}

@@ -10,12 +10,14 @@
 //! protocol over HTTP (`mgsctl --http`), `openapi` the document.
 
 mod config;
+mod console;
 mod control;
 mod error;
 mod ext;
 mod frame;
 pub mod mgs;
 pub mod openapi;
+mod recovery;
 mod serve;
 mod sp;
 mod tls;
@@ -338,6 +340,23 @@ pub fn router(api: Api) -> Router {
         .route(
             "/sp/{type}/{slot}/component/{component}/update-status",
             get(update::status),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/serial-console/attach",
+            get(console::attach),
+        )
+        .route(
+            "/sp/{type}/{slot}/component/{component}/serial-console/detach",
+            post(console::detach),
+        )
+        .route("/recovery/host-phase2", post(recovery::upload))
+        .route(
+            "/sp/{type}/{slot}/host-phase2-progress",
+            get(recovery::progress_get).delete(recovery::progress_delete),
+        )
+        .route(
+            "/sp/{type}/{slot}/ipcc/installinator-image-id",
+            axum::routing::put(recovery::installinator_set).delete(recovery::installinator_delete),
         );
     let mgs = frame::not_yet(mgs);
     mgs.merge(ext::routes())

@@ -3,7 +3,7 @@
 //! they differ (`cargo run --bin mgsd -- --openapi > openapi/mgsd.json`
 //! refreshes it).
 
-use super::{control, error, ext, mgs, sp, update};
+use super::{console, control, error, ext, mgs, recovery, sp, update};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -34,6 +34,13 @@ use utoipa::OpenApi;
         update::start,
         update::abort,
         update::status,
+        console::attach,
+        console::detach,
+        recovery::upload,
+        recovery::progress_get,
+        recovery::progress_delete,
+        recovery::installinator_set,
+        recovery::installinator_delete,
         ext::list,
         ext::update,
         ext::history,

@@ -62,6 +62,10 @@ pub struct SpDefaults {
     /// `[sp_defaults.delivery]`: the host flash the SP hashes, and the
     /// largest host-flash image.
     pub host_flash_capacity_mib: Option<u64>,
+    /// `[sp_defaults.console]`.
+    pub console_keepalive_ms: Option<u64>,
+    pub console_retry_ms: Option<u64>,
+    pub console_scrollback_kib: Option<u64>,
 }
 
 impl Default for SpDefaults {
@@ -75,6 +79,9 @@ impl Default for SpDefaults {
             max_attempts_reset: None,
             status_poll_interval_ms: Some(10),
             host_flash_capacity_mib: Some(4),
+            console_keepalive_ms: None,
+            console_retry_ms: None,
+            console_scrollback_kib: None,
         }
     }
 }
@@ -125,6 +132,14 @@ impl SpDefaults {
                 &[
                     ("status_poll_interval_ms", self.status_poll_interval_ms),
                     ("host_flash_capacity_mib", self.host_flash_capacity_mib),
+                ],
+            ),
+            table(
+                "sp_defaults.console",
+                &[
+                    ("keepalive_ms", self.console_keepalive_ms),
+                    ("retry_ms", self.console_retry_ms),
+                    ("scrollback_kib", self.console_scrollback_kib),
                 ],
             ),
         ]
