@@ -42,6 +42,9 @@ pub struct Config {
     /// Host phase-2 recovery images.
     #[serde(default)]
     pub recovery: actors::phase2::Phase2Settings,
+    /// Console log files.
+    #[serde(default)]
+    pub console: crate::console_log::ConsoleLogConfig,
     /// The SPs, one table each.
     #[serde(default, rename = "sp")]
     pub sps: Vec<SpConfig>,

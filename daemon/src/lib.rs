@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console_log;
 pub mod control;
 pub mod demo;
 pub mod http;
@@ -37,6 +38,9 @@ pub enum DaemonError {
     /// The state directory is not the daemon's alone.
     #[error("state directory: {0}")]
     State(#[source] actors::store::StoreError),
+    /// The console log directory cannot be used.
+    #[error("console logs (console.log_dir): {0}")]
+    ConsoleLog(#[source] std::io::Error),
 }
 
 /// Run the daemon until `shutdown` completes. Must be called inside an
@@ -107,6 +111,43 @@ pub async fn run(
         "mgsd_http_refusals_total",
         "HTTP connections or requests refused, by reason (busy, tls, permission_denied)."
     );
+    metrics::describe_counter!(
+        "mgsd_console_bytes_total",
+        "Serial console bytes by SP and direction (in: output taken into the scrollback; out: input the SP took)."
+    );
+    metrics::describe_counter!(
+        "mgsd_console_dropped_bytes_total",
+        "Console output bytes dropped by reason (gap: lost on the way; duplicate: seen twice; scrollback: pushed out of the ring)."
+    );
+    metrics::describe_counter!(
+        "mgsd_console_resent_bytes_total",
+        "Console input bytes sent again because the SP had not taken them."
+    );
+    metrics::describe_counter!(
+        "mgsd_console_reader_lost_bytes_total",
+        "Console output a client session read too slowly to get (the ring dropped it first)."
+    );
+    metrics::describe_gauge!(
+        "mgsd_console_attached",
+        "1 while mgsd holds the SP's host console."
+    );
+    metrics::describe_gauge!(
+        "mgsd_console_sessions",
+        "Console sessions open on the SP (clients and log writers)."
+    );
+    metrics::describe_gauge!(
+        "mgsd_console_client_sessions",
+        "Client console sessions being carried (socket and websocket)."
+    );
+    metrics::describe_counter!(
+        "mgsd_recovery_requests_total",
+        "Phase-2 image requests from recovering hosts by result (data, unavailable, bad_offset)."
+    );
+    metrics::describe_counter!(
+        "mgsd_recovery_bytes_total",
+        "Phase-2 image bytes sent to recovering hosts."
+    );
+    metrics::describe_gauge!("mgsd_recovery_images", "Phase-2 images held for recovery.");
     metrics::gauge!("mgsd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let mut registry_config = RegistryConfig::new(config.sp_entries()?, config.sp_defaults.clone());
     registry_config.history = config.updates.history;
@@ -124,6 +165,9 @@ pub async fn run(
     for problem in unreadable {
         tracing::error!(%problem, "journal record not read");
     }
+    console_log::start(&gw, &config.console)
+        .await
+        .map_err(DaemonError::ConsoleLog)?;
     let listener = control::bind(&config.control)?;
     let http = http::Bound::bind(&config.http)?;
     info!(socket = %config.control.socket.display(), sps = config.sps.len(), "mgsd ready");

@@ -347,3 +347,139 @@ async fn mgsctl_console_types_and_leaves_with_tilde_dot() {
     let a = attach(&mut c, json!({})).await;
     assert_eq!(a["ok"]["read_only"], false, "{a}");
 }
+
+#[actix::test]
+async fn console_logs_rotate_and_are_the_daemons_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let logs = tempfile::tempdir().unwrap();
+    let dir = logs.path().join("console");
+    let rig = daemon(
+        None,
+        &format!(
+            "[console]\nlog_dir = \"{}\"\nlog_max_kib = 4\nlog_keep = 2\n",
+            dir.display()
+        ),
+    )
+    .await;
+    attached(&rig).await;
+    let sled = rig.sp("sled-0");
+    for i in 0..20 {
+        sled.inject_host_output(format!("line {i:04} {}\r\n", "x".repeat(1000)).as_bytes());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    sled.inject_host_output(b"LAST LINE\r\n");
+    let log = dir.join("sled-0.log");
+    until("the last line is logged", LIMIT, async || {
+        std::fs::read(&log).is_ok_and(|l| l.windows(9).any(|w| w == b"LAST LINE"))
+    })
+    .await;
+    assert!(dir.join("sled-0.log.1").exists());
+    assert!(dir.join("sled-0.log.2").exists());
+    assert!(!dir.join("sled-0.log.3").exists(), "log_keep = 2");
+    for f in [log.clone(), dir.join("sled-0.log.1")] {
+        let meta = std::fs::metadata(&f).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f:?}");
+        assert!(meta.len() <= 4096 + 1100, "{f:?}: {}", meta.len());
+    }
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+#[actix::test]
+async fn a_killed_client_frees_the_console_and_sigterm_ends_sessions() {
+    let rack = standard_rack(1, 0, 0, Timings::instant());
+    let rig = Rig::child(rack)
+        .sp_defaults(SpDefaults {
+            console_keepalive_ms: Some(200),
+            ..SpDefaults::default()
+        })
+        .start()
+        .await;
+    attached(&rig).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
+        .args([
+            "--socket",
+            rig.socket().to_str().unwrap(),
+            "console",
+            "sled-0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until("mgsctl holds the console", LIMIT, async || {
+        let mut c = rig.conn().await;
+        err_code(&attach(&mut c, json!({})).await) == "console_held"
+    })
+    .await;
+    child.kill().await.unwrap();
+    let mut c = rig.conn().await;
+    until("the console is free again", LIMIT, async || {
+        attach(&mut c, json!({})).await.get("ok").is_some()
+    })
+    .await;
+    // SIGTERM: the daemon does not wait on console sessions, and the
+    // client's stream ends.
+    let (took, code) = rig.term().await;
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    loop {
+        match c.next_within(LIMIT).await {
+            None => break,
+            Some(l) if l["event"] == "output" => continue,
+            Some(l) => assert_eq!(l["event"], "ended", "{l}"),
+        }
+    }
+}
+
+#[actix::test]
+async fn the_terminal_is_restored_after_tilde_dot() {
+    use rustix::termios::{tcgetattr, LocalModes};
+    let rig = daemon(None, "").await;
+    attached(&rig).await;
+    let master =
+        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+            .unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let before = tcgetattr(&slave).unwrap();
+    assert!(before.local_modes.contains(LocalModes::ICANON));
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
+        .args([
+            "--socket",
+            rig.socket().to_str().unwrap(),
+            "console",
+            "sled-0",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until("raw mode", LIMIT, async || {
+        !tcgetattr(&slave)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ICANON)
+    })
+    .await;
+    let mut m = std::fs::File::from(master);
+    use std::io::Write;
+    m.write_all(b"\r~.").unwrap();
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("mgsctl leaves")
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let after = tcgetattr(&slave).unwrap();
+    assert_eq!(after.local_modes, before.local_modes);
+    assert_eq!(after.input_modes, before.input_modes);
+    assert_eq!(after.output_modes, before.output_modes);
+}
