@@ -123,16 +123,22 @@ impl Writer {
                 let note = format!("\n[mgsd: {} bytes of console output lost]\n", read.lost);
                 out.splice(0..0, note.into_bytes());
             }
-            if size + out.len() as u64 > self.max && size > 0 {
-                file.flush().await?;
-                self.rotate()?;
-                file = tokio::fs::File::from_std(open(&self.path)?);
-                size = 0;
+            // Split at the size bound: no log grows past it.
+            let mut rest = &out[..];
+            while !rest.is_empty() {
+                if size >= self.max {
+                    file.flush().await?;
+                    self.rotate()?;
+                    file = tokio::fs::File::from_std(open(&self.path)?);
+                    size = 0;
+                }
+                let n = rest.len().min((self.max - size) as usize);
+                file.write_all(&rest[..n]).await?;
+                size += n as u64;
+                rest = &rest[n..];
             }
-            file.write_all(&out).await?;
             // (A tokio file holds what it was given until flushed.)
             file.flush().await?;
-            size += out.len() as u64;
         }
         file.flush().await
     }

@@ -16,6 +16,10 @@ use tokio::sync::mpsc;
 /// Most output in one event.
 const OUTPUT_CHUNK: usize = 16 * 1024;
 
+/// How long a write may wait for the SP to take it before the client is
+/// told (the session goes on: output, detach and more input are served).
+const WRITE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What a client sends.
 #[derive(Debug)]
 pub(crate) enum Input {
@@ -126,8 +130,20 @@ pub(crate) async fn pump(
             got = input.recv() => match got {
                 None | Some(Input::Detach) => break None,
                 Some(Input::Write(data)) if session.write => {
-                    if let Err(e) = session.write(data).await {
-                        break Some(e.to_string());
+                    match tokio::time::timeout(WRITE_PATIENCE, session.write(data)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break Some(e.to_string()),
+                        Err(_) => {
+                            // Still queued in the SP's actor; the client
+                            // hears why nothing happens.
+                            let notice = format!(
+                                "the SP has not taken input for {} s (it stays queued; is the SP reachable?)",
+                                WRITE_PATIENCE.as_secs()
+                            );
+                            if out.send(Event::Notice(notice)).await.is_err() {
+                                break None;
+                            }
+                        }
                     }
                 }
                 Some(Input::Break) if session.write => {

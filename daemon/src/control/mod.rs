@@ -311,7 +311,18 @@ impl ControlServer {
                     peer.uid,
                     peer.pid.unwrap_or(0)
                 );
-                match console::open(&self.gw, &a, holder).await {
+                // A typing session is an operate command: audited.
+                let entry = (!a.read_only)
+                    .then(|| self.audit_entry(&peer, &Command::ConsoleAttach(a.clone())));
+                let opened = console::open(&self.gw, &a, holder).await;
+                if let Some(entry) = entry {
+                    let r = match &opened {
+                        Ok((s, _)) => Response::ok(None, serde_json::json!({ "session": s.id })),
+                        Err((code, message)) => Response::error(None, *code, message.clone()),
+                    };
+                    self.audit(entry, &r);
+                }
+                match opened {
                     Ok((session, opened)) => {
                         let id = request.request_id;
                         let nsb = a.no_scrollback;

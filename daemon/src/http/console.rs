@@ -37,9 +37,20 @@ pub(super) async fn attach(
         read_only: caller.class != Ok(Class::Operate),
         no_scrollback: false,
     };
-    let (session, _) = console::open(api.gw(), &args, caller.who())
+    let opened = console::open(api.gw(), &args, caller.who())
         .await
-        .map_err(failed)?;
+        .map_err(failed);
+    if !args.read_only {
+        // A typing session is an operate action: audited.
+        let what = Audited {
+            command: "console_attach",
+            sp: Some(args.sp.clone()),
+            component: Some(args.component.clone()),
+            update_id: None,
+        };
+        api.audit(what.entry(&caller), opened.as_ref().err());
+    }
+    let (session, _) = opened?;
     Ok(upgrade.on_upgrade(move |socket| serve(socket, session)))
 }
 
