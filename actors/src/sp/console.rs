@@ -312,10 +312,17 @@ impl SpActor {
     pub(super) fn console_tick(&mut self, now: Instant) {
         let reachable = self.reachable && self.peer.is_some();
         let settings = self.settings.console.clone();
+        let others = !self.requests.is_empty();
         let Some(c) = self.console.as_mut() else {
             return;
         };
         if c.busy || !reachable || now < c.due {
+            return;
+        }
+        // Background traffic: it waits for a moment with no other request
+        // under way (an update's status, a client's), unless it is a whole
+        // keep-alive interval late.
+        if others && now < c.due + settings.keepalive() {
             return;
         }
         let (request, reply) = match c.link.state {
