@@ -288,7 +288,7 @@ pub(super) enum ConsoleReply {
         probe: bool,
     },
     Write,
-    /// A detach, and whether to attach after it.
+    /// A detach; the console is attached again after it.
     Detach,
 }
 
