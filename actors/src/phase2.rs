@@ -89,7 +89,10 @@ pub enum Lookup {
         len: u64,
     },
     Unavailable,
-    BadOffset,
+    /// Past the end of an image of this size.
+    BadOffset {
+        len: u64,
+    },
 }
 
 impl Phase2Cache {
@@ -174,22 +177,12 @@ impl Phase2Cache {
         e.used = used;
         let len = e.image.len() as u64;
         if offset >= len {
-            return Lookup::BadOffset;
+            return Lookup::BadOffset { len };
         }
         Lookup::Data {
             image: e.image.clone(),
             len,
         }
-    }
-
-    /// The size of image `hash`, if held.
-    pub fn size_of(&self, hash: &[u8; 32]) -> Option<u64> {
-        let inner = self.lock();
-        inner
-            .entries
-            .iter()
-            .find(|e| e.image.hash.0 == *hash)
-            .map(|e| e.image.len() as u64)
     }
 
     /// The images held, most recently requested first.
@@ -250,7 +243,10 @@ mod tests {
         assert!(matches!(cache.lookup(&a.hash.0, 0), Lookup::Data { .. }));
         assert_eq!(cache.insert(c.clone()).unwrap(), vec![b.hash]);
         assert!(matches!(cache.lookup(&b.hash.0, 0), Lookup::Unavailable));
-        assert!(matches!(cache.lookup(&c.hash.0, 100), Lookup::BadOffset));
+        assert!(matches!(
+            cache.lookup(&c.hash.0, 100),
+            Lookup::BadOffset { len: 100 }
+        ));
         assert_eq!(cache.list().len(), 2);
     }
 

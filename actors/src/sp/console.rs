@@ -578,8 +578,8 @@ impl SpActor {
     fn answer_phase2(&mut self, hash: [u8; 32], offset: u64, message_id: u32, to: SocketAddr) {
         let lookup = self.phase2.lookup(&hash, offset);
         let total = match &lookup {
-            Lookup::Data { len, .. } => Some(*len),
-            _ => self.phase2.size_of(&hash),
+            Lookup::Data { len, .. } | Lookup::BadOffset { len } => Some(*len),
+            Lookup::Unavailable => None,
         };
         self.phase2_seen.send_replace(Some(Phase2Seen {
             hash,
@@ -597,7 +597,7 @@ impl SpActor {
                 MgsResponse::Error(MgsError::HostPhase2Unavailable { hash }),
                 "unavailable",
             ),
-            Lookup::BadOffset => (
+            Lookup::BadOffset { .. } => (
                 MgsResponse::Error(MgsError::HostPhase2ImageBadOffset { hash, offset }),
                 "bad_offset",
             ),
