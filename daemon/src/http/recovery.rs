@@ -5,7 +5,7 @@ use super::error::{ApiError, Json, Path};
 use super::mgs::{HostPhase2Progress, HostPhase2RecoveryImageId, InstallinatorImageId};
 use super::serve::Caller;
 use super::sp::{failed, Done, SpPath};
-use super::upload::{Upload, UploadFile};
+use super::upload::receive;
 use super::{Api, Audited};
 use crate::api::views::Phase2ProgressView;
 use crate::api::{InstallinatorArgs, SpArgs};
@@ -45,22 +45,15 @@ pub(super) async fn upload(
         let gw = api2.gw().clone();
         let max = gw.registry.phase2().max_bytes();
         let idle = Duration::from_millis(api2.0.config.upload_idle_timeout_ms);
-        let mut upload = Upload::new(body, idle);
-        let mut file = UploadFile::new(&api2.0.upload_dir)?;
-        while let Some(chunk) = upload.next().await? {
-            if upload.received > max {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "RequestTooLarge",
-                    format!("{} bytes or more: the recovery cache holds at most {max} bytes (recovery.max_mib)", upload.received),
-                ));
-            }
-            file.push(&chunk).await?;
-        }
-        if upload.received == 0 {
-            return Err(ApiError::bad_request("the body is empty: send the phase-2 image"));
-        }
-        let file = file.finish().await?;
+        let too_large = |got| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLarge",
+                format!("{got} bytes or more: the recovery cache holds at most {max} bytes (recovery.max_mib)"),
+            )
+        };
+        let dir = &api2.0.upload_dir;
+        let file = receive(body, dir, max, idle, too_large, "the phase-2 image").await?;
         let images = gw.registry.images().clone();
         let image = tokio::task::spawn_blocking(move || images.keep_file(file, max))
             .await

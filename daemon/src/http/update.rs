@@ -6,7 +6,7 @@
 use super::error::{ApiError, Error, Json, Path, Query};
 use super::mgs::{SpUpdateStatus, UpdateAbortBody, UpdateQuery};
 use super::sp::{component_args, failed, ComponentPath, Done};
-use super::upload::{Upload, UploadFile};
+use super::upload::receive;
 use super::{Api, Audited, Caller};
 use crate::api::UpdateAbortArgs;
 use crate::control::updates;
@@ -55,7 +55,9 @@ pub(super) async fn start(
         let idle = Duration::from_millis(api2.0.config.upload_idle_timeout_ms);
         // A refused upload's body is drained by `frame`.
         let (component, archive, max) = check(&api2, &sp, &p.component, q.firmware_slot, &headers)?;
-        let file = receive(body, &api2.0.upload_dir, component, archive, max, idle).await?;
+        let too_large = |got| too_large(component, archive, got, max);
+        let dir = &api2.0.upload_dir;
+        let file = receive(body, dir, max, idle, too_large, "the image").await?;
         let source = if archive {
             ImageSource::Archive(file)
         } else {
@@ -134,30 +136,6 @@ fn too_large(component: SpComponent, archive: bool, len: u64, max: u64) -> ApiEr
         "RequestTooLarge",
         format!("{len} bytes or more: {what} is at most {max} bytes"),
     )
-}
-
-/// Stream `body` into a new unlinked file in `dir`, refusing it once it
-/// passes `max` bytes or sends nothing for `idle`.
-async fn receive(
-    body: Body,
-    dir: &std::path::Path,
-    component: SpComponent,
-    archive: bool,
-    max: u64,
-    idle: Duration,
-) -> Result<std::fs::File, ApiError> {
-    let mut upload = Upload::new(body, idle);
-    let mut file = UploadFile::new(dir)?;
-    while let Some(chunk) = upload.next().await? {
-        if upload.received > max {
-            return Err(too_large(component, archive, upload.received, max));
-        }
-        file.push(&chunk).await?;
-    }
-    if upload.received == 0 {
-        return Err(ApiError::bad_request("the body is empty: send the image"));
-    }
-    file.finish().await
 }
 
 #[utoipa::path(post, path = "/sp/{type}/{slot}/component/{component}/update-abort",

@@ -1,4 +1,5 @@
-//! Request bodies that carry images (`update`, `/mgsd/v1/control`): read
+//! Request bodies that carry images (`update`, `/recovery/host-phase2`,
+//! `/mgsd/v1/control`): read
 //! with an idle bound, and written to unlinked files in the state
 //! directory a megabyte at a time, off the async threads.
 
@@ -9,6 +10,33 @@ use futures_util::StreamExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Stream `body` into a new unlinked file in `dir`, refusing it with
+/// `too_large(bytes so far)` once it passes `max` bytes, or once it sends
+/// nothing for `idle`; an empty body is refused asking for `what`.
+pub(super) async fn receive(
+    body: axum::body::Body,
+    dir: &Path,
+    max: u64,
+    idle: Duration,
+    too_large: impl Fn(u64) -> ApiError,
+    what: &str,
+) -> Result<std::fs::File, ApiError> {
+    let mut upload = Upload::new(body, idle);
+    let mut file = UploadFile::new(dir)?;
+    while let Some(chunk) = upload.next().await? {
+        if upload.received > max {
+            return Err(too_large(upload.received));
+        }
+        file.push(&chunk).await?;
+    }
+    if upload.received == 0 {
+        return Err(ApiError::bad_request(format!(
+            "the body is empty: send {what}"
+        )));
+    }
+    file.finish().await
+}
 
 /// Bytes gathered before each write to an upload file.
 const WRITE_BYTES: usize = 1024 * 1024;
