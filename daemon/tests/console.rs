@@ -66,6 +66,18 @@ async fn read_until(conn: &mut Conn, want: &[u8]) -> (Vec<u8>, Vec<Value>) {
     (out, events)
 }
 
+/// `mgsctl console sled-0` against `rig`, its standard streams to be set.
+fn mgsctl_console(rig: &Rig) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"));
+    c.args([
+        "--socket",
+        rig.socket().to_str().unwrap(),
+        "console",
+        "sled-0",
+    ]);
+    c
+}
+
 async fn type_bytes(conn: &mut Conn, bytes: &[u8]) {
     conn.send(&json!({"write": B64.encode(bytes)})).await;
 }
@@ -164,7 +176,6 @@ async fn forced_detach_and_a_reset_while_attached() {
 
     let mut s = rig.conn().await;
     attach(&mut s, json!({"no_scrollback": true})).await;
-    let before = rig.sp("sled-0").console_stats();
     rig.sp("sled-0").reset_now();
     let reattached = loop {
         let l = s
@@ -180,7 +191,6 @@ async fn forced_detach_and_a_reset_while_attached() {
     attached(&rig).await;
     type_bytes(&mut s, b"after reset\r").await;
     read_until(&mut s, b"after reset").await;
-    let _ = before;
 }
 
 #[actix::test]
@@ -312,13 +322,7 @@ async fn mgsctl_console_types_and_leaves_with_tilde_dot() {
     attached(&rig).await;
     let sled = rig.sp("sled-0");
     sled.inject_host_output(b"hello from the host\r\n");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
-        .args([
-            "--socket",
-            rig.socket().to_str().unwrap(),
-            "console",
-            "sled-0",
-        ])
+    let mut child = mgsctl_console(&rig)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -396,13 +400,7 @@ async fn a_killed_client_frees_the_console_and_sigterm_ends_sessions() {
         .start()
         .await;
     attached(&rig).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
-        .args([
-            "--socket",
-            rig.socket().to_str().unwrap(),
-            "console",
-            "sled-0",
-        ])
+    let mut child = mgsctl_console(&rig)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -460,13 +458,7 @@ async fn the_terminal_is_restored_after_tilde_dot() {
         .unwrap();
     let before = tcgetattr(&slave).unwrap();
     assert!(before.local_modes.contains(LocalModes::ICANON));
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mgsctl"))
-        .args([
-            "--socket",
-            rig.socket().to_str().unwrap(),
-            "console",
-            "sled-0",
-        ])
+    let child = mgsctl_console(&rig)
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
         .stderr(std::process::Stdio::null())
