@@ -160,6 +160,15 @@ async fn dropping_the_callers_future_does_not_cancel_delivery() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     caller.abort();
+    // The registry knows the update once the SP's prepare ack is back,
+    // which may be a moment after the SP saw the prepare.
+    let known = tokio::time::timeout(LONG, async {
+        while h.update(id).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(known.is_ok(), "the update was never accepted");
     let done = wait_terminal(&h, id, LONG).await;
     assert_eq!(done.phase, Phase::Complete, "{done:?}");
     rack.stop().await;
