@@ -9,7 +9,7 @@ mod common;
 
 use artifacts::build::{self, ArchiveSpec, SP_CHIP, SP_IMAGE_BASE};
 use common::rollouts::{self, phase, targets};
-use common::{err_code, host_image, message, new_id, standard_rack, until, Rig, SpDefaults, HBF};
+use common::{err_code, host_image, message, new_id, standard_rack, Rig, SpDefaults, HBF};
 use gateway_messages::{SpComponent, UpdateStatus};
 use serde_json::Value;
 use sp_sim::{FaultConfig, Timings};
@@ -69,6 +69,13 @@ async fn plans_and_power_requests_are_checked_against_what_the_sp_has() {
         message(&v).contains("switch-0") && message(&v).contains("line 1"),
         "{v}"
     );
+    // The console's attach is the one other request a quiet rig sends.
+    r.until(
+        "the console is attached",
+        Duration::from_secs(10),
+        async || r.sp("sled-0").console_attached().is_some(),
+    )
+    .await;
     let before = r.sp("sled-0").fault_stats().received;
     let (code, out, _) = r.mgsctl(&["--json", "power", "set", "sled-0", "A1"]).await;
     assert_eq!(code, 5, "{out}");
@@ -113,7 +120,7 @@ async fn every_restart_during_an_erase_is_counted() {
         r.kill9().await;
         r.start().await;
         // The count grows once the SP has said where it stands.
-        until(
+        r.until(
             "the SP's answer after the restart",
             Duration::from_secs(30),
             async || {
@@ -124,7 +131,7 @@ async fn every_restart_during_an_erase_is_counted() {
         let d = r.ok(&["update", "status", "sled-0", HBF]).await["delivery"].clone();
         assert_eq!(d["phase"], "preparing", "kill {kill}: still erasing: {d}");
     }
-    until("the update ends", Duration::from_secs(90), async || {
+    r.until("the update ends", Duration::from_secs(90), async || {
         r.ok(&["update", "status", "sled-0", HBF]).await["delivery"]["phase"] == "complete"
     })
     .await;

@@ -391,6 +391,11 @@ impl UpdateActor {
                 if let Some(tx) = self.accepted.take() {
                     let _ = tx.send(Ok(()));
                 }
+                if self.step == Step::Resuming {
+                    // Taken up after a restart, which counts like any other.
+                    self.progress.resumed += 1;
+                    update_metrics::resumed(&self.spec);
+                }
                 self.enter(Step::Erasing);
             }
             Ask::Reconcile => {

@@ -87,13 +87,15 @@ impl Default for SpDefaults {
 }
 
 impl SpDefaults {
-    /// The defaults, but once an SP is found the daemon sends it nothing
-    /// of its own accord (state refresh and idle rediscovery an hour
-    /// apart): what the SPs receive is what clients asked for.
+    /// The defaults, but once an SP is found and its console attached the
+    /// daemon sends it nothing of its own accord (state refresh, idle
+    /// rediscovery and console keep-alives an hour apart): what the SPs
+    /// receive is what clients asked for.
     pub fn quiet() -> Self {
         Self {
             state_refresh_ms: Some(HOUR_MS),
             idle_rediscover_ms: Some(HOUR_MS),
+            console_keepalive_ms: Some(HOUR_MS),
             ..Self::default()
         }
     }
@@ -339,6 +341,19 @@ impl Rig {
     /// in process).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// [`crate::common::until`], but a timeout prints the daemon's log.
+    pub async fn until(&self, what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done().await {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}; mgsd's log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     pub fn rack(&self) -> &SimRack {
